@@ -1,0 +1,591 @@
+import * as Automerge from '@automerge/automerge'
+import type { AbstractLevel } from 'abstract-level'
+import { verifySignature, type Signer } from '../crypto/index.js'
+import {
+  ChangeNotFoundError, ClosedError, DecryptionError, DocumentDeletedError, DocumentNotFoundError,
+  InvalidArgumentError, InvalidSignatureError, KeyNotFoundError, UntrustedAuthorError, throwIfAborted
+} from '../errors.js'
+import {
+  computeChangeHash, encodeSignedPart, isChangeHash, isValidId, sha256,
+  type ChangeHash, type ChangeHeader, type DocId, type StoreChange
+} from '../store/change.js'
+import type { AbortOptions, AppendOnlyStore, ChangeVerifier } from '../store/types.js'
+import { silentLogger, type Logger } from '../util/logger.js'
+import { Mutex } from '../util/mutex.js'
+import { MindooDoc, type DocData, type DocMeta } from './doc.js'
+import type { KeyRing } from './keyring.js'
+import { randomUUID } from 'node:crypto'
+
+/** A key-value store with string keys and binary values (a LevelDB sublevel). */
+export type KV = AbstractLevel<any, string, Uint8Array> // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** Where `iterateChangesSince` resumes: null for the beginning, or a cursor it yielded. JSON-serialisable. */
+export interface ProcessChangesCursor {
+  /** Position in this replica's changefeed. */
+  readonly seq: number
+  /** The document yielded at that position (informational). */
+  readonly docId?: DocId
+}
+
+/** What a tenant tells partners out of band so their databases can trust its authors. */
+export interface TenantPublicInfo {
+  tenantId: string
+  /** base64url of the raw 32-byte Ed25519 public key its changes are signed with. */
+  signingPublicKey: string
+}
+
+export interface CreateDocumentOptions {
+  /** Key that encrypts the document's changes. Default: the database's default key. */
+  keyId?: string
+}
+
+export interface OpenDBOptions {
+  /** Key new documents are encrypted with when createDocument gets none. Default: the tenant's own key. */
+  defaultKeyId?: string
+}
+
+/** What one call of the materialiser did. */
+export interface MaterialiseResult {
+  /** Changes applied to documents. */
+  applied: number
+  /** Documents whose state changed. */
+  documents: DocId[]
+}
+
+/** The parts of its tenant a database uses. */
+export interface TenantContext {
+  tenantId: string
+  signer: Signer
+  keyring: KeyRing
+  /** Key id of the tenant's own key (`tenant:<tenantId>`), which also seals local snapshots. */
+  localKeyId: string
+}
+
+export interface MindooDBComponents {
+  store: AppendOnlyStore
+  /** The database's own state (documents, changefeed, trust), beside the store. */
+  state: KV
+  tenant: TenantContext
+  logger?: Logger
+}
+
+export interface MindooDBInit {
+  name: string
+  defaultKeyId?: string
+}
+
+/** Listener for documents whose materialised state changed. */
+export type DocumentsChangedListener = (event: { docIds: DocId[] }) => void
+
+const CHUNK = 256
+const FLUSH_OPS = 4000
+const CACHE_MAX = 512
+const SNAPSHOT_VERSION = 1
+
+interface DocState {
+  am: Automerge.Doc<DocData>
+  meta: DocMeta
+  /** Position in the changefeed (0 before the first flush). */
+  feedSeq: number
+}
+
+interface Meta {
+  appliedSeq: number
+  feedSeq: number
+}
+
+type Op = { type: 'put', key: string, value: Uint8Array } | { type: 'del', key: string }
+
+const EMPTY = new Uint8Array(0)
+const enc = new TextEncoder()
+const dec = new TextDecoder()
+const pad = (n: number): string => n.toString(16).padStart(13, '0')
+const validateHashes = (hashes: unknown): ChangeHash[] => {
+  if (!Array.isArray(hashes) || !hashes.every(isChangeHash)) {
+    throw new InvalidArgumentError('hashes must be an array of 64-character hex change hashes')
+  }
+  return hashes
+}
+
+/**
+ * One work unit of the materialiser: collects the LevelDB operations and the document states it touches,
+ * and is flushed as one atomic batch together with the new `appliedSeq`.
+ */
+class Batch {
+  readonly ops: Op[] = []
+  readonly dirty = new Map<DocId, DocState>()
+  readonly applied = new Set<ChangeHash>()
+  /** Changes waiting for a dependency, registered in this batch: dep -> waiting hashes. */
+  readonly waiting = new Map<ChangeHash, ChangeHash[]>()
+  appliedCount = 0
+}
+
+/**
+ * A MindooDB database of one tenant: documents as Automerge CRDTs, every change signed by its author,
+ * encrypted under the document's key and kept in an append-only store.
+ *
+ * Changes enter the store either locally (`createDocument`, `changeDoc`, `deleteDocument`) or from outside
+ * (`getStore().append(...)` during sync). The materialiser applies stored changes to documents in arrival order:
+ * a change waits, stored, until its key is known and its dependencies are applied. Its progress (`appliedSeq`)
+ * is written in the same atomic batch as the document states it produced, so a crash never leaves a document
+ * ahead of or behind the recorded progress; on open it simply resumes.
+ *
+ * Invariants:
+ * 1. A change is applied to its document at most once (the `ap!` set), and only after all its deps.
+ * 2. Every materialised document has exactly one changefeed entry, at the position of its latest change.
+ * 3. Documents whose key this tenant lacks are never materialised, so never appear in reads or the changefeed.
+ */
+export class MindooDB {
+  readonly #name: string
+  readonly #store: AppendOnlyStore
+  readonly #state: KV
+  readonly #tenant: TenantContext
+  readonly #log: Logger
+  readonly #mutex = new Mutex()
+  readonly #cache = new Map<DocId, DocState>()
+  readonly #trusted = new Map<string, string>()
+  readonly #listeners = new Set<DocumentsChangedListener>()
+  #defaultKeyId: string
+  #meta: Meta = { appliedSeq: 0, feedSeq: 0 }
+  #open = false
+  #closed = false
+
+  constructor (components: MindooDBComponents, init: MindooDBInit) {
+    this.#name = init.name
+    this.#store = components.store
+    this.#state = components.state
+    this.#tenant = components.tenant
+    this.#log = (components.logger ?? silentLogger).child({ db: init.name })
+    this.#defaultKeyId = init.defaultKeyId ?? components.tenant.localKeyId
+  }
+
+  /** Loads trust and progress, installs the verifier on the store, and catches up with stored changes. */
+  async open (): Promise<void> {
+    if (this.#open) return
+    const meta = await this.#state.get('meta')
+    if (meta !== undefined) this.#meta = JSON.parse(dec.decode(meta))
+    for await (const [key, value] of this.#state.iterator({ gt: 'trust!', lt: 'trust!~' })) {
+      this.#trusted.set(key.slice('trust!'.length), dec.decode(value))
+    }
+    this.#trusted.set(this.#tenant.signer.publicKey, this.#tenant.tenantId)
+    this.#store.setVerifier(this.#verifier)
+    this.#open = true
+    await this.#mutex.run(async () => { await this.#catchUp() })
+  }
+
+  getName (): string {
+    return this.#name
+  }
+
+  /** The database's append-only store of signed, encrypted changes. */
+  getStore (): AppendOnlyStore {
+    return this.#store
+  }
+
+  getDefaultKeyId (): string {
+    return this.#defaultKeyId
+  }
+
+  // ------------------------------------------------------------------ trust
+
+  /** Accept changes signed by this partner tenant's authors (persisted). */
+  async trustPartner (info: TenantPublicInfo): Promise<void> {
+    this.#checkOpen()
+    if (info == null || !isValidId(info.tenantId) || typeof info.signingPublicKey !== 'string' ||
+        Buffer.from(info.signingPublicKey, 'base64url').length !== 32) {
+      throw new InvalidArgumentError('info must be { tenantId, signingPublicKey } of a tenant')
+    }
+    await this.#state.put('trust!' + info.signingPublicKey, enc.encode(info.tenantId))
+    this.#trusted.set(info.signingPublicKey, info.tenantId)
+  }
+
+  /** Stop accepting new changes from this partner's authors. Changes already stored stay. */
+  async untrustPartner (signingPublicKey: string): Promise<void> {
+    this.#checkOpen()
+    if (signingPublicKey === this.#tenant.signer.publicKey) throw new InvalidArgumentError('cannot untrust the own tenant')
+    await this.#state.del('trust!' + signingPublicKey)
+    this.#trusted.delete(signingPublicKey)
+  }
+
+  /** The trusted authors: signing key -> tenant id (the own tenant included). */
+  getTrustedAuthors (): Map<string, string> {
+    return new Map(this.#trusted)
+  }
+
+  readonly #verifier: ChangeVerifier = {
+    verify: (change: StoreChange, signedPart: Uint8Array): void => {
+      if (!this.#trusted.has(change.author)) {
+        throw new UntrustedAuthorError(`author ${change.author} is not trusted by database ${this.#name}`)
+      }
+      if (!verifySignature(change.author, signedPart, change.signature)) {
+        throw new InvalidSignatureError(`signature of change ${change.hash} does not verify`)
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ documents
+
+  /** Creates a new, empty document (one signed change), encrypted under `keyId` or the default key. */
+  async createDocument (options: CreateDocumentOptions = {}): Promise<MindooDoc> {
+    this.#checkOpen()
+    const keyId = options.keyId ?? this.#defaultKeyId
+    if (!isValidId(keyId)) throw new InvalidArgumentError('invalid keyId')
+    if (!this.#tenant.keyring.has(keyId)) throw new KeyNotFoundError(`this tenant has no key ${keyId}`)
+    const docId: DocId = randomUUID()
+    return await this.#mutex.run(async () => {
+      const am = Automerge.emptyChange(Automerge.init<DocData>())
+      await this.#commitLocal('change', docId, keyId, [], Automerge.getLastLocalChange(am) ?? EMPTY, am)
+      return this.#toDoc(docId, await this.#requireState(docId))
+    })
+  }
+
+  /**
+   * Changes a document: `fn` receives a MindooDoc whose `getData()` is the mutable Automerge proxy.
+   * Produces one signed, encrypted change (none if `fn` changed nothing).
+   */
+  async changeDoc (doc: MindooDoc | DocId, fn: (doc: MindooDoc) => void, options: AbortOptions = {}): Promise<MindooDoc> {
+    this.#checkOpen()
+    if (typeof fn !== 'function') throw new TypeError('fn must be a function')
+    const docId = this.#docIdOf(doc)
+    return await this.#mutex.run(async () => {
+      throwIfAborted(options.signal)
+      await this.#catchUp()
+      const state = await this.#requireState(docId)
+      if (state.meta.deleted) throw new DocumentDeletedError(`document ${docId} is deleted`)
+      const before = Automerge.getHeads(state.am).join()
+      let am: Automerge.Doc<DocData>
+      try {
+        am = Automerge.change(state.am, (proxy) => { fn(new MindooDoc(docId, proxy, state.meta)) })
+      } catch (err) {
+        this.#cache.delete(docId) // Automerge may have left the cached doc outdated
+        throw err
+      }
+      if (Automerge.getHeads(am).join() === before) {
+        state.am = am
+        return this.#toDoc(docId, state)
+      }
+      this.#cache.delete(docId) // the cached doc is outdated now; the commit below puts the new one in
+      await this.#commitLocal('change', docId, state.meta.keyId, state.meta.heads, Automerge.getLastLocalChange(am) as Uint8Array, am)
+      return this.#toDoc(docId, await this.#requireState(docId))
+    })
+  }
+
+  /** The document at its current state; a deleted document comes back as a tombstone (`isDeleted()`). */
+  async getDocument (docId: DocId): Promise<MindooDoc> {
+    this.#checkOpen()
+    if (!isValidId(docId)) throw new InvalidArgumentError('invalid docId')
+    await this.#catchUpIfBehind()
+    return this.#toDoc(docId, await this.#requireState(docId))
+  }
+
+  /** Deletes a document: a signed tombstone change that every replica applies. */
+  async deleteDocument (doc: MindooDoc | DocId): Promise<void> {
+    this.#checkOpen()
+    const docId = this.#docIdOf(doc)
+    await this.#mutex.run(async () => {
+      await this.#catchUp()
+      const state = await this.#requireState(docId)
+      if (state.meta.deleted) return
+      await this.#commitLocal('delete', docId, state.meta.keyId, state.meta.heads, EMPTY, undefined)
+    })
+  }
+
+  /** Ids of all documents this replica can read (tombstones included), in no particular order. */
+  async getAllDocumentIds (): Promise<DocId[]> {
+    this.#checkOpen()
+    await this.#catchUpIfBehind()
+    const ids: DocId[] = []
+    for await (const key of this.#state.keys({ gt: 'doc!', lt: 'doc!~' })) ids.push(key.slice(4))
+    return ids
+  }
+
+  /**
+   * Applies changes that were appended to the store from outside (sync) to their documents. Changes whose
+   * key is unknown or whose dependencies are missing stay stored and are applied once those arrive.
+   * Every hash must be in the store.
+   */
+  async syncStoreChanges (hashes: readonly ChangeHash[], options: AbortOptions = {}): Promise<MaterialiseResult> {
+    this.#checkOpen()
+    validateHashes(hashes)
+    for (const hash of hashes) {
+      if (!await this.#store.has(hash)) throw new ChangeNotFoundError(`change ${hash} is not in the store`)
+    }
+    return await this.#mutex.run(async () => await this.#catchUp(options))
+  }
+
+  /**
+   * Each document changed after `cursor`, once, at its latest state, in the order this replica committed
+   * the changes. Resume from any yielded cursor: no duplicates, no gaps, also after a restart. Deleted
+   * documents come out as tombstones; documents this tenant cannot decrypt never come out. Streams: holds
+   * one chunk of positions at a time.
+   */
+  async * iterateChangesSince (cursor: ProcessChangesCursor | null, options: AbortOptions = {}): AsyncGenerator<{ doc: MindooDoc, cursor: ProcessChangesCursor }> {
+    this.#checkOpen()
+    if (cursor !== null && (typeof cursor !== 'object' || !Number.isSafeInteger(cursor.seq) || cursor.seq < 0)) {
+      throw new InvalidArgumentError('cursor must be null or a cursor yielded by iterateChangesSince')
+    }
+    await this.#catchUpIfBehind()
+    let after = cursor?.seq ?? 0
+    while (true) {
+      throwIfAborted(options.signal)
+      const entries = await this.#state.iterator({ gt: 'feed!' + pad(after), lt: 'feed!~', limit: CHUNK }).all()
+      for (const [key, value] of entries) {
+        const seq = parseInt(key.slice(5), 16)
+        const docId = dec.decode(value)
+        const state = await this.#loadState(docId)
+        after = seq
+        if (state === undefined) continue
+        yield { doc: this.#toDoc(docId, state), cursor: { seq, docId } }
+      }
+      if (entries.length < CHUNK) return
+    }
+  }
+
+  /** Registers a listener for documents whose state changed; returns a function that removes it. */
+  onDocumentsChanged (listener: DocumentsChangedListener): () => void {
+    this.#listeners.add(listener)
+    return () => { this.#listeners.delete(listener) }
+  }
+
+  /** Called by the tenant when key material was added: applies changes that waited for it. */
+  async keyAdded (keyId: string): Promise<void> {
+    if (!this.#open || this.#closed) return
+    await this.#mutex.run(async () => {
+      const prefix = `pk!${keyId}!`
+      const hashes = await this.#state.keys({ gt: prefix, lt: prefix + '~' }).all()
+      if (hashes.length === 0) return
+      const batch = new Batch()
+      for (const key of hashes) {
+        batch.ops.push({ type: 'del', key })
+        const [change] = await this.#store.getChanges([key.slice(prefix.length)])
+        await this.#applyWithWaiters(batch, change)
+        if (batch.ops.length >= FLUSH_OPS) await this.#flush(batch, this.#meta.appliedSeq)
+      }
+      await this.#flush(batch, this.#meta.appliedSeq)
+    })
+  }
+
+  /** Finishes the work in flight and stops; the store and state are closed by their owner. */
+  async close (): Promise<void> {
+    if (this.#closed) return
+    await this.#mutex.run(async () => { this.#closed = true })
+    this.#store.setVerifier(undefined)
+    this.#cache.clear()
+    this.#listeners.clear()
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  #checkOpen (): void {
+    if (this.#closed) throw new ClosedError(`database ${this.#name} is closed`)
+    if (!this.#open) throw new ClosedError(`database ${this.#name} is not open`)
+  }
+
+  #docIdOf (doc: MindooDoc | DocId): DocId {
+    const docId = doc instanceof MindooDoc ? doc.getId() : doc
+    if (!isValidId(docId)) throw new InvalidArgumentError('invalid document or docId')
+    return docId
+  }
+
+  #toDoc (docId: DocId, state: DocState): MindooDoc {
+    return new MindooDoc(docId, state.am, { ...state.meta, heads: [...state.meta.heads] })
+  }
+
+  async #requireState (docId: DocId): Promise<DocState> {
+    const state = await this.#loadState(docId)
+    if (state === undefined) throw new DocumentNotFoundError(`no document ${docId} in database ${this.#name}`)
+    return state
+  }
+
+  /** Signs, encrypts and stores a local change, then materialises it (reusing the already-changed `am`). */
+  async #commitLocal (kind: 'change' | 'delete', docId: DocId, keyId: string, heads: readonly ChangeHash[],
+    amChange: Uint8Array, am: Automerge.Doc<DocData> | undefined): Promise<void> {
+    const header: ChangeHeader = {
+      kind, docId, keyId, deps: [...heads].sort(), author: this.#tenant.signer.publicKey, time: Date.now()
+    }
+    const payload = this.#tenant.keyring.encrypt(keyId, amChange)
+    const signed = encodeSignedPart(header, sha256(payload))
+    const change: StoreChange = {
+      ...header, payload, hash: computeChangeHash(header, payload), signature: this.#tenant.signer.sign(signed)
+    }
+    await this.#store.append(change)
+    await this.#catchUp({}, am === undefined ? undefined : { hash: change.hash, am })
+  }
+
+  async #catchUpIfBehind (): Promise<void> {
+    if (this.#store.getLastSeq() > this.#meta.appliedSeq) {
+      await this.#mutex.run(async () => { await this.#catchUp() })
+    }
+  }
+
+  /**
+   * Applies every stored change after `appliedSeq` (must run under the mutex). `local` is a change just made
+   * here, whose resulting document is already known and is used instead of applying the change again.
+   */
+  async #catchUp (options: AbortOptions = {}, local?: { hash: ChangeHash, am: Automerge.Doc<DocData> }): Promise<MaterialiseResult> {
+    if (this.#closed) throw new ClosedError(`database ${this.#name} is closed`)
+    const result: MaterialiseResult = { applied: 0, documents: [] }
+    let batch = new Batch()
+    let seq = this.#meta.appliedSeq
+    try {
+      for await (const entry of this.#store.iterateSince(this.#meta.appliedSeq, options)) {
+        await this.#applyWithWaiters(batch, entry.change, local)
+        seq = entry.seq
+        if (batch.ops.length >= FLUSH_OPS || batch.dirty.size >= CACHE_MAX) {
+          this.#collect(result, await this.#flush(batch, seq))
+          batch = new Batch()
+        }
+      }
+      this.#collect(result, await this.#flush(batch, seq))
+    } catch (err) {
+      // states in the cache may hold work that was not written: forget them, the disk is the truth
+      this.#cache.clear()
+      throw err
+    }
+    return result
+  }
+
+  #collect (result: MaterialiseResult, batch: Batch): void {
+    result.applied += batch.appliedCount
+    result.documents.push(...batch.dirty.keys())
+  }
+
+  /** Applies a change, then every change that was waiting for it (transitively). */
+  async #applyWithWaiters (batch: Batch, change: StoreChange, local?: { hash: ChangeHash, am: Automerge.Doc<DocData> }): Promise<void> {
+    const queue = [change]
+    while (queue.length > 0) {
+      const next = queue.shift() as StoreChange
+      if (!await this.#apply(batch, next, local)) continue
+      const prefix = `wd!${next.hash}!`
+      const waiting = batch.waiting.get(next.hash) ?? []
+      batch.waiting.delete(next.hash)
+      for (const hash of waiting) batch.ops.push({ type: 'del', key: prefix + hash })
+      for (const key of await this.#state.keys({ gt: prefix, lt: prefix + '~' }).all()) {
+        batch.ops.push({ type: 'del', key })
+        waiting.push(key.slice(prefix.length))
+      }
+      if (waiting.length > 0) queue.push(...await this.#store.getChanges(waiting))
+    }
+  }
+
+  async #isApplied (batch: Batch, hash: ChangeHash): Promise<boolean> {
+    return batch.applied.has(hash) || (await this.#state.get('ap!' + hash)) !== undefined
+  }
+
+  /** Applies one change to its document if it can be (invariant 1); returns whether it was applied now. */
+  async #apply (batch: Batch, change: StoreChange, local?: { hash: ChangeHash, am: Automerge.Doc<DocData> }): Promise<boolean> {
+    if (await this.#isApplied(batch, change.hash)) return false
+    if (!this.#tenant.keyring.has(change.keyId)) {
+      batch.ops.push({ type: 'put', key: `pk!${change.keyId}!${change.hash}`, value: EMPTY })
+      return false
+    }
+    let missing = false
+    for (const dep of change.deps) {
+      if (await this.#isApplied(batch, dep)) continue
+      missing = true
+      batch.ops.push({ type: 'put', key: `wd!${dep}!${change.hash}`, value: EMPTY })
+      const list = batch.waiting.get(dep) ?? []
+      list.push(change.hash)
+      batch.waiting.set(dep, list)
+    }
+    if (missing) return false
+    let plaintext: Uint8Array
+    try {
+      plaintext = local?.hash === change.hash ? EMPTY : this.#tenant.keyring.decrypt(change.keyId, change.payload)
+    } catch (err) {
+      if (!(err instanceof DecryptionError)) throw err
+      // a key version this tenant does not have yet: wait for it like for an unknown key
+      batch.ops.push({ type: 'put', key: `pk!${change.keyId}!${change.hash}`, value: EMPTY })
+      return false
+    }
+    const state = batch.dirty.get(change.docId) ?? await this.#loadState(change.docId) ?? {
+      am: Automerge.init<DocData>(),
+      meta: { keyId: change.keyId, deleted: false, heads: [], createdAt: change.time, modifiedAt: change.time },
+      feedSeq: 0
+    }
+    if (change.kind === 'delete') {
+      state.meta.deleted = true
+    } else if (local?.hash === change.hash) {
+      state.am = local.am
+    } else {
+      try {
+        state.am = Automerge.applyChanges(state.am, [plaintext])[0]
+      } catch (err) {
+        // a trusted author sent bytes Automerge cannot read: keep the change stored, skip its content
+        this.#log.warn({ hash: change.hash, docId: change.docId, err: String(err) }, 'change content rejected by Automerge')
+      }
+    }
+    const deps = new Set(change.deps)
+    state.meta.heads = [...state.meta.heads.filter((h) => !deps.has(h)), change.hash].sort()
+    state.meta.modifiedAt = Math.max(state.meta.modifiedAt, change.time)
+    state.meta.createdAt = Math.min(state.meta.createdAt, change.time)
+    batch.dirty.set(change.docId, state)
+    batch.applied.add(change.hash)
+    batch.ops.push({ type: 'put', key: 'ap!' + change.hash, value: EMPTY })
+    batch.appliedCount++
+    return true
+  }
+
+  /** Writes a batch and the new progress atomically (invariant 2), then updates the cache and notifies. */
+  async #flush (batch: Batch, appliedSeq: number): Promise<Batch> {
+    if (batch.ops.length === 0 && appliedSeq === this.#meta.appliedSeq) return batch
+    let feedSeq = this.#meta.feedSeq
+    const ops = batch.ops
+    for (const [docId, state] of batch.dirty) {
+      if (state.feedSeq > 0) ops.push({ type: 'del', key: 'feed!' + pad(state.feedSeq) })
+      state.feedSeq = ++feedSeq
+      ops.push({ type: 'put', key: 'feed!' + pad(feedSeq), value: enc.encode(docId) })
+      ops.push({ type: 'put', key: 'doc!' + docId, value: this.#seal(state) })
+    }
+    const meta: Meta = { appliedSeq, feedSeq }
+    ops.push({ type: 'put', key: 'meta', value: enc.encode(JSON.stringify(meta)) })
+    await this.#state.batch(ops)
+    this.#meta = meta
+    for (const [docId, state] of batch.dirty) this.#remember(docId, state)
+    if (batch.dirty.size > 0) {
+      const docIds = [...batch.dirty.keys()]
+      for (const listener of this.#listeners) {
+        try {
+          listener({ docIds })
+        } catch (err) {
+          this.#log.error({ err: String(err) }, 'documents-changed listener failed')
+        }
+      }
+    }
+    return batch
+  }
+
+  #remember (docId: DocId, state: DocState): void {
+    this.#cache.delete(docId)
+    this.#cache.set(docId, state)
+    if (this.#cache.size > CACHE_MAX) this.#cache.delete(this.#cache.keys().next().value as DocId)
+  }
+
+  async #loadState (docId: DocId): Promise<DocState | undefined> {
+    const cached = this.#cache.get(docId)
+    if (cached !== undefined) return cached
+    const sealed = await this.#state.get('doc!' + docId)
+    if (sealed === undefined) return undefined
+    const state = this.#unseal(sealed)
+    this.#remember(docId, state)
+    return state
+  }
+
+  /** A document's state as stored locally: encrypted under the tenant's own key, never in the clear. */
+  #seal (state: DocState): Uint8Array {
+    const head = enc.encode(JSON.stringify({ v: SNAPSHOT_VERSION, meta: state.meta, feedSeq: state.feedSeq }))
+    const body = Automerge.save(state.am)
+    const plain = Buffer.allocUnsafe(4 + head.length + body.length)
+    plain.writeUInt32BE(head.length, 0)
+    plain.set(head, 4)
+    plain.set(body, 4 + head.length)
+    return this.#tenant.keyring.encrypt(this.#tenant.localKeyId, plain)
+  }
+
+  #unseal (sealed: Uint8Array): DocState {
+    const plain = Buffer.from(this.#tenant.keyring.decrypt(this.#tenant.localKeyId, sealed))
+    const headLen = plain.readUInt32BE(0)
+    const head = JSON.parse(plain.toString('utf8', 4, 4 + headLen)) as { meta: DocMeta, feedSeq: number }
+    return { am: Automerge.load<DocData>(plain.subarray(4 + headLen)), meta: head.meta, feedSeq: head.feedSeq }
+  }
+}

@@ -1,0 +1,203 @@
+import { Level } from 'level'
+import { createWrappedKey, randomKey, unwrapKey, type ScryptParams, type Signer } from '../crypto/index.js'
+import { ClosedError, InvalidArgumentError, KeyNotFoundError, LockedError } from '../errors.js'
+import { isValidId } from '../store/change.js'
+import { LevelStore } from '../store/level-store.js'
+import type { Logger } from '../util/logger.js'
+import { Mutex } from '../util/mutex.js'
+import { MindooDB, type KV, type OpenDBOptions, type TenantContext, type TenantPublicInfo } from './db.js'
+import type { KeyInfo, KeyRing } from './keyring.js'
+
+const DB_NAME = /^[A-Za-z0-9._-]{1,128}$/
+
+/** What a tenant needs from the factory that created it: where it lives and how its secrets are saved. */
+export interface TenantComponents {
+  /** Directory of the tenant's LevelDB. */
+  levelPath: string
+  signer: Signer
+  keyring: KeyRing
+  /** The tenant's own key wrapped under its tenantEncryptionKeyPassword (what `exportTenantKey` hands out). */
+  tenantKeyBlob: string
+  /** Persists the key ring after it changed. */
+  saveSecrets: () => Promise<void>
+  keyWrapping: ScryptParams
+  logger: Logger
+  onClose: () => void
+}
+
+/** Prefix of the key id under which each tenant's own key is kept. */
+export const TENANT_KEY_PREFIX = 'tenant:'
+
+/**
+ * An organisation: its signing identity, its keys, and its databases, isolated from every other tenant.
+ *
+ * @example
+ * ```ts
+ * const db = await tenant.openDB('collaboration')
+ * await tenant.importNamedKey('collab-key', blob, 'password')
+ * partnerDB.trustPartner(tenant.getPublicInfo())
+ * ```
+ */
+export class MindooTenant {
+  readonly #tenantId: string
+  readonly #components: TenantComponents
+  readonly #context: TenantContext
+  readonly #dbs = new Map<string, Promise<MindooDB>>()
+  readonly #keyMutex = new Mutex()
+  readonly #log: Logger
+  #level: Level<string, Uint8Array> | undefined
+  #closed = false
+
+  constructor (tenantId: string, components: TenantComponents) {
+    this.#tenantId = tenantId
+    this.#components = components
+    this.#log = components.logger.child({ tenant: tenantId })
+    this.#context = {
+      tenantId,
+      signer: components.signer,
+      keyring: components.keyring,
+      localKeyId: TENANT_KEY_PREFIX + tenantId
+    }
+  }
+
+  /** Opens the tenant's LevelDB. Throws LockedError when another process has it open. */
+  async open (): Promise<void> {
+    if (this.#level !== undefined) return
+    const level = new Level<string, Uint8Array>(this.#components.levelPath, { valueEncoding: 'view' })
+    try {
+      await level.open()
+    } catch (err) {
+      const code = (err as { cause?: { code?: string } }).cause?.code ?? (err as { code?: string }).code
+      if (code === 'LEVEL_LOCKED') {
+        throw new LockedError(`tenant ${this.#tenantId} is in use by another process`, { cause: err })
+      }
+      throw err
+    }
+    this.#level = level
+  }
+
+  getTenantId (): string {
+    return this.#tenantId
+  }
+
+  /** The tenant id and signing public key: what partners need to trust this tenant's changes. */
+  getPublicInfo (): TenantPublicInfo {
+    return { tenantId: this.#tenantId, signingPublicKey: this.#context.signer.publicKey }
+  }
+
+  /** Opens a database of this tenant, creating it on first open. The same name gives the same instance. */
+  async openDB (name: string, options: OpenDBOptions = {}): Promise<MindooDB> {
+    const level = this.#checkOpen()
+    if (typeof name !== 'string' || !DB_NAME.test(name)) {
+      throw new InvalidArgumentError('database names are 1-128 characters of A-Z a-z 0-9 . _ -')
+    }
+    if (options.defaultKeyId !== undefined && !isValidId(options.defaultKeyId)) {
+      throw new InvalidArgumentError('invalid defaultKeyId')
+    }
+    let db = this.#dbs.get(name)
+    if (db === undefined) {
+      db = this.#openDB(level, name, options)
+      this.#dbs.set(name, db)
+      db.catch(() => this.#dbs.delete(name))
+    }
+    return await db
+  }
+
+  async #openDB (level: Level<string, Uint8Array>, name: string, options: OpenDBOptions): Promise<MindooDB> {
+    const sub = (part: string): KV => level.sublevel<string, Uint8Array>(['db', name, part], { valueEncoding: 'view' }) as unknown as KV
+    await level.put('dbs!' + name, new Uint8Array(0))
+    const db = new MindooDB({
+      store: new LevelStore({ db: sub('store') }),
+      state: sub('state'),
+      tenant: this.#context,
+      logger: this.#log
+    }, { name, defaultKeyId: options.defaultKeyId })
+    await db.open()
+    return db
+  }
+
+  /** Names of the databases this tenant has opened at least once. */
+  async listDatabases (): Promise<string[]> {
+    const level = this.#checkOpen()
+    return (await level.keys({ gt: 'dbs!', lt: 'dbs!~' }).all()).map((k) => k.slice(4))
+  }
+
+  // ------------------------------------------------------------------ named keys
+
+  /**
+   * Imports a named key from a blob made by `createSymmetricEncryptedPrivateKey` (or an export), unwrapping it
+   * with its password. Importing a further version of a key id adds it (rotation: the newest encrypts, all
+   * decrypt). Changes already stored under that key become readable. WrongPasswordError on a wrong password.
+   */
+  async importNamedKey (keyId: string, blob: string, password: string): Promise<void> {
+    this.#checkOpen()
+    if (!isValidId(keyId)) throw new InvalidArgumentError('invalid keyId')
+    const material = await unwrapKey(blob, password)
+    const added = await this.#keyMutex.run(async () => {
+      const n = this.#context.keyring.add(keyId, material)
+      if (n > 0) await this.#components.saveSecrets()
+      return n
+    })
+    if (added === 0) return
+    this.#log.info({ keyId, versions: added }, 'named key imported')
+    for (const db of this.#dbs.values()) await (await db).keyAdded(keyId)
+  }
+
+  /** Creates a fresh named key (or a new version of an existing one: rotation) and returns it wrapped. */
+  async createNamedKey (keyId: string, password: string): Promise<string> {
+    this.#checkOpen()
+    const blob = await createWrappedKey(randomKey(), password, this.#components.keyWrapping)
+    await this.importNamedKey(keyId, blob, password)
+    return await this.exportNamedKey(keyId, password)
+  }
+
+  /** Adds a new version of a named key; the new version encrypts from now on. Returns all versions wrapped. */
+  async rotateNamedKey (keyId: string, password: string): Promise<string> {
+    if (!this.hasNamedKey(keyId)) throw new KeyNotFoundError(`unknown key ${keyId}`)
+    return await this.createNamedKey(keyId, password)
+  }
+
+  /** All versions of a named key wrapped under `password`, for a partner to import. */
+  async exportNamedKey (keyId: string, password: string): Promise<string> {
+    this.#checkOpen()
+    return await createWrappedKey(this.#context.keyring.material(keyId), password, this.#components.keyWrapping)
+  }
+
+  hasNamedKey (keyId: string): boolean {
+    return this.#context.keyring.has(keyId)
+  }
+
+  /** Key ids this tenant holds (its own `tenant:<id>` key included) and how many versions each has. */
+  listNamedKeys (): KeyInfo[] {
+    return this.#context.keyring.list()
+  }
+
+  /**
+   * The tenant's own encryption key, wrapped under the tenantEncryptionKeyPassword given at creation. A partner
+   * that imports it (`importNamedKey('tenant:<id>', blob, password)`) can read this tenant's documents.
+   */
+  exportTenantKey (): string {
+    return this.#components.tenantKeyBlob
+  }
+
+  /** Closes the tenant's databases and its LevelDB. */
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    for (const db of this.#dbs.values()) {
+      try {
+        await (await db).close()
+      } catch {
+        // a database that failed to open has nothing to close
+      }
+    }
+    this.#dbs.clear()
+    await this.#level?.close()
+    this.#components.onClose()
+  }
+
+  #checkOpen (): Level<string, Uint8Array> {
+    if (this.#closed || this.#level === undefined) throw new ClosedError(`tenant ${this.#tenantId} is closed`)
+    return this.#level
+  }
+}

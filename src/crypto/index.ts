@@ -1,0 +1,200 @@
+/**
+ * Keys, signatures, encryption and password wrapping, on `node:crypto` only.
+ *
+ * - Ed25519 signing keys: authors sign the canonical bytes of their changes.
+ * - AES-256-GCM with a fresh random 96-bit IV per payload: `IV || ciphertext || tag`.
+ * - Password wrapping of 256-bit keys with scrypt and a random salt (`createWrappedKey` / `unwrapKey`).
+ *
+ * @example
+ * ```ts
+ * const blob = await createWrappedKey(randomKey(), 'password')
+ * const key = await unwrapKey(blob, 'password')          // WrongPasswordError on a wrong password
+ * const sealed = encrypt(key, new TextEncoder().encode('hi'))
+ * ```
+ */
+import {
+  createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, scrypt,
+  sign as edSign, verify as edVerify, type KeyObject
+} from 'node:crypto'
+import { DecryptionError, InvalidKeyFormatError, WrongPasswordError } from '../errors.js'
+
+export const KEY_BYTES = 32
+const IV_BYTES = 12
+const TAG_BYTES = 16
+/** DER prefix of an Ed25519 SubjectPublicKeyInfo; the raw 32-byte key follows it. */
+const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
+
+/** A fresh random 256-bit symmetric key. */
+export function randomKey (): Uint8Array {
+  return randomBytes(KEY_BYTES)
+}
+
+// ---------------------------------------------------------------- signing
+
+export interface SigningKeyPair {
+  /** base64url of the raw 32-byte public key: the author id written into changes. */
+  publicKey: string
+  /** PKCS#8 DER of the private key. */
+  privateKeyDer: Uint8Array
+}
+
+export function generateSigningKeyPair (): SigningKeyPair {
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519')
+  return {
+    publicKey: rawPublicKey(publicKey),
+    privateKeyDer: privateKey.export({ format: 'der', type: 'pkcs8' })
+  }
+}
+
+function rawPublicKey (key: KeyObject): string {
+  const der = key.export({ format: 'der', type: 'spki' })
+  return der.subarray(der.length - 32).toString('base64url')
+}
+
+/** A signer holding an imported private key. */
+export class Signer {
+  readonly publicKey: string
+  readonly #key: KeyObject
+
+  constructor (privateKeyDer: Uint8Array) {
+    try {
+      this.#key = createPrivateKey({ key: Buffer.from(privateKeyDer), format: 'der', type: 'pkcs8' })
+    } catch (err) {
+      throw new InvalidKeyFormatError('not an Ed25519 PKCS#8 private key', { cause: err })
+    }
+    if (this.#key.asymmetricKeyType !== 'ed25519') throw new InvalidKeyFormatError('not an Ed25519 key')
+    this.publicKey = rawPublicKey(createPublicKey(this.#key))
+  }
+
+  sign (data: Uint8Array): Uint8Array {
+    return edSign(null, data, this.#key)
+  }
+}
+
+const publicKeyCache = new Map<string, KeyObject>()
+const PUBLIC_KEY_CACHE_MAX = 4096
+
+/** Imports a base64url raw Ed25519 public key (cached). Throws InvalidKeyFormatError. */
+export function importPublicKey (publicKey: string): KeyObject {
+  let key = publicKeyCache.get(publicKey)
+  if (key === undefined) {
+    const raw = Buffer.from(publicKey, 'base64url')
+    if (raw.length !== 32) throw new InvalidKeyFormatError('an Ed25519 public key has 32 bytes')
+    try {
+      key = createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, raw]), format: 'der', type: 'spki' })
+    } catch (err) {
+      throw new InvalidKeyFormatError('invalid Ed25519 public key', { cause: err })
+    }
+    if (publicKeyCache.size >= PUBLIC_KEY_CACHE_MAX) publicKeyCache.clear()
+    publicKeyCache.set(publicKey, key)
+  }
+  return key
+}
+
+/** True when `signature` is a valid Ed25519 signature of `data` by `publicKey` (base64url raw). */
+export function verifySignature (publicKey: string, data: Uint8Array, signature: Uint8Array): boolean {
+  try {
+    return edVerify(null, data, importPublicKey(publicKey), signature)
+  } catch {
+    return false
+  }
+}
+
+// ---------------------------------------------------------------- AES-256-GCM
+
+/** Encrypts with AES-256-GCM under a fresh random IV; returns `IV || ciphertext || tag`. */
+export function encrypt (key: Uint8Array, plaintext: Uint8Array): Uint8Array {
+  const iv = randomBytes(IV_BYTES)
+  const cipher = createCipheriv('aes-256-gcm', key, iv)
+  const body = cipher.update(plaintext)
+  const final = cipher.final()
+  return Buffer.concat([iv, body, final, cipher.getAuthTag()])
+}
+
+/** Decrypts `IV || ciphertext || tag`. Throws DecryptionError when the key is wrong or the bytes were altered. */
+export function decrypt (key: Uint8Array, sealed: Uint8Array): Uint8Array {
+  if (sealed.length < IV_BYTES + TAG_BYTES) throw new DecryptionError('ciphertext too short')
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, IV_BYTES))
+    decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES))
+    const body = decipher.update(sealed.subarray(IV_BYTES, sealed.length - TAG_BYTES))
+    return Buffer.concat([body, decipher.final()])
+  } catch (err) {
+    throw new DecryptionError('decryption failed (wrong key or altered ciphertext)', { cause: err })
+  }
+}
+
+// ---------------------------------------------------------------- password wrapping
+
+/** scrypt cost parameters. The defaults follow OWASP's recommendation (N = 2^17, r = 8, p = 1). */
+export interface ScryptParams {
+  /** CPU/memory cost, a power of two. Default 2^17; at least 2^14 is accepted. */
+  N?: number
+  /** Block size. Default 8. */
+  r?: number
+  /** Parallelism. Default 1. */
+  p?: number
+}
+
+const DEFAULT_SCRYPT = { N: 2 ** 17, r: 8, p: 1 }
+const MIN_SCRYPT_N = 2 ** 14
+const MAX_SCRYPT_N = 2 ** 22
+const WRAP_PREFIX = 'mdbkey1.'
+
+interface WrappedKeyJson {
+  kdf: 'scrypt'
+  N: number
+  r: number
+  p: number
+  salt: string
+  data: string
+}
+
+/** Derives a 256-bit key from a password with scrypt. */
+export async function deriveKey (password: string, salt: Uint8Array, params: ScryptParams = {}): Promise<Uint8Array> {
+  const N = params.N ?? DEFAULT_SCRYPT.N
+  const r = params.r ?? DEFAULT_SCRYPT.r
+  const p = params.p ?? DEFAULT_SCRYPT.p
+  return await new Promise((resolve, reject) => {
+    scrypt(password.normalize('NFC'), salt, KEY_BYTES, { N, r, p, maxmem: 256 * N * r + 1024 * 1024 }, (err, key) => {
+      if (err != null) reject(err)
+      else resolve(key)
+    })
+  })
+}
+
+/**
+ * Wraps key bytes (any length) under a password: scrypt with a random salt, then AES-256-GCM.
+ * Returns a portable string `mdbkey1.<base64url JSON>`.
+ */
+export async function createWrappedKey (secret: Uint8Array, password: string, params: ScryptParams = {}): Promise<string> {
+  if (typeof password !== 'string' || password.length === 0) throw new TypeError('password must be a non-empty string')
+  const json: Omit<WrappedKeyJson, 'data'> = { kdf: 'scrypt', ...DEFAULT_SCRYPT, ...params, salt: randomBytes(16).toString('base64url') }
+  const wrapping = await deriveKey(password, Buffer.from(json.salt, 'base64url'), json)
+  const data = Buffer.from(encrypt(wrapping, secret)).toString('base64url')
+  return WRAP_PREFIX + Buffer.from(JSON.stringify({ ...json, data })).toString('base64url')
+}
+
+/** Unwraps a blob made by createWrappedKey. Throws WrongPasswordError or InvalidKeyFormatError. */
+export async function unwrapKey (blob: string, password: string): Promise<Uint8Array> {
+  if (typeof blob !== 'string' || !blob.startsWith(WRAP_PREFIX)) throw new InvalidKeyFormatError('not a wrapped key')
+  let json: WrappedKeyJson
+  try {
+    json = JSON.parse(Buffer.from(blob.slice(WRAP_PREFIX.length), 'base64url').toString('utf8'))
+  } catch (err) {
+    throw new InvalidKeyFormatError('wrapped key is not readable', { cause: err })
+  }
+  const { N, r, p } = json
+  if (json.kdf !== 'scrypt' || !Number.isInteger(N) || N < MIN_SCRYPT_N || N > MAX_SCRYPT_N || (N & (N - 1)) !== 0 ||
+      !Number.isInteger(r) || r < 1 || r > 32 || !Number.isInteger(p) || p < 1 || p > 16 ||
+      typeof json.salt !== 'string' || typeof json.data !== 'string') {
+    throw new InvalidKeyFormatError('wrapped key has invalid parameters')
+  }
+  if (typeof password !== 'string') throw new TypeError('password must be a string')
+  const wrapping = await deriveKey(password, Buffer.from(json.salt, 'base64url'), { N, r, p })
+  try {
+    return decrypt(wrapping, Buffer.from(json.data, 'base64url'))
+  } catch (err) {
+    throw new WrongPasswordError('wrong password for this key', { cause: err })
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * Typed errors. Every kind of failure has its own class with a stable `name` and a stable upper-case
+ * `code`; messages may change, codes never do. The codes are listed in the README and are the same ones
+ * that cross the JSON-RPC boundary.
+ */
+
+/** Base class of every error this project throws on purpose. */
+export class MindooError extends Error {
+  static readonly code: string = 'MINDOO_ERROR'
+  readonly code: string
+
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = new.target.name
+    this.code = (new.target as typeof MindooError).code
+  }
+}
+
+// ---- changes rejected on append (the store stays as it was) ----
+
+/** A change was refused; `code` says why. Base class of the individual reasons below. */
+export class ChangeRejectedError extends MindooError {
+  static override readonly code: string = 'CHANGE_REJECTED'
+}
+
+/** The bytes or fields of a change do not form a valid change (truncated, garbage, bad field). */
+export class MalformedChangeError extends ChangeRejectedError {
+  static override readonly code = 'MALFORMED_CHANGE'
+}
+
+/** The change's stated hash is not the SHA-256 of its canonical signed bytes. */
+export class HashMismatchError extends ChangeRejectedError {
+  static override readonly code = 'HASH_MISMATCH'
+}
+
+/** The Ed25519 signature does not verify against the change's author key. */
+export class InvalidSignatureError extends ChangeRejectedError {
+  static override readonly code = 'INVALID_SIGNATURE'
+}
+
+/** The change is signed by an author this database does not trust. */
+export class UntrustedAuthorError extends ChangeRejectedError {
+  static override readonly code = 'UNTRUSTED_AUTHOR'
+}
+
+// ---- keys and crypto ----
+
+/** A password did not unwrap a key (or the wrapped blob was altered). */
+export class WrongPasswordError extends MindooError {
+  static override readonly code = 'WRONG_PASSWORD'
+}
+
+/** A wrapped key blob or key file is not in a format this version understands. */
+export class InvalidKeyFormatError extends MindooError {
+  static override readonly code = 'INVALID_KEY_FORMAT'
+}
+
+/** No key with that id is known to this tenant. */
+export class KeyNotFoundError extends MindooError {
+  static override readonly code = 'KEY_NOT_FOUND'
+}
+
+/** A payload could not be decrypted with any version of its key. */
+export class DecryptionError extends MindooError {
+  static override readonly code = 'DECRYPTION_FAILED'
+}
+
+// ---- tenants, databases, documents, store ----
+
+export class TenantExistsError extends MindooError {
+  static override readonly code = 'TENANT_EXISTS'
+}
+
+export class TenantNotFoundError extends MindooError {
+  static override readonly code = 'TENANT_NOT_FOUND'
+}
+
+export class DocumentNotFoundError extends MindooError {
+  static override readonly code = 'DOCUMENT_NOT_FOUND'
+}
+
+export class DocumentDeletedError extends MindooError {
+  static override readonly code = 'DOCUMENT_DELETED'
+}
+
+/** A change hash asked for is not in the store. */
+export class ChangeNotFoundError extends MindooError {
+  static override readonly code = 'CHANGE_NOT_FOUND'
+}
+
+/** An invalid value was given for a named parameter (an id, a name, an option). */
+export class InvalidArgumentError extends MindooError {
+  static override readonly code = 'INVALID_ARGUMENT'
+}
+
+/** The store, database or tenant was used after close(). */
+export class ClosedError extends MindooError {
+  static override readonly code = 'CLOSED'
+}
+
+/** The data directory is in use by another process. */
+export class LockedError extends MindooError {
+  static override readonly code = 'LOCKED'
+}
+
+/** The operation was aborted through its AbortSignal. */
+export class AbortError extends MindooError {
+  static override readonly code = 'ABORTED'
+}
+
+/** Every error class, by code; used to document codes and to map them over RPC. */
+export const ERROR_CODES: Readonly<Record<string, typeof MindooError>> = Object.fromEntries(
+  [
+    MalformedChangeError, HashMismatchError, InvalidSignatureError, UntrustedAuthorError, WrongPasswordError,
+    InvalidKeyFormatError, KeyNotFoundError, DecryptionError, TenantExistsError, TenantNotFoundError,
+    DocumentNotFoundError, DocumentDeletedError, ChangeNotFoundError, InvalidArgumentError, ClosedError,
+    LockedError, AbortError
+  ].map((c) => [c.code, c])
+)
+
+/** Throws AbortError if the signal is aborted. */
+export function throwIfAborted (signal?: AbortSignal): void {
+  if (signal?.aborted === true) {
+    throw new AbortError('operation aborted', { cause: signal.reason })
+  }
+}

@@ -1,0 +1,8 @@
+/**
+ * MindooDB mesh: an end-to-end encrypted, local-first document database whose organisations (tenants)
+ * collaborate across tenant boundaries by syncing signed, encrypted changes.
+ */
+export * from './core/index.js'
+export * from './store/index.js'
+export * from './errors.js'
+export type { Logger } from './util/logger.js'

@@ -1,0 +1,226 @@
+/**
+ * The change: the unit that is stored, synced and relayed.
+ *
+ * A change carries the encrypted Automerge change bytes of one document plus the metadata needed to route,
+ * verify and order it. Its canonical binary form (version 1) is:
+ *
+ * ```
+ * signed part (what the author signs; its SHA-256 is the change hash):
+ *   magic      4 bytes  "MDC1"
+ *   kind       u8       0 = change, 1 = delete (tombstone)
+ *   docId      u16 length + UTF-8
+ *   keyId      u16 length + UTF-8
+ *   deps       u16 count + count * 32-byte hashes (sorted, unique)
+ *   author     32 bytes Ed25519 public key
+ *   time       u64 milliseconds since the epoch
+ *   payloadSha 32 bytes SHA-256 of the payload
+ * then:
+ *   payload    u32 length + bytes (IV || AES-256-GCM ciphertext || tag)
+ *   signature  64 bytes Ed25519 over the signed part
+ * ```
+ *
+ * The hash covers the payload through its SHA-256, so verifying a change is: hash the payload, hash the signed
+ * part, compare with the stated hash, verify the signature over the signed part.
+ */
+import { createHash } from 'node:crypto'
+import { HashMismatchError, MalformedChangeError } from '../errors.js'
+
+/** A change hash: 64 lower-case hex characters (SHA-256). */
+export type ChangeHash = string & { readonly __brand?: 'ChangeHash' }
+/** A document id. */
+export type DocId = string & { readonly __brand?: 'DocId' }
+
+export type ChangeKind = 'change' | 'delete'
+
+/** The metadata an author signs (everything but the payload bytes themselves and the signature). */
+export interface ChangeHeader {
+  readonly kind: ChangeKind
+  readonly docId: DocId
+  /** Id of the key that encrypts the payload: a named key, or `tenant:<tenantId>` for a tenant's own key. */
+  readonly keyId: string
+  /** Hashes of this document's changes that this one follows (the author's heads when it was made). */
+  readonly deps: readonly ChangeHash[]
+  /** The author's Ed25519 public key, base64url of the 32 raw bytes. */
+  readonly author: string
+  /** When the author made the change, milliseconds since the epoch. */
+  readonly time: number
+}
+
+/** A signed, encrypted change as held by an AppendOnlyStore. */
+export interface StoreChange extends ChangeHeader {
+  readonly hash: ChangeHash
+  /** IV || ciphertext || GCM tag. */
+  readonly payload: Uint8Array
+  /** Ed25519 signature over the canonical signed bytes. */
+  readonly signature: Uint8Array
+}
+
+const MAGIC = new Uint8Array([0x4d, 0x44, 0x43, 0x31]) // "MDC1"
+/** Longest docId or keyId accepted, in bytes. */
+export const MAX_ID_BYTES = 256
+/** Most dependencies a change may list. */
+export const MAX_DEPS = 4096
+/** Largest payload accepted, in bytes. */
+export const MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+const ID_PATTERN = /^[A-Za-z0-9._:@/-]+$/
+const HASH_PATTERN = /^[0-9a-f]{64}$/
+const encoder = new TextEncoder()
+const decoder = new TextDecoder('utf-8', { fatal: true })
+
+export function sha256 (...parts: Uint8Array[]): Uint8Array {
+  const h = createHash('sha256')
+  for (const p of parts) h.update(p)
+  return h.digest()
+}
+
+export function isChangeHash (value: unknown): value is ChangeHash {
+  return typeof value === 'string' && HASH_PATTERN.test(value)
+}
+
+/** True for ids (document, key, database, tenant) that this project accepts. */
+export function isValidId (value: unknown): value is string {
+  return typeof value === 'string' && value.length > 0 && Buffer.byteLength(value) <= MAX_ID_BYTES && ID_PATTERN.test(value)
+}
+
+function checkHeader (h: ChangeHeader): void {
+  if (h.kind !== 'change' && h.kind !== 'delete') throw new MalformedChangeError(`invalid kind ${String(h.kind)}`)
+  if (!isValidId(h.docId)) throw new MalformedChangeError('invalid docId')
+  if (!isValidId(h.keyId)) throw new MalformedChangeError('invalid keyId')
+  if (!Array.isArray(h.deps) || h.deps.length > MAX_DEPS || !h.deps.every(isChangeHash)) {
+    throw new MalformedChangeError('invalid deps')
+  }
+  for (let i = 1; i < h.deps.length; i++) {
+    if (h.deps[i - 1] >= h.deps[i]) throw new MalformedChangeError('deps must be sorted and unique')
+  }
+  // canonical form only: base64url decoding is lenient (padding, stray characters, unused trailing bits), and
+  // an alias of a key would give the same hash and signature to a change whose author string differs
+  if (typeof h.author !== 'string' || h.author.length !== 43 ||
+    Buffer.from(h.author, 'base64url').toString('base64url') !== h.author) {
+    throw new MalformedChangeError('invalid author')
+  }
+  if (!Number.isSafeInteger(h.time) || h.time < 0) throw new MalformedChangeError('invalid time')
+}
+
+/**
+ * The canonical bytes an author signs. `payloadSha` is the SHA-256 of the payload.
+ * Throws MalformedChangeError when a field is out of range.
+ */
+export function encodeSignedPart (h: ChangeHeader, payloadSha: Uint8Array): Uint8Array {
+  checkHeader(h)
+  const docId = encoder.encode(h.docId)
+  const keyId = encoder.encode(h.keyId)
+  const author = Buffer.from(h.author, 'base64url')
+  const size = 4 + 1 + 2 + docId.length + 2 + keyId.length + 2 + 32 * h.deps.length + 32 + 8 + 32
+  const out = Buffer.allocUnsafe(size)
+  let o = 0
+  out.set(MAGIC, o); o += 4
+  out[o++] = h.kind === 'delete' ? 1 : 0
+  out.writeUInt16BE(docId.length, o); o += 2
+  out.set(docId, o); o += docId.length
+  out.writeUInt16BE(keyId.length, o); o += 2
+  out.set(keyId, o); o += keyId.length
+  out.writeUInt16BE(h.deps.length, o); o += 2
+  for (const d of h.deps) { out.write(d, o, 'hex'); o += 32 }
+  out.set(author, o); o += 32
+  out.writeBigUInt64BE(BigInt(h.time), o); o += 8
+  out.set(payloadSha, o); o += 32
+  return out
+}
+
+/** The hash a change with this header and payload has. */
+export function computeChangeHash (h: ChangeHeader, payload: Uint8Array): ChangeHash {
+  return Buffer.from(sha256(encodeSignedPart(h, sha256(payload)))).toString('hex')
+}
+
+/**
+ * Checks the shape of a change object and that its hash matches its contents.
+ * Returns the signed part, which the caller verifies the signature over.
+ * Throws MalformedChangeError or HashMismatchError.
+ */
+export function checkChange (change: StoreChange): Uint8Array {
+  if (change == null || typeof change !== 'object') throw new MalformedChangeError('change must be an object')
+  if (!(change.payload instanceof Uint8Array) || change.payload.length > MAX_PAYLOAD_BYTES) {
+    throw new MalformedChangeError('invalid payload')
+  }
+  if (!(change.signature instanceof Uint8Array) || change.signature.length !== 64) {
+    throw new MalformedChangeError('invalid signature field')
+  }
+  if (!isChangeHash(change.hash)) throw new MalformedChangeError('invalid hash field')
+  const signed = encodeSignedPart(change, sha256(change.payload))
+  const actual = Buffer.from(sha256(signed)).toString('hex')
+  if (actual !== change.hash) {
+    throw new HashMismatchError(`hash mismatch: stated ${change.hash}, computed ${actual}`)
+  }
+  return signed
+}
+
+/** Serialises a change to its canonical bytes (signed part, payload, signature). */
+export function encodeChange (change: StoreChange): Uint8Array {
+  const signed = encodeSignedPart(change, sha256(change.payload))
+  const out = Buffer.allocUnsafe(signed.length + 4 + change.payload.length + 64)
+  out.set(signed, 0)
+  out.writeUInt32BE(change.payload.length, signed.length)
+  out.set(change.payload, signed.length + 4)
+  out.set(change.signature, signed.length + 4 + change.payload.length)
+  return out
+}
+
+/**
+ * Parses canonical change bytes. The hash is computed from the bytes (the result always has the hash its
+ * contents imply); the signature is not checked here. Throws MalformedChangeError on truncated or garbage input.
+ */
+export function decodeChange (bytes: Uint8Array): StoreChange {
+  if (!(bytes instanceof Uint8Array)) throw new MalformedChangeError('change bytes must be a Uint8Array')
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  let o = 0
+  const need = (n: number): void => {
+    if (o + n > buf.length) throw new MalformedChangeError('truncated change')
+  }
+  const readId = (what: string): string => {
+    need(2)
+    const len = buf.readUInt16BE(o); o += 2
+    if (len === 0 || len > MAX_ID_BYTES) throw new MalformedChangeError(`invalid ${what} length`)
+    need(len)
+    try {
+      return decoder.decode(buf.subarray(o, o + len))
+    } catch (err) {
+      throw new MalformedChangeError(`invalid ${what} encoding`, { cause: err })
+    } finally {
+      o += len
+    }
+  }
+  need(5)
+  if (buf[0] !== MAGIC[0] || buf[1] !== MAGIC[1] || buf[2] !== MAGIC[2] || buf[3] !== MAGIC[3]) {
+    throw new MalformedChangeError('not a change (bad magic)')
+  }
+  o = 4
+  const kindByte = buf[o++]
+  if (kindByte > 1) throw new MalformedChangeError('invalid kind')
+  const docId = readId('docId')
+  const keyId = readId('keyId')
+  need(2)
+  const depCount = buf.readUInt16BE(o); o += 2
+  if (depCount > MAX_DEPS) throw new MalformedChangeError('too many deps')
+  need(32 * depCount)
+  const deps: string[] = []
+  for (let i = 0; i < depCount; i++) { deps.push(buf.toString('hex', o, o + 32)); o += 32 }
+  need(32 + 8 + 32)
+  const author = buf.toString('base64url', o, o + 32); o += 32
+  const timeBig = buf.readBigUInt64BE(o); o += 8
+  if (timeBig > BigInt(Number.MAX_SAFE_INTEGER)) throw new MalformedChangeError('invalid time')
+  const payloadSha = buf.subarray(o, o + 32); o += 32
+  const signedEnd = o
+  need(4)
+  const payloadLen = buf.readUInt32BE(o); o += 4
+  if (payloadLen > MAX_PAYLOAD_BYTES) throw new MalformedChangeError('payload too large')
+  need(payloadLen + 64)
+  // plain Uint8Array copies (not Buffers, whose slice() is a view), independent of the input bytes
+  const payload = new Uint8Array(buf.subarray(o, o + payloadLen)); o += payloadLen
+  const signature = new Uint8Array(buf.subarray(o, o + 64)); o += 64
+  if (o !== buf.length) throw new MalformedChangeError('trailing bytes after change')
+  if (!Buffer.from(sha256(payload)).equals(payloadSha)) throw new HashMismatchError('payload does not match its hash')
+  const header: ChangeHeader = { kind: kindByte === 1 ? 'delete' : 'change', docId, keyId, deps, author, time: Number(timeBig) }
+  checkHeader(header)
+  const hash = Buffer.from(sha256(buf.subarray(0, signedEnd))).toString('hex')
+  return { ...header, hash, payload, signature }
+}

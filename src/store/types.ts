@@ -1,0 +1,77 @@
+import type { ChangeHash, DocId, StoreChange } from './change.js'
+import type { ChangeRejectedError } from '../errors.js'
+
+export interface AbortOptions {
+  signal?: AbortSignal
+}
+
+/**
+ * Decides whether a change may enter a store, beyond its hash (which the store checks itself).
+ * The core's implementation verifies the Ed25519 signature and that the author is trusted by the database.
+ * Throws a ChangeRejectedError subclass (InvalidSignatureError, UntrustedAuthorError...) to refuse.
+ */
+export interface ChangeVerifier {
+  verify: (change: StoreChange, signedPart: Uint8Array) => void
+}
+
+/** Outcome of appendMany: what was stored, what was already there, what was refused and why. */
+export interface AppendManyResult {
+  /** Hashes newly stored, in the order given. */
+  added: ChangeHash[]
+  /** Hashes that were already in the store. */
+  duplicates: ChangeHash[]
+  /** Changes refused, with the typed error saying why (nothing of them was stored). */
+  rejected: Array<{ hash: string, error: ChangeRejectedError }>
+}
+
+/** A stored change and its position in this replica's arrival order (1, 2, 3...). */
+export interface SequencedChange {
+  seq: number
+  change: StoreChange
+}
+
+/** What an 'append' listener receives: the changes just committed, in arrival order. */
+export interface AppendEvent {
+  changes: SequencedChange[]
+}
+
+/**
+ * An append-only, content-addressed store of signed, encrypted changes (MindooDB's `AppendOnlyStore`).
+ *
+ * - `append` checks the change's hash and asks the store's ChangeVerifier (signature, trust); a refused change
+ *   raises a typed error and nothing is stored. Appending a change that is already there is a no-op.
+ * - Every append is one atomic write: after a crash the store holds the change whole or not at all.
+ * - Each stored change gets the next arrival sequence number; `iterateSince` walks that order.
+ *
+ * @example
+ * ```ts
+ * const missing = await source.findNewChanges(await target.getAllChangeHashes())
+ * for (const change of await source.getChanges(missing)) await target.append(change)
+ * ```
+ */
+export interface AppendOnlyStore {
+  /** Stores one change after checking it. Resolves true if it was new, false if it was already stored. */
+  append: (change: StoreChange, options?: AbortOptions) => Promise<boolean>
+  /** Checks each change; stores all that pass in one atomic batch; reports the rest individually. */
+  appendMany: (changes: readonly StoreChange[], options?: AbortOptions) => Promise<AppendManyResult>
+  has: (hash: ChangeHash) => Promise<boolean>
+  /** All hashes in the store, in arrival order. */
+  getAllChangeHashes: (options?: AbortOptions) => Promise<ChangeHash[]>
+  /** Hashes this store has that `haveHashes` lacks, in arrival order. */
+  findNewChanges: (haveHashes: Iterable<ChangeHash>, options?: AbortOptions) => Promise<ChangeHash[]>
+  /** The changes with these hashes, in the order asked. An unknown hash raises ChangeNotFoundError. */
+  getChanges: (hashes: readonly ChangeHash[], options?: AbortOptions) => Promise<StoreChange[]>
+  /** Hashes of one document's changes, in arrival order. */
+  getAllChangeHashesForDoc: (docId: DocId, options?: AbortOptions) => Promise<ChangeHash[]>
+  /** Stored changes with seq > `afterSeq`, in arrival order, read in bounded chunks. */
+  iterateSince: (afterSeq: number, options?: AbortOptions) => AsyncIterable<SequencedChange>
+  /** The highest arrival sequence number used so far (0 when empty). */
+  getLastSeq: () => number
+  /** Number of changes stored. */
+  count: () => Promise<number>
+  /** Registers a listener called after each committed append; returns a function that removes it. */
+  onAppend: (listener: (event: AppendEvent) => void) => () => void
+  /** Replaces the verifier (the database installs its trust policy). */
+  setVerifier: (verifier: ChangeVerifier | undefined) => void
+  close: () => Promise<void>
+}
