@@ -123,7 +123,7 @@ export function encodeSignedPart (h: ChangeHeader, payloadSha: Uint8Array): Uint
   for (const d of h.deps) { out.write(d, o, 'hex'); o += 32 }
   out.set(author, o); o += 32
   out.writeBigUInt64BE(BigInt(h.time), o); o += 8
-  out.set(payloadSha, o); o += 32
+  out.set(payloadSha, o) // the last field, ending at size
   return out
 }
 

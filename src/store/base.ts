@@ -1,0 +1,323 @@
+import { ChangeNotFoundError, ChangeRejectedError, ClosedError, InvalidArgumentError, throwIfAborted } from '../errors.js'
+import { silentLogger, type Logger } from '../util/logger.js'
+import { Mutex } from '../util/mutex.js'
+import { checkChange, isChangeHash, isValidId, type ChangeHash, type DocId, type StoreChange } from './change.js'
+import type {
+  AbortOptions, AppendEvent, AppendManyResult, AppendOnlyStore, ChangeVerifier, SequencedChange
+} from './types.js'
+
+/** Options every store takes. */
+export interface StoreInit {
+  /** Decides whether a change may enter (signature, trust). Default: none, only the hash is checked. */
+  verifier?: ChangeVerifier
+  /** Where failures of `onAppend` listeners are reported. Default: silent. */
+  logger?: Logger
+}
+
+type AppendListener = (event: AppendEvent) => void
+
+/**
+ * The public half of every AppendOnlyStore: validates input, checks and verifies changes, drops duplicates,
+ * allocates arrival sequence numbers under a mutex, and notifies listeners. Subclasses implement the
+ * `_xxx` methods, which receive validated input, run after `_open()` and never see a closed store.
+ *
+ * Invariants:
+ * 1. Seqs are 1, 2, 3... without gaps: they are allocated and written under one mutex, and `#lastSeq` moves
+ *    only after `_write` has committed.
+ * 2. A change enters only whole and only after `checkChange` and the verifier accepted it.
+ * 3. A hash is stored at most once: the duplicate check runs under the same mutex as the write.
+ */
+export abstract class BaseStore implements AppendOnlyStore {
+  readonly #mutex = new Mutex()
+  readonly #listeners = new Set<AppendListener>()
+  readonly #log: Logger
+  #verifier: ChangeVerifier | undefined
+  /** Undefined until `_open()` has reported it. */
+  #lastSeq: number | undefined
+  #opening: Promise<void> | undefined
+  /** close() was called: new calls are refused. */
+  #closed = false
+  /** close() has reached the backend: appends still queued behind it are refused too. */
+  #released = false
+  #closing: Promise<void> | undefined
+
+  /** `lastSeq`, when given, marks the store as open from the start (nothing to recover). */
+  protected constructor (init: StoreInit = {}, lastSeq?: number) {
+    this.#verifier = init.verifier
+    this.#log = init.logger ?? silentLogger
+    this.#lastSeq = lastSeq
+  }
+
+  /** Prepares the store (a disk store recovers its last seq). Idempotent; every async method calls it. */
+  async open (options?: AbortOptions): Promise<void> {
+    this.#check(options)
+    await this.#ensureOpen()
+  }
+
+  async #ensureOpen (): Promise<void> {
+    if (this.#lastSeq !== undefined) return
+    this.#opening ??= this._open().then(
+      (seq) => { this.#lastSeq = seq },
+      (err: unknown) => { this.#opening = undefined; throw err }
+    )
+    await this.#opening
+  }
+
+  async append (change: StoreChange, options?: AbortOptions): Promise<boolean> {
+    this.#check(options)
+    const accepted = this.#accept(change)
+    return await this.#mutex.run(async () => {
+      this.#checkQueued(options)
+      await this.#ensureOpen()
+      if (await this._has(accepted.hash)) return false
+      await this.#commit([{ seq: this.#nextSeq(), change: accepted }])
+      return true
+    })
+  }
+
+  /**
+   * Every input ends up in exactly one of `added`, `duplicates` (already stored, or given earlier in the same
+   * call) and `rejected`, so their lengths add up to `changes.length`.
+   */
+  async appendMany (changes: readonly StoreChange[], options?: AbortOptions): Promise<AppendManyResult> {
+    this.#check(options)
+    if (!Array.isArray(changes)) throw new TypeError('changes must be an array')
+    const accepted: StoreChange[] = []
+    const rejected: AppendManyResult['rejected'] = []
+    for (const change of changes) {
+      try {
+        accepted.push(this.#accept(change))
+      } catch (err) {
+        if (!(err instanceof ChangeRejectedError)) throw err
+        rejected.push({ hash: typeof change?.hash === 'string' ? change.hash : '', error: err })
+      }
+    }
+    return await this.#mutex.run(async () => {
+      this.#checkQueued(options)
+      await this.#ensureOpen()
+      const stored = await this._hasMany(accepted.map((c) => c.hash))
+      const seen = new Set<ChangeHash>()
+      const added: ChangeHash[] = []
+      const duplicates: ChangeHash[] = []
+      const entries: SequencedChange[] = []
+      let seq = this.#nextSeq()
+      accepted.forEach((change, i) => {
+        if (stored[i] || seen.has(change.hash)) {
+          duplicates.push(change.hash)
+        } else {
+          seen.add(change.hash)
+          added.push(change.hash)
+          entries.push({ seq: seq++, change })
+        }
+      })
+      if (entries.length > 0) await this.#commit(entries)
+      return { added, duplicates, rejected }
+    })
+  }
+
+  async has (hash: ChangeHash): Promise<boolean> {
+    this.#check()
+    if (typeof hash !== 'string') throw new TypeError('hash must be a string')
+    await this.#ensureOpen()
+    return isChangeHash(hash) && await this.#read(this._has(hash))
+  }
+
+  async getAllChangeHashes (options?: AbortOptions): Promise<ChangeHash[]> {
+    return await this.findNewChanges([], options)
+  }
+
+  async findNewChanges (haveHashes: Iterable<ChangeHash>, options?: AbortOptions): Promise<ChangeHash[]> {
+    this.#check(options)
+    if (typeof (haveHashes as Partial<Iterable<ChangeHash>>)?.[Symbol.iterator] !== 'function') {
+      throw new TypeError('haveHashes must be iterable')
+    }
+    const have = haveHashes instanceof Set ? haveHashes as ReadonlySet<ChangeHash> : new Set(haveHashes)
+    await this.#ensureOpen()
+    const out: ChangeHash[] = []
+    for await (const hash of this.#guard(this._hashes(options), options)) {
+      if (!have.has(hash)) out.push(hash)
+    }
+    return out
+  }
+
+  async getChanges (hashes: readonly ChangeHash[], options?: AbortOptions): Promise<StoreChange[]> {
+    this.#check(options)
+    if (!Array.isArray(hashes)) throw new TypeError('hashes must be an array')
+    const bad = hashes.find((h) => !isChangeHash(h))
+    if (bad !== undefined) throw new InvalidArgumentError(`not a change hash: ${String(bad).slice(0, 80)}`)
+    await this.#ensureOpen()
+    const changes = await this.#read(this._getChanges(hashes))
+    this.#check(options)
+    return changes.map((change, i) => {
+      if (change === undefined) throw new ChangeNotFoundError(`change ${hashes[i]} is not in the store`)
+      return change
+    })
+  }
+
+  async getAllChangeHashesForDoc (docId: DocId, options?: AbortOptions): Promise<ChangeHash[]> {
+    this.#check(options)
+    if (typeof docId !== 'string') throw new TypeError('docId must be a string')
+    if (!isValidId(docId)) throw new InvalidArgumentError('invalid docId')
+    await this.#ensureOpen()
+    const out: ChangeHash[] = []
+    for await (const hash of this.#guard(this._docHashes(docId, options), options)) out.push(hash)
+    return out
+  }
+
+  /**
+   * Arguments are checked on the call; the walk starts with the first `next()` (closed and aborted are reported
+   * from there) and sees the store as it was then: changes appended meanwhile are left to the next walk.
+   */
+  iterateSince (afterSeq: number, options?: AbortOptions): AsyncIterable<SequencedChange> {
+    if (typeof afterSeq !== 'number') throw new TypeError('afterSeq must be a number')
+    if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) {
+      throw new InvalidArgumentError('afterSeq must be a non-negative integer')
+    }
+    const walk = async function * (this: BaseStore): AsyncGenerator<SequencedChange> {
+      await this.open(options)
+      yield * this.#guard(this._iterateSince(afterSeq, options), options)
+    }
+    return walk.call(this)
+  }
+
+  getLastSeq (): number {
+    this.#check()
+    if (this.#lastSeq === undefined) throw new ClosedError('store is not open yet: await store.open() first')
+    return this.#lastSeq
+  }
+
+  /** Append-only without deletes: the number of changes is the last seq. */
+  async count (): Promise<number> {
+    this.#check()
+    await this.#ensureOpen()
+    return this.getLastSeq()
+  }
+
+  onAppend (listener: AppendListener): () => void {
+    if (typeof listener !== 'function') throw new TypeError('listener must be a function')
+    const entry: AppendListener = (event) => { listener(event) } // a listener added twice is called twice
+    this.#listeners.add(entry)
+    return () => { this.#listeners.delete(entry) }
+  }
+
+  setVerifier (verifier: ChangeVerifier | undefined): void {
+    if (verifier !== undefined && typeof verifier?.verify !== 'function') {
+      throw new TypeError('verifier must have a verify function')
+    }
+    this.#verifier = verifier
+  }
+
+  /** Refuses new calls at once, lets appends already queued finish, then releases the backend. Idempotent. */
+  async close (): Promise<void> {
+    this.#closed = true
+    this.#closing ??= this.#mutex.run(async () => {
+      this.#released = true
+      if (this.#opening !== undefined) await this.#opening.catch(() => undefined)
+      await this._close()
+    })
+    await this.#closing
+  }
+
+  /** Recovers the backend's state; resolves with the last seq used (0 when empty). */
+  protected abstract _open (): Promise<number>
+  protected abstract _has (hash: ChangeHash): Promise<boolean>
+  protected abstract _hasMany (hashes: ChangeHash[]): Promise<boolean[]>
+  /** Stores these entries (consecutive seqs after the last one, new hashes) in one atomic write. */
+  protected abstract _write (entries: SequencedChange[]): Promise<void>
+  /** The stored changes, undefined for unknown hashes, in the order asked. */
+  protected abstract _getChanges (hashes: readonly ChangeHash[]): Promise<Array<StoreChange | undefined>>
+  /** All hashes in arrival order. */
+  protected abstract _hashes (options?: AbortOptions): AsyncIterable<ChangeHash>
+  /** One document's hashes in arrival order. */
+  protected abstract _docHashes (docId: DocId, options?: AbortOptions): AsyncIterable<ChangeHash>
+  /** Changes with seq > afterSeq in arrival order, read in bounded chunks. */
+  protected abstract _iterateSince (afterSeq: number, options?: AbortOptions): AsyncIterable<SequencedChange>
+  protected abstract _close (): Promise<void>
+
+  #check (options?: AbortOptions): void {
+    if (this.#closed) throw new ClosedError('store is closed')
+    throwIfAborted(options?.signal)
+  }
+
+  /** For work that waited in the mutex queue. */
+  #checkQueued (options?: AbortOptions): void {
+    if (this.#released) throw new ClosedError('store is closed')
+    throwIfAborted(options?.signal)
+  }
+
+  /**
+   * Checks a copy of the change, which is what gets stored: edits the caller makes to its object while the
+   * append waits for the mutex cannot reach the store (invariant 2).
+   * Throws MalformedChangeError, HashMismatchError or whatever the verifier throws.
+   */
+  #accept (change: StoreChange): StoreChange {
+    const copy = snapshot(change)
+    const signedPart = checkChange(copy)
+    this.#verifier?.verify(copy, signedPart)
+    return copy
+  }
+
+  #nextSeq (): number {
+    if (this.#lastSeq === undefined) throw new Error('store used before open') // unreachable: callers open first
+    return this.#lastSeq + 1
+  }
+
+  /** Writes under the mutex (invariant 1), then tells the listeners. */
+  async #commit (entries: SequencedChange[]): Promise<void> {
+    await this._write(entries)
+    this.#lastSeq = entries[entries.length - 1].seq
+    const event: AppendEvent = { changes: entries }
+    for (const listener of this.#listeners) {
+      try {
+        listener(event)
+      } catch (err) {
+        this.#log.warn({ err }, 'onAppend listener failed')
+      }
+    }
+  }
+
+  /** A read that fails because close() released the backend under it is CLOSED. */
+  async #read<T> (pending: Promise<T>): Promise<T> {
+    try {
+      return await pending
+    } catch (err) {
+      throw this.#closedOr(err)
+    }
+  }
+
+  #closedOr (err: unknown): unknown {
+    return this.#released && !(err instanceof ClosedError) ? new ClosedError('store was closed', { cause: err }) : err
+  }
+
+  /** Re-checks closed and aborted between items of a walk; a backend failing because of close() is CLOSED. */
+  async * #guard<T> (source: AsyncIterable<T>, options?: AbortOptions): AsyncGenerator<T> {
+    try {
+      for await (const item of source) {
+        this.#check(options)
+        yield item
+      }
+    } catch (err) {
+      throw this.#closedOr(err)
+    }
+  }
+}
+
+/**
+ * A copy of the fields of a change and nothing else (callers may pass objects with more on them), each read
+ * once; bytes become plain Uint8Array copies. Values of the wrong type are kept for checkChange to report.
+ */
+function snapshot (c: StoreChange): StoreChange {
+  if (c == null || typeof c !== 'object') return c
+  const bytes = (b: Uint8Array): Uint8Array => b instanceof Uint8Array ? new Uint8Array(b) : b
+  return {
+    kind: c.kind,
+    docId: c.docId,
+    keyId: c.keyId,
+    deps: Array.isArray(c.deps) ? [...c.deps] : c.deps,
+    author: c.author,
+    time: c.time,
+    hash: c.hash,
+    payload: bytes(c.payload),
+    signature: bytes(c.signature)
+  }
+}

@@ -1,0 +1,157 @@
+import type { AbstractLevel } from 'abstract-level'
+import { Level } from 'level'
+import { LockedError, throwIfAborted } from '../errors.js'
+import { BaseStore, type StoreInit } from './base.js'
+import { decodeChange, encodeChange, type ChangeHash, type DocId, type StoreChange } from './change.js'
+import type { AbortOptions, SequencedChange } from './types.js'
+
+/** A database or sublevel with string keys; values are read and written as Uint8Array whatever its defaults. */
+export type LevelStoreDatabase = AbstractLevel<any, string, Uint8Array> // eslint-disable-line @typescript-eslint/no-explicit-any
+
+export interface LevelStoreInit extends StoreInit {
+  /** Where the changes live. Not owned: `close()` leaves it open. One LevelStore per database at a time. */
+  db: LevelStoreDatabase
+}
+
+/** Hashes read per step of a hash walk. */
+const HASH_CHUNK = 500
+/** Changes read per step of `iterateSince`: payloads may be large, so fewer. */
+const CHANGE_CHUNK = 64
+/** Seqs are written fixed-width so that key order is seq order (2^53 - 1 has 16 digits). */
+const SEQ_DIGITS = 16
+const ENC = { keyEncoding: 'utf8', valueEncoding: 'view' } as const
+
+// Key layout. Ids match isValidId, which excludes '!', and every id character sorts after '"', so
+// [`d!<docId>!`, `d!<docId>"`) holds exactly that document's entries.
+const changeKey = (hash: ChangeHash): string => `c!${hash}`
+const seqKey = (seq: number): string => `s!${String(seq).padStart(SEQ_DIGITS, '0')}`
+const SEQ_END = 's"'
+const docPrefix = (docId: DocId): string => `d!${docId}!`
+const docKey = (docId: DocId, seq: number): string => `${docPrefix(docId)}${String(seq).padStart(SEQ_DIGITS, '0')}`
+const docEnd = (docId: DocId): string => `d!${docId}"`
+/** Hashes are stored as their 32 raw bytes. */
+const hashBytes = (hash: ChangeHash): Uint8Array => Buffer.from(hash, 'hex')
+const hashOf = (bytes: Uint8Array): ChangeHash => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
+const seqOf = (key: string): number => Number(key.slice(key.length - SEQ_DIGITS))
+
+/**
+ * The AppendOnlyStore on LevelDB (`level`/`classic-level`), or on a sublevel of one.
+ *
+ * Layout: `c!<hash>` the change's canonical bytes; `s!<seq>` the hash stored at that seq; `d!<docId>!<seq>` the
+ * same hash, indexed by document. Each append (and each appendMany) is one `batch()`, so a crash leaves the store
+ * before or after it; the last seq is recovered from the highest `s!` key when the store opens.
+ *
+ * @example
+ * ```ts
+ * const store = await LevelStore.open('/var/lib/mindoodb/acme/changes')
+ * // or, beside other data in one database:
+ * const store = new LevelStore({ db: level.sublevel<string, Uint8Array>('changes', { valueEncoding: 'view' }) })
+ * await store.open()
+ * ```
+ */
+export class LevelStore extends BaseStore {
+  readonly #db: LevelStoreDatabase
+  #owned = false
+
+  constructor (init: LevelStoreInit) {
+    super(init)
+    if (init?.db == null || typeof init.db.batch !== 'function') throw new TypeError('init.db must be an abstract-level database')
+    this.#db = init.db
+  }
+
+  /**
+   * Opens (creating if needed) a LevelDB at `location` that the store owns and closes with itself.
+   * Throws LockedError when another process holds the database.
+   */
+  static async open (location: string, init: StoreInit = {}): Promise<LevelStore> {
+    const db = new Level<string, Uint8Array>(location, { valueEncoding: 'view' })
+    try {
+      await db.open()
+    } catch (err) {
+      const code = (err as { cause?: { code?: unknown } }).cause?.code
+      if (code === 'LEVEL_LOCKED') throw new LockedError(`database ${location} is in use`, { cause: err })
+      throw err
+    }
+    const store = new LevelStore({ ...init, db })
+    store.#owned = true
+    try {
+      await store.open()
+    } catch (err) {
+      await db.close()
+      throw err
+    }
+    return store
+  }
+
+  protected async _open (): Promise<number> {
+    const [last] = await this.#db.keys({ gte: seqKey(0), lt: SEQ_END, reverse: true, limit: 1, ...ENC }).all()
+    return last === undefined ? 0 : seqOf(last)
+  }
+
+  protected async _has (hash: ChangeHash): Promise<boolean> {
+    return await this.#db.has(changeKey(hash), ENC)
+  }
+
+  protected async _hasMany (hashes: ChangeHash[]): Promise<boolean[]> {
+    return hashes.length === 0 ? [] : await this.#db.hasMany(hashes.map(changeKey), ENC)
+  }
+
+  protected async _write (entries: SequencedChange[]): Promise<void> {
+    await this.#db.batch(entries.flatMap(({ seq, change }) => {
+      const hash = hashBytes(change.hash)
+      return [
+        { type: 'put' as const, key: changeKey(change.hash), value: encodeChange(change) },
+        { type: 'put' as const, key: seqKey(seq), value: hash },
+        { type: 'put' as const, key: docKey(change.docId, seq), value: hash }
+      ]
+    }), ENC)
+  }
+
+  protected async _getChanges (hashes: readonly ChangeHash[]): Promise<Array<StoreChange | undefined>> {
+    if (hashes.length === 0) return []
+    const values = await this.#db.getMany<string, Uint8Array>(hashes.map(changeKey), ENC)
+    return values.map((bytes) => bytes === undefined ? undefined : decodeChange(bytes))
+  }
+
+  protected async * _hashes (options?: AbortOptions): AsyncGenerator<ChangeHash> {
+    const range = { gt: seqKey(0), lt: SEQ_END, ...ENC }
+    for await (const chunk of chunks(this.#db.values(range), HASH_CHUNK, options)) yield * chunk.map(hashOf)
+  }
+
+  protected async * _docHashes (docId: DocId, options?: AbortOptions): AsyncGenerator<ChangeHash> {
+    const range = { gte: docPrefix(docId), lt: docEnd(docId), ...ENC }
+    for await (const chunk of chunks(this.#db.values(range), HASH_CHUNK, options)) yield * chunk.map(hashOf)
+  }
+
+  protected async * _iterateSince (afterSeq: number, options?: AbortOptions): AsyncGenerator<SequencedChange> {
+    const range = { gt: seqKey(afterSeq), lt: SEQ_END, ...ENC }
+    for await (const chunk of chunks(this.#db.iterator(range), CHANGE_CHUNK, options)) {
+      const bytes = await this.#db.getMany<string, Uint8Array>(chunk.map(([, hash]) => changeKey(hashOf(hash))), ENC)
+      for (let i = 0; i < chunk.length; i++) {
+        const value = bytes[i]
+        if (value === undefined) throw new Error(`store is corrupt: no change for seq ${seqOf(chunk[i][0])}`)
+        yield { seq: seqOf(chunk[i][0]), change: decodeChange(value) }
+      }
+    }
+  }
+
+  protected async _close (): Promise<void> {
+    if (this.#owned) await this.#db.close()
+  }
+}
+
+/** Reads an iterator `size` entries at a time and closes it however the walk ends. */
+async function * chunks<T> (
+  it: { nextv: (size: number) => Promise<T[]>, close: () => Promise<void> }, size: number, options?: AbortOptions
+): AsyncGenerator<T[]> {
+  try {
+    while (true) {
+      throwIfAborted(options?.signal)
+      const entries = await it.nextv(size)
+      if (entries.length === 0) return
+      yield entries
+    }
+  } finally {
+    await it.close()
+  }
+}

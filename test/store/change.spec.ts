@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict'
+import fc from 'fast-check'
+import { ChangeRejectedError, MalformedChangeError } from '../../src/errors.js'
+import {
+  checkChange, computeChangeHash, decodeChange, encodeChange, sha256, type ChangeHeader, type StoreChange
+} from '../../src/store/change.js'
+
+const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex')
+const bytes = (n: number): fc.Arbitrary<Uint8Array> => fc.uint8Array({ minLength: n, maxLength: n })
+const id = fc.stringMatching(/^[A-Za-z0-9._:@/-]{1,40}$/)
+
+/** Well-formed changes with random contents (the signature is random: the codec does not check it). */
+const changeArb: fc.Arbitrary<StoreChange> = fc.record({
+  kind: fc.constantFrom('change' as const, 'delete' as const),
+  docId: id,
+  keyId: id,
+  deps: fc.uniqueArray(bytes(32).map(hex), { maxLength: 5 }).map((d) => d.sort()),
+  author: bytes(32).map((b) => Buffer.from(b).toString('base64url')),
+  time: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+  payload: fc.uint8Array({ maxLength: 300 }),
+  signature: bytes(64)
+}).map((c) => ({ ...c, hash: computeChangeHash(c as ChangeHeader, c.payload) }))
+
+describe('change codec', () => {
+  it('should round-trip every change byte-exact', () => {
+    fc.assert(fc.property(changeArb, (change) => {
+      const encoded = encodeChange(change)
+      const decoded = decodeChange(encoded)
+      assert.deepStrictEqual(decoded, change)
+      assert.deepStrictEqual(encodeChange(decoded), encoded)
+      assert.equal(hex(sha256(checkChange(decoded))), change.hash)
+    }))
+  })
+
+  it('should throw MalformedChangeError for every truncation', () => {
+    fc.assert(fc.property(changeArb, fc.nat(), (change, n) => {
+      const encoded = encodeChange(change)
+      assert.throws(() => decodeChange(encoded.subarray(0, n % encoded.length)), MalformedChangeError)
+    }))
+  })
+
+  it('should throw only ChangeRejectedError for altered or garbage bytes, and decode nothing inconsistent', () => {
+    const altered = fc.tuple(changeArb, fc.nat(), fc.integer({ min: 1, max: 255 })).map(([change, at, x]) => {
+      const encoded = new Uint8Array(encodeChange(change))
+      encoded[at % encoded.length] ^= x
+      return encoded
+    })
+    fc.assert(fc.property(fc.oneof(altered, fc.uint8Array({ maxLength: 400 })), (input) => {
+      let decoded: StoreChange
+      try {
+        decoded = decodeChange(input)
+      } catch (err) {
+        assert.ok(err instanceof ChangeRejectedError, String(err))
+        return
+      }
+      assert.equal(hex(sha256(checkChange(decoded))), decoded.hash) // whatever decodes has the hash of its bytes
+      assert.deepStrictEqual(Buffer.from(encodeChange(decoded)), Buffer.from(input))
+    }))
+  })
+})
