@@ -40,7 +40,10 @@ export interface CreateDocumentOptions {
 }
 
 export interface OpenDBOptions {
-  /** Key new documents are encrypted with when createDocument gets none. Default: the tenant's own key. */
+  /**
+   * Key new documents are encrypted with when createDocument gets none; persisted with the database.
+   * Default: what was set before, else the tenant's own key.
+   */
   defaultKeyId?: string
 }
 
@@ -145,6 +148,7 @@ export class MindooDB {
   readonly #cache = new Map<DocId, DocState>()
   readonly #trusted = new Map<string, string>()
   readonly #listeners = new Set<DocumentsChangedListener>()
+  /** Key of new documents: `init.defaultKeyId` until set (and persisted) by setDefaultKeyId. */
   #defaultKeyId: string
   #meta: Meta = { appliedSeq: 0, feedSeq: 0 }
   #open = false
@@ -164,6 +168,8 @@ export class MindooDB {
     if (this.#open) return
     const meta = await this.#state.get('meta')
     if (meta !== undefined) this.#meta = JSON.parse(dec.decode(meta))
+    const settings = await this.#state.get('settings')
+    if (settings !== undefined) this.#defaultKeyId = JSON.parse(dec.decode(settings)).defaultKeyId ?? this.#defaultKeyId
     for await (const [key, value] of this.#state.iterator({ gt: 'trust!', lt: 'trust!~' })) {
       this.#trusted.set(key.slice('trust!'.length), dec.decode(value))
     }
@@ -184,6 +190,15 @@ export class MindooDB {
 
   getDefaultKeyId (): string {
     return this.#defaultKeyId
+  }
+
+  /** Sets (and persists) the key new documents are encrypted with when createDocument names none. */
+  async setDefaultKeyId (keyId: string): Promise<void> {
+    this.#checkOpen()
+    if (!isValidId(keyId)) throw new InvalidArgumentError('invalid keyId')
+    if (keyId === this.#defaultKeyId) return
+    await this.#state.put('settings', enc.encode(JSON.stringify({ defaultKeyId: keyId })))
+    this.#defaultKeyId = keyId
   }
 
   // ------------------------------------------------------------------ trust

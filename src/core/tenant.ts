@@ -85,7 +85,10 @@ export class MindooTenant {
     return { tenantId: this.#tenantId, signingPublicKey: this.#context.signer.publicKey }
   }
 
-  /** Opens a database of this tenant, creating it on first open. The same name gives the same instance. */
+  /**
+   * Opens a database of this tenant, creating it on first open. The same name gives the same instance.
+   * `defaultKeyId`, when given, becomes the database's (persisted) key for new documents.
+   */
   async openDB (name: string, options: OpenDBOptions = {}): Promise<MindooDB> {
     const level = this.#checkOpen()
     if (typeof name !== 'string' || !DB_NAME.test(name)) {
@@ -96,22 +99,26 @@ export class MindooTenant {
     }
     let db = this.#dbs.get(name)
     if (db === undefined) {
-      db = this.#openDB(level, name, options)
+      db = this.#openDB(level, name)
       this.#dbs.set(name, db)
       db.catch(() => this.#dbs.delete(name))
     }
-    return await db
+    const opened = await db
+    if (options.defaultKeyId !== undefined) await opened.setDefaultKeyId(options.defaultKeyId)
+    return opened
   }
 
-  async #openDB (level: Level<string, Uint8Array>, name: string, options: OpenDBOptions): Promise<MindooDB> {
+  async #openDB (level: Level<string, Uint8Array>, name: string): Promise<MindooDB> {
     const sub = (part: string): KV => level.sublevel<string, Uint8Array>(['db', name, part], { valueEncoding: 'view' }) as unknown as KV
     await level.put('dbs!' + name, new Uint8Array(0))
+    const store = new LevelStore({ db: sub('store') })
+    await store.open()
     const db = new MindooDB({
-      store: new LevelStore({ db: sub('store') }),
+      store,
       state: sub('state'),
       tenant: this.#context,
       logger: this.#log
-    }, { name, defaultKeyId: options.defaultKeyId })
+    }, { name })
     await db.open()
     return db
   }

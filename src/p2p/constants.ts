@@ -1,0 +1,28 @@
+/** The sync protocol id. */
+export const SYNC_PROTOCOL = '/mindoodb/sync/1.0.0'
+/** Protocol prefix of the private Kad-DHT among participants (never the public IPFS DHT). */
+export const DHT_PROTOCOL = '/mindoodb/kad/1.0.0'
+/** Default listen address: a random TCP port on loopback. */
+export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0']
+/** Largest frame sent or accepted: 4 MiB. */
+export const DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024
+/** Largest reconciliation message: 64 KiB (both sides use the smaller of this and the frame limits). */
+export const MAX_RECONCILE_MESSAGE_BYTES = 64 * 1024
+/** Periodic catch-up round per partner: 30 s. */
+export const DEFAULT_SYNC_INTERVAL_MS = 30_000
+/** First retry after a failed round: 1 s, doubling per failure, with ±50 % jitter. */
+export const DEFAULT_BACKOFF_BASE_MS = 1_000
+/** Longest wait between retries: 5 min. */
+export const DEFAULT_BACKOFF_MAX_MS = 300_000
+/** Re-announce each topic on the DHT every hour (provider records live much longer). */
+export const DEFAULT_ANNOUNCE_INTERVAL_MS = 3_600_000
+/** Look for unconnected partners on the DHT every minute. */
+export const DEFAULT_DISCOVERY_INTERVAL_MS = 60_000
+/** Wait this long after a change before starting live rounds, so bursts share one round. */
+export const DEFAULT_LIVE_DEBOUNCE_MS = 5
+/** A peer must send its hello within this time. */
+export const HELLO_TIMEOUT_MS = 10_000
+/** Sync streams a peer may open to us at once, per connection. */
+export const MAX_INBOUND_STREAMS = 16
+/** File in the data directory that holds the node's libp2p private key. */
+export const PEER_KEY_FILE = 'peer-key'

@@ -1,0 +1,16 @@
+/**
+ * The peer-to-peer node: libp2p (TCP, Noise, Yamux, identify, ping, a private Kad-DHT), topic announcement and
+ * discovery, and the `/mindoodb/sync/1.0.0` protocol that keeps shares in sync with partner organisations.
+ *
+ * @example
+ * ```ts
+ * const node = await createMindooNode({ tenant, dataDir: './node' })
+ * await node.start()
+ * await node.addShare({ id: 'orders', topicSecret, database: 'customer-orders', partners, direction: 'both',
+ *   filter: { kind: 'selector', selector: { type: 'order', visibility: 'public' } }, enabled: true })
+ * console.log(node.status('orders'))
+ * ```
+ */
+export { createMindooNode, MindooNode } from './node.js'
+export type { MindooNodeInit, PartnerStatus, RoundResult, ShareStatus, ShareTotals } from './node.js'
+export { DHT_PROTOCOL, SYNC_PROTOCOL } from './constants.js'

@@ -1,0 +1,650 @@
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify } from '@libp2p/identify'
+import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface'
+import { kadDHT, type KadDHT } from '@libp2p/kad-dht'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p } from 'libp2p'
+import { CID } from 'multiformats/cid'
+import * as Digest from 'multiformats/hashes/digest'
+import type { MindooDB, MindooTenant } from '../core/index.js'
+import { InvalidArgumentError, MindooError } from '../errors.js'
+import type { AbortOptions } from '../store/types.js'
+import { SYNC_PROTOCOL_VERSION, SyncProtocolError, SyncRemoteError, isHello, type MessageChannel, type SyncErrorCode } from '../sync/messages.js'
+import { createInitiator, createReconcileSet, createResponder } from '../sync/reconcile/index.js'
+import { ServedSet } from '../sync/served-set.js'
+import { runSession, WantClaims, type SessionResult, type SessionStats } from '../sync/session.js'
+import { policyOf, topicDhtKeyOf, topicIdOf, validateShare, type ShareConfig, type ShareUpdate } from '../sync/share.js'
+import { silentLogger, type Logger } from '../util/logger.js'
+import { streamChannel } from './channel.js'
+import {
+  DEFAULT_ANNOUNCE_INTERVAL_MS, DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, DEFAULT_DISCOVERY_INTERVAL_MS,
+  DEFAULT_LISTEN, DEFAULT_LIVE_DEBOUNCE_MS, DEFAULT_MAX_FRAME_BYTES, DEFAULT_SYNC_INTERVAL_MS, DHT_PROTOCOL,
+  HELLO_TIMEOUT_MS, MAX_INBOUND_STREAMS, MAX_RECONCILE_MESSAGE_BYTES, SYNC_PROTOCOL
+} from './constants.js'
+import { loadOrCreatePeerKey } from './identity.js'
+
+export interface MindooNodeInit {
+  /** The organisation's tenant: its databases are the ones shares map to. */
+  tenant: MindooTenant
+  /** Where the node keeps its libp2p identity (`peer-key`, mode 0600). */
+  dataDir: string
+  /** Multiaddrs to listen on. Default: a random TCP port on 127.0.0.1. */
+  listen?: string[]
+  /** Multiaddrs (with /p2p/<peer id>) of participants to connect to at start (DHT bootstrap). */
+  bootstrap?: string[]
+  /** Shares to start with. */
+  shares?: ShareConfig[]
+  /** Periodic catch-up round per partner, ms. Default 30 000; 0 disables. */
+  syncIntervalMs?: number
+  /** First retry delay after a failed round, ms (doubles per failure, ±50 % jitter). Default 1 000. */
+  backoffBaseMs?: number
+  /** Longest retry delay, ms. Default 300 000. */
+  backoffMaxMs?: number
+  /** Re-announce topics on the DHT, ms. Default 3 600 000. */
+  announceIntervalMs?: number
+  /** Look for unconnected partners on the DHT, ms. Default 60 000. */
+  discoveryIntervalMs?: number
+  /** Use the DHT to announce topics and find partners. Default true. */
+  dht?: boolean
+  /** Largest frame sent or accepted. Default 4 MiB. */
+  maxFrameBytes?: number
+  /** Delay before live rounds start after a change, ms. Default 5. */
+  liveDebounceMs?: number
+  logger?: Logger
+}
+
+/** A partner's state on one share. */
+export interface PartnerStatus {
+  peerId: string
+  tenantId: string
+  connected: boolean
+  rounds: number
+  roundsFailed: number
+  lastRoundAt?: number
+  lastSuccessAt?: number
+  lastError?: { code: string, message: string, at: number }
+  /** Consecutive failures (drives the backoff). */
+  failures: number
+}
+
+export interface ShareTotals {
+  changesSent: number
+  bytesSent: number
+  changesReceived: number
+  bytesReceived: number
+  /** Changes rejected, by reason code. */
+  rejected: Record<string, number>
+  rounds: number
+  roundsFailed: number
+}
+
+export interface ShareStatus {
+  id: string
+  database: string
+  enabled: boolean
+  direction: ShareConfig['direction']
+  filter: ShareConfig['filter']['kind']
+  /** Changes this side serves on the share. */
+  servedSetSize: number
+  partners: PartnerStatus[]
+  totals: ShareTotals
+  lastSuccessAt?: number
+  lastError?: { code: string, message: string, at: number }
+}
+
+/** Result of one round with one partner. */
+export interface RoundResult {
+  peerId: string
+  ok: boolean
+  result?: SessionResult
+  error?: { code: string, message: string }
+}
+
+interface PartnerState extends PartnerStatus {
+  running?: Promise<RoundResult>
+  again: boolean
+  retryTimer?: NodeJS.Timeout
+  retryAt?: number
+}
+
+interface ShareRuntime {
+  config: ShareConfig
+  topicKey: string
+  cid: CID
+  db: MindooDB
+  served: ServedSet
+  participants: Set<string>
+  partners: Map<string, PartnerState>
+  totals: ShareTotals
+  sessions: Set<AbortController>
+  liveTimer?: NodeJS.Timeout
+  offGrow: () => void
+  lastSuccessAt?: number
+  lastError?: { code: string, message: string, at: number }
+}
+
+type Services = { dht: KadDHT, identify: unknown, ping: unknown }
+
+function errorInfo (err: unknown): { code: string, message: string } {
+  if (err instanceof SyncRemoteError) return { code: err.remoteCode, message: err.message }
+  const e = err as { code?: string, name?: string, message?: string }
+  return { code: e?.code ?? e?.name ?? 'ERROR', message: String(e?.message ?? err) }
+}
+
+/**
+ * One organisation's peer-to-peer node: a libp2p host (TCP, Noise, Yamux, identify, ping, a private Kad-DHT)
+ * that keeps the tenant's shared databases in sync with partner organisations over `/mindoodb/sync/1.0.0`,
+ * serving each partner only its share's served set.
+ *
+ * Start order: libp2p, shares (databases, served sets), protocol handler, partner dials, discovery, timers;
+ * stop goes in reverse.
+ *
+ * @example
+ * ```ts
+ * const node = await createMindooNode({ tenant, dataDir, shares: [share] })
+ * await node.start()
+ * await node.syncNow('orders')
+ * await node.stop()
+ * ```
+ */
+export class MindooNode {
+  readonly #init: MindooNodeInit
+  readonly #log: Logger
+  readonly #shares = new Map<string, ShareRuntime>()
+  readonly #byTopic = new Map<string, ShareRuntime>()
+  readonly #claims = new Map<string, WantClaims>()
+  readonly #maxFrame: number
+  #libp2p: Libp2p<Services> | undefined
+  #timers: NodeJS.Timeout[] = []
+  #stopping = new AbortController()
+  #started = false
+
+  constructor (init: MindooNodeInit) {
+    this.#init = init
+    this.#log = (init.logger ?? silentLogger).child({ component: 'node' })
+    this.#maxFrame = init.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES
+    if (!Number.isInteger(this.#maxFrame) || this.#maxFrame < 64 * 1024) throw new InvalidArgumentError('maxFrameBytes must be at least 65536')
+  }
+
+  get peerId (): string {
+    return this.#node().peerId.toString()
+  }
+
+  getMultiaddrs (): string[] {
+    return this.#node().getMultiaddrs().map((a) => a.toString())
+  }
+
+  /** Connected peers (any protocol). */
+  getPeers (): Array<{ peerId: string, addresses: string[] }> {
+    return this.#node().getConnections().map((c) => ({ peerId: c.remotePeer.toString(), addresses: [c.remoteAddr.toString()] }))
+  }
+
+  get libp2p (): Libp2p<Services> {
+    return this.#node()
+  }
+
+  async start (): Promise<void> {
+    if (this.#started) return
+    this.#started = true
+    this.#stopping = new AbortController()
+    const useDht = this.#init.dht ?? true
+    const privateKey = await loadOrCreatePeerKey(this.#init.dataDir)
+    this.#libp2p = await createLibp2p({
+      privateKey,
+      start: false,
+      addresses: { listen: this.#init.listen ?? DEFAULT_LISTEN },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      services: {
+        identify: identify(),
+        ping: ping(),
+        dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: (p) => p, allowQueryWithZeroPeers: true })
+      }
+    })
+    await this.#libp2p.start()
+    for (const share of this.#init.shares ?? []) await this.addShare(share)
+    await this.#libp2p.handle(SYNC_PROTOCOL, (stream, connection) => this.#onInbound(stream, connection), {
+      maxInboundStreams: MAX_INBOUND_STREAMS, maxOutboundStreams: MAX_INBOUND_STREAMS * 4
+    })
+    this.#libp2p.addEventListener('peer:connect', (evt) => { this.#onPeerConnect(evt.detail) })
+    for (const addr of this.#init.bootstrap ?? []) void this.#dial(multiaddr(addr))
+    const every = (ms: number, fn: () => void): void => {
+      if (ms > 0) this.#timers.push(setInterval(fn, ms).unref())
+    }
+    every(this.#init.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS, () => { this.#periodic() })
+    if (useDht) {
+      every(this.#init.announceIntervalMs ?? DEFAULT_ANNOUNCE_INTERVAL_MS, () => { this.#announceAll() })
+      every(this.#init.discoveryIntervalMs ?? DEFAULT_DISCOVERY_INTERVAL_MS, () => { void this.discover() })
+      this.#announceAll()
+    }
+    this.#log.info({ peerId: this.peerId, addresses: this.getMultiaddrs() }, 'node started')
+  }
+
+  async stop (): Promise<void> {
+    if (!this.#started) return
+    this.#started = false
+    this.#stopping.abort(new MindooError('node stopping'))
+    for (const t of this.#timers) clearInterval(t)
+    this.#timers = []
+    for (const rt of this.#shares.values()) this.#deactivate(rt)
+    const running = [...this.#shares.values()].flatMap((rt) => [...rt.partners.values()].map((p) => p.running))
+    await Promise.allSettled(running)
+    this.#shares.clear()
+    this.#byTopic.clear()
+    await this.#libp2p?.stop()
+    this.#libp2p = undefined
+    this.#log.info({}, 'node stopped')
+  }
+
+  // ------------------------------------------------------------------ shares
+
+  /** Adds a share (validated) and starts keeping it in sync. */
+  async addShare (input: ShareConfig): Promise<void> {
+    this.#node()
+    const config = validateShare(input)
+    if (this.#shares.has(config.id)) throw new InvalidArgumentError(`share ${config.id} exists`)
+    const topicKey = Buffer.from(topicIdOf(config.topicSecret)).toString('hex')
+    const clash = this.#byTopic.get(topicKey)
+    if (clash !== undefined) throw new InvalidArgumentError(`share ${clash.config.id} already uses this topic`)
+    const rt = await this.#activate(config, topicKey)
+    this.#shares.set(config.id, rt)
+    this.#byTopic.set(topicKey, rt)
+    if (config.enabled) this.#onShareEnabled(rt)
+  }
+
+  /** Changes a share. A changed filter, database or direction rebuilds its served set; sessions are restarted. */
+  async updateShare (id: string, update: ShareUpdate): Promise<void> {
+    const rt = this.#share(id)
+    const next = validateShare({ ...rt.config, ...update, id })
+    await this.removeShare(id)
+    await this.addShare(next)
+  }
+
+  async enableShare (id: string): Promise<void> {
+    const rt = this.#share(id)
+    if (rt.config.enabled) return
+    rt.config = { ...rt.config, enabled: true }
+    this.#onShareEnabled(rt)
+  }
+
+  /** Stops serving the share at once: its open sessions are closed, new ones refused. */
+  async disableShare (id: string): Promise<void> {
+    const rt = this.#share(id)
+    rt.config = { ...rt.config, enabled: false }
+    this.#abortSessions(rt)
+    this.#log.info({ share: id }, 'share disabled')
+  }
+
+  async removeShare (id: string): Promise<void> {
+    const rt = this.#share(id)
+    rt.config = { ...rt.config, enabled: false }
+    this.#deactivate(rt)
+    await Promise.allSettled([...rt.partners.values()].map((p) => p.running))
+    this.#shares.delete(id)
+    this.#byTopic.delete(rt.topicKey)
+  }
+
+  getShare (id: string): ShareConfig {
+    return { ...this.#share(id).config }
+  }
+
+  listShares (): ShareConfig[] {
+    return [...this.#shares.values()].map((rt) => ({ ...rt.config }))
+  }
+
+  status (id?: string): ShareStatus[] {
+    const list = id === undefined ? [...this.#shares.values()] : [this.#share(id)]
+    return list.map((rt) => ({
+      id: rt.config.id,
+      database: rt.config.database,
+      enabled: rt.config.enabled,
+      direction: rt.config.direction,
+      filter: rt.config.filter.kind,
+      servedSetSize: rt.served.size,
+      partners: [...rt.partners.values()].map((p) => ({
+        peerId: p.peerId,
+        tenantId: p.tenantId,
+        connected: this.#connected(p.peerId),
+        rounds: p.rounds,
+        roundsFailed: p.roundsFailed,
+        lastRoundAt: p.lastRoundAt,
+        lastSuccessAt: p.lastSuccessAt,
+        lastError: p.lastError,
+        failures: p.failures
+      })),
+      totals: { ...rt.totals, rejected: { ...rt.totals.rejected } },
+      lastSuccessAt: rt.lastSuccessAt,
+      lastError: rt.lastError
+    }))
+  }
+
+  /** Runs a round with every partner of the share (or of every enabled share) now, and waits for them. */
+  async syncNow (id?: string, options: AbortOptions = {}): Promise<RoundResult[]> {
+    const list = id === undefined ? [...this.#shares.values()].filter((rt) => rt.config.enabled) : [this.#share(id)]
+    const rounds: Array<Promise<RoundResult>> = []
+    for (const rt of list) {
+      for (const p of rt.partners.values()) rounds.push(this.#requestRound(rt, p, options))
+    }
+    return await Promise.all(rounds)
+  }
+
+  /** Announces every enabled topic and looks for unconnected partners on the DHT. */
+  async discover (options: AbortOptions = {}): Promise<void> {
+    const node = this.#node()
+    for (const rt of this.#shares.values()) {
+      if (!rt.config.enabled) continue
+      const missing = [...rt.partners.values()].filter((p) => !this.#connected(p.peerId))
+      if (missing.length === 0) continue
+      try {
+        for await (const provider of node.contentRouting.findProviders(rt.cid, { signal: this.#signal(options) })) {
+          const id = provider.id.toString()
+          if (id === this.peerId || !rt.partners.has(id) || this.#connected(id)) continue
+          await node.peerStore.merge(provider.id, { multiaddrs: provider.multiaddrs })
+          void this.#dialPeer(provider.id)
+        }
+      } catch (err) {
+        this.#log.debug({ share: rt.config.id, err: String(err) }, 'provider lookup failed')
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  #node (): Libp2p<Services> {
+    if (this.#libp2p === undefined) throw new MindooError('node is not started')
+    return this.#libp2p
+  }
+
+  #share (id: string): ShareRuntime {
+    const rt = this.#shares.get(id)
+    if (rt === undefined) throw new InvalidArgumentError(`no share ${id}`)
+    return rt
+  }
+
+  #signal (options: AbortOptions): AbortSignal {
+    return options.signal === undefined ? this.#stopping.signal : AbortSignal.any([options.signal, this.#stopping.signal])
+  }
+
+  #connected (peerId: string): boolean {
+    return this.#libp2p !== undefined && this.#libp2p.getConnections(peerIdFromString(peerId)).length > 0
+  }
+
+  async #activate (config: ShareConfig, topicKey: string): Promise<ShareRuntime> {
+    const tenant = this.#init.tenant
+    const db = await tenant.openDB(config.database)
+    for (const p of config.partners) await db.trustPartner(p.tenant)
+    const served = new ServedSet({ db, index: createReconcileSet(), logger: this.#log.child({ share: config.id }) }, {
+      policy: policyOf(config.filter),
+      direction: config.direction,
+      ownAuthor: tenant.getPublicInfo().signingPublicKey
+    })
+    await served.start()
+    const partners = new Map<string, PartnerState>()
+    for (const p of config.partners) {
+      partners.set(p.peerId, { peerId: p.peerId, tenantId: p.tenant.tenantId, connected: false, rounds: 0, roundsFailed: 0, failures: 0, again: false })
+      if (p.addresses !== undefined && p.addresses.length > 0) {
+        await this.#node().peerStore.merge(peerIdFromString(p.peerId), { multiaddrs: p.addresses.map((a) => multiaddr(a)) })
+      }
+    }
+    const rt: ShareRuntime = {
+      config,
+      topicKey,
+      cid: CID.createV1(0x55, Digest.create(0x12, topicDhtKeyOf(config.topicSecret))),
+      db,
+      served,
+      participants: new Set([tenant.getPublicInfo().signingPublicKey, ...config.partners.map((p) => p.tenant.signingPublicKey)]),
+      partners,
+      totals: { changesSent: 0, bytesSent: 0, changesReceived: 0, bytesReceived: 0, rejected: {}, rounds: 0, roundsFailed: 0 },
+      sessions: new Set(),
+      offGrow: () => {}
+    }
+    rt.offGrow = served.onGrow(() => { this.#scheduleLive(rt) })
+    return rt
+  }
+
+  #deactivate (rt: ShareRuntime): void {
+    rt.offGrow()
+    rt.served.stop()
+    clearTimeout(rt.liveTimer)
+    for (const p of rt.partners.values()) clearTimeout(p.retryTimer)
+    this.#abortSessions(rt)
+  }
+
+  #abortSessions (rt: ShareRuntime): void {
+    for (const s of rt.sessions) s.abort(new MindooError(`share ${rt.config.id} disabled`))
+    rt.sessions.clear()
+  }
+
+  #onShareEnabled (rt: ShareRuntime): void {
+    if (this.#init.dht ?? true) this.#announce(rt)
+    for (const p of rt.partners.values()) void this.#requestRound(rt, p)
+  }
+
+  #announceAll (): void {
+    for (const rt of this.#shares.values()) {
+      if (rt.config.enabled) this.#announce(rt)
+    }
+  }
+
+  #announce (rt: ShareRuntime): void {
+    const node = this.#libp2p
+    if (node === undefined) return
+    node.contentRouting.provide(rt.cid, { signal: this.#stopping.signal }).catch((err: unknown) => {
+      this.#log.debug({ share: rt.config.id, err: String(err) }, 'announce failed; retried on the next announce')
+    })
+  }
+
+  async #dial (addr: Multiaddr): Promise<void> {
+    try {
+      await this.#node().dial(addr, { signal: this.#stopping.signal })
+    } catch (err) {
+      this.#log.warn({ address: addr.toString(), err: String(err) }, 'dial failed')
+    }
+  }
+
+  async #dialPeer (peerId: PeerId): Promise<void> {
+    try {
+      await this.#node().dial(peerId, { signal: this.#stopping.signal })
+    } catch (err) {
+      this.#log.debug({ peer: peerId.toString(), err: String(err) }, 'dial failed')
+    }
+  }
+
+  #onPeerConnect (peerId: PeerId): void {
+    const id = peerId.toString()
+    for (const rt of this.#shares.values()) {
+      const p = rt.partners.get(id)
+      if (p !== undefined && rt.config.enabled) void this.#requestRound(rt, p)
+    }
+  }
+
+  #periodic (): void {
+    const now = Date.now()
+    for (const rt of this.#shares.values()) {
+      if (!rt.config.enabled) continue
+      for (const p of rt.partners.values()) {
+        if (p.retryAt === undefined || p.retryAt <= now) void this.#requestRound(rt, p)
+      }
+    }
+  }
+
+  /** Live sync: the served set grew, so start rounds with the partners that are connected now. */
+  #scheduleLive (rt: ShareRuntime): void {
+    if (rt.liveTimer !== undefined || !rt.config.enabled) return
+    rt.liveTimer = setTimeout(() => {
+      rt.liveTimer = undefined
+      for (const p of rt.partners.values()) {
+        if (this.#connected(p.peerId)) void this.#requestRound(rt, p)
+      }
+    }, this.#init.liveDebounceMs ?? DEFAULT_LIVE_DEBOUNCE_MS)
+  }
+
+  /** One round at a time per partner; a request during a round makes one more round after it. */
+  async #requestRound (rt: ShareRuntime, p: PartnerState, options: AbortOptions = {}): Promise<RoundResult> {
+    if (!rt.config.enabled || !this.#started) {
+      return { peerId: p.peerId, ok: false, error: { code: 'SHARE_DISABLED', message: 'share is disabled or node stopped' } }
+    }
+    if (p.running !== undefined) {
+      p.again = true
+      await p.running.catch(() => {})
+      return await (p.running ?? this.#requestRound(rt, p, options))
+    }
+    const run = this.#round(rt, p, options).finally(() => {
+      p.running = undefined
+      if (p.again) {
+        p.again = false
+        void this.#requestRound(rt, p)
+      }
+    })
+    p.running = run
+    return await run
+  }
+
+  async #round (rt: ShareRuntime, p: PartnerState, options: AbortOptions): Promise<RoundResult> {
+    clearTimeout(p.retryTimer)
+    p.retryTimer = undefined
+    const controller = new AbortController()
+    rt.sessions.add(controller)
+    p.rounds++
+    rt.totals.rounds++
+    p.lastRoundAt = Date.now()
+    let stream: Stream | undefined
+    try {
+      const signal = AbortSignal.any([controller.signal, this.#signal(options)])
+      stream = await this.#node().dialProtocol(peerIdFromString(p.peerId), SYNC_PROTOCOL, { signal })
+      const channel = streamChannel(stream, this.#maxFrame)
+      const result = await this.#runSession(rt, channel, 'initiator', undefined, signal)
+      p.failures = 0
+      p.retryAt = undefined
+      p.lastSuccessAt = rt.lastSuccessAt = Date.now()
+      return { peerId: p.peerId, ok: true, result }
+    } catch (err) {
+      stream?.abort(err as Error)
+      const info = errorInfo(err)
+      p.roundsFailed++
+      rt.totals.roundsFailed++
+      p.failures++
+      p.lastError = rt.lastError = { ...info, at: Date.now() }
+      this.#log.warn({ share: rt.config.id, peer: p.peerId, code: info.code, err: info.message }, 'sync round failed')
+      this.#scheduleRetry(rt, p)
+      return { peerId: p.peerId, ok: false, error: info }
+    } finally {
+      rt.sessions.delete(controller)
+    }
+  }
+
+  #scheduleRetry (rt: ShareRuntime, p: PartnerState): void {
+    if (!this.#started || !rt.config.enabled) return
+    const base = this.#init.backoffBaseMs ?? DEFAULT_BACKOFF_BASE_MS
+    const max = this.#init.backoffMaxMs ?? DEFAULT_BACKOFF_MAX_MS
+    const delay = Math.min(max, base * 2 ** Math.min(p.failures - 1, 30)) * (0.5 + Math.random())
+    p.retryAt = Date.now() + delay
+    clearTimeout(p.retryTimer)
+    p.retryTimer = setTimeout(() => {
+      p.retryTimer = undefined
+      void this.#requestRound(rt, p)
+    }, delay)
+    p.retryTimer.unref()
+  }
+
+  async #runSession (rt: ShareRuntime, channel: MessageChannel, role: 'initiator' | 'responder', peerMaxFrameBytes: number | undefined, signal: AbortSignal): Promise<SessionResult> {
+    const stats: SessionStats = {
+      sent: (n, bytes) => { rt.totals.changesSent += n; rt.totals.bytesSent += bytes },
+      received: (n, bytes) => { rt.totals.changesReceived += n; rt.totals.bytesReceived += bytes },
+      rejected: (code) => { rt.totals.rejected[code] = (rt.totals.rejected[code] ?? 0) + 1 }
+    }
+    let claims = this.#claims.get(rt.config.database)
+    if (claims === undefined) {
+      claims = new WantClaims()
+      this.#claims.set(rt.config.database, claims)
+    }
+    return await runSession({
+      channel,
+      db: rt.db,
+      served: rt.served,
+      reconciler: (maxMessageBytes) => (role === 'initiator' ? createInitiator : createResponder)({ set: rt.served.index }, { maxMessageBytes }),
+      claims,
+      stats,
+      logger: this.#log.child({ share: rt.config.id })
+    }, {
+      role,
+      direction: rt.config.direction,
+      participants: rt.participants,
+      topic: role === 'initiator' ? Buffer.from(rt.topicKey, 'hex') : undefined,
+      peerMaxFrameBytes,
+      maxFrameBytes: this.#maxFrame,
+      reconcileMessageBytes: MAX_RECONCILE_MESSAGE_BYTES
+    }, { signal })
+  }
+
+  /** An inbound sync stream: authorise the hello before anything else, then answer as responder. */
+  async #onInbound (stream: Stream, connection: Connection): Promise<void> {
+    const remote = connection.remotePeer.toString()
+    const channel = streamChannel(stream, this.#maxFrame)
+    const refuse = async (code: SyncErrorCode, message: string): Promise<void> => {
+      this.#log.warn({ peer: remote, code }, 'sync session refused')
+      try {
+        await channel.send({ type: 'error', code, message }, { signal: AbortSignal.timeout(HELLO_TIMEOUT_MS) })
+        await channel.close({ signal: AbortSignal.timeout(HELLO_TIMEOUT_MS) })
+      } catch {
+        stream.abort(new MindooError(code))
+      }
+    }
+    let rt: ShareRuntime | undefined
+    let peerMaxFrameBytes: number
+    try {
+      const hello = await channel.receive({ signal: AbortSignal.any([AbortSignal.timeout(HELLO_TIMEOUT_MS), this.#stopping.signal]) })
+      if (hello === undefined || !isHello(hello)) {
+        await refuse('PROTOCOL_ERROR', 'expected hello')
+        return
+      }
+      rt = this.#byTopic.get(Buffer.from(hello.topic).toString('hex'))
+      // the same answer for an unknown topic and for a peer that is not a partner: nothing is revealed
+      if (rt === undefined || !rt.partners.has(remote)) {
+        await refuse('NOT_AUTHORIZED', 'not a partner of this topic')
+        return
+      }
+      if (!rt.config.enabled) {
+        await refuse('SHARE_DISABLED', 'share is disabled')
+        return
+      }
+      if (hello.version !== SYNC_PROTOCOL_VERSION) {
+        await refuse('VERSION_UNSUPPORTED', `version ${SYNC_PROTOCOL_VERSION} only`)
+        return
+      }
+      peerMaxFrameBytes = hello.maxFrameBytes
+    } catch (err) {
+      if (err instanceof SyncProtocolError) await refuse('PROTOCOL_ERROR', err.message)
+      else stream.abort(err as Error)
+      return
+    }
+    const controller = new AbortController()
+    rt.sessions.add(controller)
+    try {
+      await this.#runSession(rt, channel, 'responder', peerMaxFrameBytes, AbortSignal.any([controller.signal, this.#stopping.signal]))
+      const p = rt.partners.get(remote)
+      if (p !== undefined) p.lastSuccessAt = rt.lastSuccessAt = Date.now()
+    } catch (err) {
+      const info = errorInfo(err)
+      rt.lastError = { ...info, at: Date.now() }
+      this.#log.warn({ share: rt.config.id, peer: remote, code: info.code, err: info.message }, 'inbound session failed')
+      if (err instanceof SyncProtocolError) {
+        await refuse('PROTOCOL_ERROR', err.message)
+      } else {
+        stream.abort(err as Error)
+      }
+    } finally {
+      rt.sessions.delete(controller)
+    }
+  }
+}
+
+/** Creates a node (not started). */
+export async function createMindooNode (init: MindooNodeInit): Promise<MindooNode> {
+  return new MindooNode(init)
+}

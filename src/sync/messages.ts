@@ -1,0 +1,169 @@
+/**
+ * The messages of the sync protocol, as a union on `type`, transport-free. The p2p layer encodes them as
+ * length-prefixed protobuf frames; tests pass them through an in-memory channel.
+ */
+import { MindooError } from '../errors.js'
+import type { AbortOptions } from '../store/types.js'
+
+/** Protocol version spoken here. */
+export const SYNC_PROTOCOL_VERSION = 1
+/** Capabilities this implementation offers. */
+export const CAPABILITIES = ['reconcile/rbsr-1', 'want/batch'] as const
+
+/** Error codes carried in `error` frames (stable; listed in the README). */
+export type SyncErrorCode =
+  | 'NOT_AUTHORIZED' // unknown topic, or the peer is not a partner of the share
+  | 'SHARE_DISABLED' // a partner, but the share is disabled here
+  | 'VERSION_UNSUPPORTED'
+  | 'PROTOCOL_ERROR' // a malformed, oversized or unexpected frame
+  | 'INTERNAL'
+
+export interface HelloMessage {
+  type: 'hello'
+  /** The share's topic id (derived from the topic secret). */
+  topic: Uint8Array
+  version: number
+  capabilities: string[]
+  /** Largest frame this side accepts. */
+  maxFrameBytes: number
+}
+
+export interface WelcomeMessage {
+  type: 'welcome'
+  version: number
+  capabilities: string[]
+  maxFrameBytes: number
+}
+
+export interface ErrorMessage {
+  type: 'error'
+  code: SyncErrorCode
+  message: string
+}
+
+export interface ReconcileMessage {
+  type: 'reconcile'
+  data: Uint8Array
+}
+
+/** Asks for changes by hash; `done` says the sender will ask for nothing more in this session. */
+export interface WantMessage {
+  type: 'want'
+  hashes: Uint8Array[]
+  done: boolean
+}
+
+/** Answers one want, possibly in several frames; the last has `last: true`. Changes are canonical bytes. */
+export interface ChangesMessage {
+  type: 'changes'
+  changes: Uint8Array[]
+  last: boolean
+}
+
+export type SyncMessage = HelloMessage | WelcomeMessage | ErrorMessage | ReconcileMessage | WantMessage | ChangesMessage
+export type SyncMessageType = SyncMessage['type']
+
+export const isHello = (m: SyncMessage): m is HelloMessage => m.type === 'hello'
+export const isWelcome = (m: SyncMessage): m is WelcomeMessage => m.type === 'welcome'
+export const isError = (m: SyncMessage): m is ErrorMessage => m.type === 'error'
+export const isReconcile = (m: SyncMessage): m is ReconcileMessage => m.type === 'reconcile'
+export const isWant = (m: SyncMessage): m is WantMessage => m.type === 'want'
+export const isChanges = (m: SyncMessage): m is ChangesMessage => m.type === 'changes'
+
+/**
+ * A bidirectional, ordered channel of sync messages (one libp2p stream in production). `receive` resolves
+ * `undefined` when the peer closed its side.
+ */
+export interface MessageChannel {
+  send: (message: SyncMessage, options?: AbortOptions) => Promise<void>
+  receive: (options?: AbortOptions) => Promise<SyncMessage | undefined>
+  /** Ends this side's writes; the peer's `receive` then resolves undefined. */
+  close: (options?: AbortOptions) => Promise<void>
+  /** Tears the channel down at once. */
+  abort: (err: Error) => void
+}
+
+/** A frame broke the protocol: malformed, oversized, or not expected at this point. */
+export class SyncProtocolError extends MindooError {
+  static override readonly code = 'PROTOCOL_ERROR'
+}
+
+/** The peer answered with an error frame; `remoteCode` is its code. */
+export class SyncRemoteError extends MindooError {
+  static override readonly code = 'REMOTE_ERROR'
+  readonly remoteCode: SyncErrorCode
+
+  constructor (remoteCode: SyncErrorCode, message: string) {
+    super(`peer refused: ${remoteCode}: ${message}`)
+    this.remoteCode = remoteCode
+  }
+}
+
+/**
+ * Two connected in-memory channels, for tests of the session without sockets. `capacity` bounds how many
+ * messages may wait unread in each direction (a full channel makes `send` wait: backpressure).
+ */
+export function createChannelPair (capacity = 16): [MessageChannel, MessageChannel] {
+  const a = new QueueEnd(capacity)
+  const b = new QueueEnd(capacity)
+  a.peer = b
+  b.peer = a
+  return [a, b]
+}
+
+class QueueEnd implements MessageChannel {
+  peer!: QueueEnd
+  readonly #capacity: number
+  readonly #inbox: Array<SyncMessage | undefined> = []
+  #readers: Array<(m: SyncMessage | undefined) => void> = []
+  #spaceWaiters: Array<() => void> = []
+  #closed = false
+  #aborted: Error | undefined
+
+  constructor (capacity: number) {
+    this.#capacity = capacity
+  }
+
+  async send (message: SyncMessage): Promise<void> {
+    if (this.#aborted !== undefined) throw this.#aborted
+    if (this.#closed) throw new Error('channel closed for writing')
+    while (this.peer.#inbox.length >= this.#capacity) {
+      await new Promise<void>((resolve) => this.peer.#spaceWaiters.push(resolve))
+      if (this.#aborted !== undefined) throw this.#aborted
+    }
+    this.peer.#deliver(message)
+  }
+
+  async receive (): Promise<SyncMessage | undefined> {
+    if (this.#aborted !== undefined) throw this.#aborted
+    if (this.#inbox.length > 0) {
+      const m = this.#inbox.shift()
+      this.#spaceWaiters.shift()?.()
+      return m
+    }
+    return await new Promise((resolve) => this.#readers.push(resolve))
+  }
+
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    this.peer.#deliver(undefined)
+  }
+
+  abort (err: Error): void {
+    this.#aborted = err
+    this.peer.#aborted = err
+    for (const end of [this, this.peer]) {
+      for (const r of end.#readers) r(undefined)
+      for (const w of end.#spaceWaiters) w()
+      end.#readers = []
+      end.#spaceWaiters = []
+    }
+  }
+
+  #deliver (message: SyncMessage | undefined): void {
+    const reader = this.#readers.shift()
+    if (reader !== undefined) reader(message)
+    else this.#inbox.push(message)
+  }
+}

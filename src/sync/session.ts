@@ -1,0 +1,434 @@
+/**
+ * One sync session of one share between two peers, over a MessageChannel, transport-free.
+ *
+ * Phases:
+ * 1. Opening: the initiator sends `hello` (topic, version, capabilities, frame limit); the responder's owner
+ *    authorises it (see `authorizeHello`) and answers `welcome` or an `error` frame, before any hash is revealed.
+ * 2. Reconciliation: range-based set reconciliation over each side's *served set*; at its end both sides know
+ *    which hashes the other has that they lack.
+ * 3. Transfer, in both directions at once: each side asks for what it lacks with `want` frames (a bounded number
+ *    in flight, so a slow receiver slows the sender) and answers the other's wants with `changes` frames. A want
+ *    is answered only with changes of the served set: a hash outside it is neither sent nor acknowledged.
+ * 4. Close: once both sides sent `want{done}` and answered every want, each closes its side.
+ *
+ * Invariants (cited where enforced):
+ * I1. No hash outside this side's served set is ever sent (reconciliation runs over the served set; wants are
+ *     answered from it only).
+ * I2. A received change is stored only if it was asked for in this session, its author is a participant of the
+ *     share, and the store verifies its hash and signature; a bad change is rejected alone, the rest go on.
+ * I3. At most `pipeline` wants are outstanding; frames sent stay below the peer's frame limit.
+ * I4. A hash that another session of the same database is already fetching is not asked for again.
+ */
+import type { MindooDB } from '../core/index.js'
+import { ChangeRejectedError, MindooError, UntrustedAuthorError } from '../errors.js'
+import { decodeChange, encodeChange, type ChangeHash, type StoreChange } from '../store/change.js'
+import type { AbortOptions } from '../store/types.js'
+import { silentLogger, type Logger } from '../util/logger.js'
+import {
+  isChanges, isError, isReconcile, isWant, isWelcome, SyncProtocolError, SyncRemoteError, SYNC_PROTOCOL_VERSION,
+  CAPABILITIES, type ChangesMessage, type MessageChannel, type SyncMessage, type WantMessage
+} from './messages.js'
+import type { ReconcileSession } from './reconcile/index.js'
+import type { ServedSet } from './served-set.js'
+import type { ShareDirection } from './share.js'
+
+/** A change received and refused, with the reason code. */
+export class UnrequestedChangeError extends ChangeRejectedError {
+  static override readonly code: string = 'UNREQUESTED'
+}
+
+/** Keeps the hashes sessions of one database are fetching, so that parallel sessions don't fetch twice (I4). */
+export class WantClaims {
+  readonly #claimed = new Map<ChangeHash, { released: Promise<void>, release: () => void }>()
+
+  /** Claims the hashes not claimed yet; returns them, and the hashes another session is fetching. */
+  claim (hashes: ChangeHash[]): { mine: ChangeHash[], busy: ChangeHash[] } {
+    const mine: ChangeHash[] = []
+    const busy: ChangeHash[] = []
+    for (const h of hashes) {
+      if (this.#claimed.has(h)) {
+        busy.push(h)
+      } else {
+        const { promise, resolve } = Promise.withResolvers<void>()
+        this.#claimed.set(h, { released: promise, release: resolve })
+        mine.push(h)
+      }
+    }
+    return { mine, busy }
+  }
+
+  /** Resolves when the hash is no longer being fetched (fetched or failed). */
+  async released (hash: ChangeHash): Promise<void> {
+    await this.#claimed.get(hash)?.released
+  }
+
+  release (hashes: Iterable<ChangeHash>): void {
+    for (const h of hashes) {
+      this.#claimed.get(h)?.release()
+      this.#claimed.delete(h)
+    }
+  }
+
+  get size (): number {
+    return this.#claimed.size
+  }
+}
+
+/** Counters a session reports into (the share's status). */
+export interface SessionStats {
+  sent: (changes: number, bytes: number) => void
+  received: (changes: number, bytes: number) => void
+  rejected: (code: string, hash: string) => void
+}
+
+export interface SessionComponents {
+  channel: MessageChannel
+  db: MindooDB
+  served: ServedSet
+  /** Makes the reconciliation engine once both frame limits are known (both sides pass the same size). */
+  reconciler: (maxMessageBytes: number) => ReconcileSession
+  claims: WantClaims
+  stats?: SessionStats
+  logger?: Logger
+}
+
+export interface SessionInit {
+  role: 'initiator' | 'responder'
+  /** This side's direction on the share. */
+  direction: ShareDirection
+  /** Signing keys of the share's participants (this tenant included): the authors accepted (I2). */
+  participants: ReadonlySet<string>
+  /** Initiator: the share's topic id, sent in the hello. */
+  topic?: Uint8Array
+  /** Responder: the frame limit the initiator's hello declared. */
+  peerMaxFrameBytes?: number
+  /** Largest reconciliation message. Default 64 KiB. */
+  reconcileMessageBytes?: number
+  /** Largest frame this side sends and accepts. Default 4 MiB. */
+  maxFrameBytes?: number
+  /** Hashes per want. Default 256. */
+  wantBatch?: number
+  /** Wants in flight. Default 2. */
+  pipeline?: number
+}
+
+export interface SessionResult {
+  /** Changes received and stored. */
+  received: number
+  /** Changes sent. */
+  sent: number
+  /** Changes refused, by reason code. */
+  rejected: Record<string, number>
+  /** Bytes of change data sent and received. */
+  bytesSent: number
+  bytesReceived: number
+  /** Reconciliation messages exchanged (both directions). */
+  reconcileMessages: number
+}
+
+export const DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024
+export const DEFAULT_RECONCILE_MESSAGE_BYTES = 64 * 1024
+const FRAME_OVERHEAD = 64
+
+const noStats: SessionStats = { sent: () => {}, received: () => {}, rejected: () => {} }
+
+interface Outstanding {
+  hashes: Set<ChangeHash>
+  changes: Uint8Array[]
+  resolve: () => void
+  reject: (err: Error) => void
+}
+
+/**
+ * Runs one session to its end. Resolves with what moved; rejects with SyncRemoteError when the peer refused,
+ * SyncProtocolError on a broken frame sequence, or the channel's error.
+ */
+export async function runSession (components: SessionComponents, init: SessionInit, options: AbortOptions = {}): Promise<SessionResult> {
+  return await new SyncSession(components, init).run(options)
+}
+
+class SyncSession {
+  readonly #c: SessionComponents
+  readonly #init: SessionInit
+  readonly #log: Logger
+  readonly #stats: SessionStats
+  #maxFrame: number
+  #reconciler: ReconcileSession | undefined
+  readonly #result: SessionResult = { received: 0, sent: 0, rejected: {}, bytesSent: 0, bytesReceived: 0, reconcileMessages: 0 }
+  /** Wants sent and not fully answered, oldest first (answers come in order). */
+  readonly #outstanding: Outstanding[] = []
+  /** Wants received and not answered yet. */
+  readonly #toServe: WantMessage[] = []
+  #serveWake: (() => void) | undefined
+  #peerDone = false
+  #failed: Error | undefined
+
+  constructor (components: SessionComponents, init: SessionInit) {
+    this.#c = components
+    this.#init = init
+    this.#log = (components.logger ?? silentLogger).child({ role: init.role })
+    this.#stats = components.stats ?? noStats
+    this.#maxFrame = init.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES
+  }
+
+  async run (options: AbortOptions): Promise<SessionResult> {
+    const { channel } = this.#c
+    const onAbort = (): void => { channel.abort(new MindooError('session aborted')) }
+    options.signal?.addEventListener('abort', onAbort, { once: true })
+    try {
+      await this.#open(options)
+      await this.#reconcile(options)
+      // transfer: a reader dispatching frames, a server answering wants, a fetcher asking for what we lack
+      const reader = this.#read(options)
+      const server = this.#serve(options)
+      reader.catch(() => {})
+      server.catch(() => {})
+      await this.#fetch(options)
+      await server
+      // this side asked for everything and answered every want: end our writes, then wait for the peer's end
+      await channel.close(options)
+      await reader
+      return this.#result
+    } catch (err) {
+      this.#fail(err as Error)
+      channel.abort(err as Error)
+      throw err
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort)
+    }
+  }
+
+  async #recv (options: AbortOptions): Promise<SyncMessage> {
+    const m = await this.#c.channel.receive(options)
+    if (m === undefined) throw new SyncProtocolError('peer closed the session early')
+    if (isError(m)) throw new SyncRemoteError(m.code, m.message)
+    return m
+  }
+
+  async #open (options: AbortOptions): Promise<void> {
+    const { channel } = this.#c
+    if (this.#init.role === 'initiator') {
+      if (this.#init.topic === undefined) throw new TypeError('an initiator needs a topic')
+      await channel.send({ type: 'hello', topic: this.#init.topic, version: SYNC_PROTOCOL_VERSION, capabilities: [...CAPABILITIES], maxFrameBytes: this.#maxFrame }, options)
+      const m = await this.#recv(options)
+      if (!isWelcome(m)) throw new SyncProtocolError(`expected welcome, got ${m.type}`)
+      this.#maxFrame = Math.min(this.#maxFrame, m.maxFrameBytes)
+    } else {
+      await channel.send({ type: 'welcome', version: SYNC_PROTOCOL_VERSION, capabilities: [...CAPABILITIES], maxFrameBytes: this.#maxFrame }, options)
+      this.#maxFrame = Math.min(this.#maxFrame, this.#init.peerMaxFrameBytes ?? this.#maxFrame)
+    }
+    // both sides now know both limits, so both pick the same reconciliation message size
+    const size = Math.min(this.#init.reconcileMessageBytes ?? DEFAULT_RECONCILE_MESSAGE_BYTES, this.#maxFrame - FRAME_OVERHEAD)
+    this.#reconciler = this.#c.reconciler(size)
+  }
+
+  get #rec (): ReconcileSession {
+    if (this.#reconciler === undefined) throw new Error('reconciler used before the opening exchange')
+    return this.#reconciler
+  }
+
+  /** Runs reconciliation until this side's reconciler is done (it knows then what the peer lacks and has). */
+  async #reconcile (options: AbortOptions): Promise<void> {
+    const { channel } = this.#c
+    const reconciler = this.#rec
+    let out: Uint8Array | null = this.#init.role === 'initiator' ? reconciler.initiate() : null
+    while (true) {
+      if (out !== null) {
+        await channel.send({ type: 'reconcile', data: out }, options)
+        this.#result.reconcileMessages++
+      }
+      if (reconciler.done) return
+      const m = await this.#recv(options)
+      if (!isReconcile(m)) throw new SyncProtocolError(`expected reconcile, got ${m.type}`)
+      this.#result.reconcileMessages++
+      out = reconciler.reconcile(m.data)
+    }
+  }
+
+  #fail (err: Error): void {
+    this.#failed ??= err
+    for (const o of this.#outstanding.splice(0)) {
+      this.#c.claims.release(o.hashes)
+      o.reject(err)
+    }
+    this.#serveWake?.()
+  }
+
+  /** Reads frames until the peer closes: wants go to the server, changes to the oldest outstanding want. */
+  async #read (options: AbortOptions): Promise<void> {
+    try {
+      while (true) {
+        const m = await this.#c.channel.receive(options)
+        if (m === undefined) break
+        if (isError(m)) throw new SyncRemoteError(m.code, m.message)
+        if (isWant(m)) this.#onWant(m)
+        else if (isChanges(m)) await this.#onChanges(m)
+        else throw new SyncProtocolError(`unexpected ${m.type} frame during transfer`)
+      }
+      if (!this.#peerDone || this.#outstanding.length > 0) throw new SyncProtocolError('peer closed the session early')
+    } catch (err) {
+      this.#fail(err as Error)
+      throw err
+    } finally {
+      this.#serveWake?.()
+    }
+  }
+
+  #onWant (m: WantMessage): void {
+    if (this.#peerDone) throw new SyncProtocolError('want after done')
+    if (m.hashes.some((h) => h.length !== 32)) throw new SyncProtocolError('a wanted hash must have 32 bytes')
+    if (m.hashes.length > 0) {
+      if (this.#toServe.length >= 8) throw new SyncProtocolError('too many wants in flight')
+      this.#toServe.push(m)
+    }
+    if (m.done) this.#peerDone = true
+    this.#serveWake?.()
+  }
+
+  async #onChanges (m: ChangesMessage): Promise<void> {
+    const o = this.#outstanding[0]
+    if (o === undefined) throw new SyncProtocolError('changes that were not asked for')
+    o.changes.push(...m.changes)
+    if (!m.last) {
+      if (o.changes.length > o.hashes.size) throw new SyncProtocolError('more changes than asked for')
+      return
+    }
+    this.#outstanding.shift()
+    try {
+      await this.#store(o)
+      o.resolve()
+    } catch (err) {
+      o.reject(err as Error)
+      throw err
+    }
+  }
+
+  /** Verifies and stores one want's answer (I2); bad changes are rejected one by one. */
+  async #store (o: Outstanding): Promise<void> {
+    const { db, claims } = this.#c
+    const good: StoreChange[] = []
+    let bytes = 0
+    for (const bytesIn of o.changes) {
+      bytes += bytesIn.length
+      let change: StoreChange
+      try {
+        change = decodeChange(bytesIn)
+      } catch (err) {
+        this.#reject(err as MindooError, '')
+        continue
+      }
+      if (!o.hashes.has(change.hash)) {
+        this.#reject(new UnrequestedChangeError('a change that was not asked for'), change.hash)
+      } else if (!this.#init.participants.has(change.author)) {
+        this.#reject(new UntrustedAuthorError('author is not a participant of this share'), change.hash)
+      } else {
+        o.hashes.delete(change.hash)
+        good.push(change)
+      }
+    }
+    try {
+      if (good.length > 0) {
+        const result = await db.getStore().appendMany(good)
+        for (const r of result.rejected) this.#reject(r.error, r.hash)
+        this.#result.received += result.added.length
+        this.#stats.received(result.added.length, bytes)
+        this.#result.bytesReceived += bytes
+        if (result.added.length > 0) await db.syncStoreChanges(result.added)
+      }
+    } finally {
+      claims.release(good.map((c) => c.hash))
+      claims.release(o.hashes)
+    }
+  }
+
+  #reject (err: MindooError, hash: string): void {
+    const code = err instanceof MindooError ? err.code : 'MALFORMED_CHANGE'
+    this.#result.rejected[code] = (this.#result.rejected[code] ?? 0) + 1
+    this.#stats.rejected(code, hash)
+    this.#log.warn({ hash, code }, 'change rejected')
+  }
+
+  /** Answers wants in order, from the served set only (I1), in frames below the frame limit (I3). */
+  async #serve (options: AbortOptions): Promise<void> {
+    const { channel, db, served } = this.#c
+    const mayServe = this.#init.direction !== 'receive'
+    while (true) {
+      if (this.#failed !== undefined) return
+      const want = this.#toServe.shift()
+      if (want === undefined) {
+        if (this.#peerDone) return
+        await new Promise<void>((resolve) => { this.#serveWake = resolve })
+        this.#serveWake = undefined
+        continue
+      }
+      const hashes = want.hashes.map((h) => Buffer.from(h).toString('hex'))
+      let frame: Uint8Array[] = []
+      let frameBytes = 0
+      const store = db.getStore()
+      for (const hash of hashes) {
+        if (!mayServe || !await store.has(hash)) continue
+        const [change] = await store.getChanges([hash])
+        if (!served.includes(change)) continue
+        const bytes = encodeChange(change)
+        if (bytes.length + FRAME_OVERHEAD > this.#maxFrame) {
+          this.#log.warn({ hash }, 'change larger than the frame limit; not sent')
+          continue
+        }
+        if (frameBytes + bytes.length + FRAME_OVERHEAD > this.#maxFrame) {
+          await channel.send({ type: 'changes', changes: frame, last: false }, options)
+          frame = []
+          frameBytes = 0
+        }
+        frame.push(bytes)
+        frameBytes += bytes.length + 8
+        this.#result.sent++
+        this.#result.bytesSent += bytes.length
+        this.#stats.sent(1, bytes.length)
+      }
+      await channel.send({ type: 'changes', changes: frame, last: true }, options)
+    }
+  }
+
+  /** Asks for what this side lacks, a bounded number of wants at a time (I3, I4). */
+  async #fetch (options: AbortOptions): Promise<void> {
+    const { channel, db, claims } = this.#c
+    const batch = this.#init.wantBatch ?? 256
+    const pipeline = this.#init.pipeline ?? 2
+    let need = this.#init.direction === 'serve' ? [] : this.#rec.need.map((item) => item.id)
+    const inFlight: Array<Promise<void>> = []
+    const store = db.getStore()
+    // hashes another session was fetching are waited for, then asked for here if that session failed (I4)
+    for (let attempt = 0; attempt < 3 && need.length > 0; attempt++) {
+      const busy: ChangeHash[] = []
+      let i = 0
+      while (i < need.length) {
+        if (this.#failed !== undefined) throw this.#failed
+        const candidates: ChangeHash[] = []
+        while (i < need.length && candidates.length < batch) {
+          const h = need[i++]
+          if (!await store.has(h)) candidates.push(h)
+        }
+        const claimed = claims.claim(candidates)
+        busy.push(...claimed.busy)
+        const hashes = claimed.mine
+        if (hashes.length === 0) continue
+        const done = new Promise<void>((resolve, reject) => {
+          this.#outstanding.push({ hashes: new Set(hashes), changes: [], resolve, reject })
+        })
+        done.catch(() => {}) // observed below; this only keeps an early failure from going unhandled
+        inFlight.push(done)
+        try {
+          await channel.send({ type: 'want', hashes: hashes.map((h) => Buffer.from(h, 'hex')), done: false }, options)
+        } catch (err) {
+          claims.release(hashes)
+          throw err
+        }
+        if (inFlight.length >= pipeline) await inFlight.shift()
+      }
+      await Promise.all(inFlight.splice(0))
+      await Promise.all(busy.map(async (h) => { await claims.released(h) }))
+      need = busy
+    }
+    await channel.send({ type: 'want', hashes: [], done: true }, options)
+  }
+}

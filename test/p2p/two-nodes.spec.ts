@@ -1,0 +1,133 @@
+import { expect } from 'chai'
+import type { MindooDB } from '../../src/index.js'
+import { createOrg, shareKey, shareWith, waitFor, type TestOrg } from '../utils/orgs.js'
+
+async function ids (db: MindooDB): Promise<string[]> {
+  return (await db.getStore().getAllChangeHashes()).sort()
+}
+
+describe('two nodes', () => {
+  let a: TestOrg
+  let b: TestOrg
+
+  beforeEach(async () => {
+    a = await createOrg('org-a')
+    b = await createOrg('org-b')
+    await shareKey([a, b], 'k')
+  })
+
+  afterEach(async () => {
+    await a?.cleanup()
+    await b?.cleanup()
+  })
+
+  it('should sync cold, both ways', async () => {
+    const dbA = await a.tenant.openDB('shared', { defaultKeyId: 'k' })
+    const dbB = await b.tenant.openDB('shared', { defaultKeyId: 'k' })
+    for (let i = 0; i < 50; i++) {
+      const doc = await dbA.createDocument()
+      await dbA.changeDoc(doc, (d) => { d.getData().i = i })
+    }
+    const fromB = await dbB.createDocument()
+    await dbB.changeDoc(fromB, (d) => { d.getData().by = 'b' })
+    await a.node.addShare(shareWith([b]))
+    await b.node.addShare(shareWith([a]))
+    const results = await a.node.syncNow('shared')
+    expect(results.map((r) => r.ok)).to.deep.equal([true])
+    expect(await ids(dbA)).to.deep.equal(await ids(dbB))
+    expect(await dbA.getStore().count()).to.equal(102)
+    expect((await dbA.getDocument(fromB.getId())).getData().by).to.equal('b')
+  })
+  it('should sync incrementally and not re-send anything after a restart of either side', async () => {
+    const dbA = await a.tenant.openDB('shared', { defaultKeyId: 'k' })
+    for (let i = 0; i < 20; i++) await dbA.createDocument()
+    await a.node.addShare(shareWith([b]))
+    await b.node.addShare(shareWith([a]))
+    await b.node.syncNow('shared')
+    const dbB = await b.tenant.openDB('shared')
+    expect(await dbB.getStore().count()).to.equal(20)
+
+    const later = await dbA.createDocument()
+    await b.node.syncNow('shared')
+    expect(await dbB.getStore().has(later.getHeads()[0])).to.equal(true)
+    // every change crossed once
+    expect(a.node.status('shared')[0].totals.changesSent).to.equal(21)
+    expect(b.node.status('shared')[0].totals.changesReceived).to.equal(21)
+
+    await b.restart()
+    const [afterB] = await b.node.syncNow('shared')
+    expect(afterB.ok, JSON.stringify(afterB.error)).to.equal(true)
+    expect(b.node.status('shared')[0].totals).to.include({ changesReceived: 0, changesSent: 0 })
+    expect(a.node.status('shared')[0].totals.changesSent).to.equal(21)
+    await a.restart()
+    const [afterA] = await a.node.syncNow('shared')
+    expect(afterA.ok, JSON.stringify(afterA.error)).to.equal(true)
+    expect(a.node.status('shared')[0].totals).to.include({ changesReceived: 0, changesSent: 0 })
+    expect(await ids(dbA)).to.deep.equal(await ids(await b.tenant.openDB('shared')))
+  })
+
+  it('should deliver a change to a connected partner without polling', async () => {
+    await a.node.addShare(shareWith([b]))
+    await b.node.addShare(shareWith([a]))
+    await a.node.syncNow('shared')
+    const dbA = await a.tenant.openDB('shared', { defaultKeyId: 'k' })
+    const dbB = await b.tenant.openDB('shared', { defaultKeyId: 'k' })
+    const doc = await dbA.createDocument()
+    await dbA.changeDoc(doc, (d) => { d.getData().live = true })
+    await waitFor(async () => {
+      try { return (await dbB.getDocument(doc.getId())).getData().live === true } catch { return false }
+    }, 'the change to reach B', 5000)
+    // and back
+    await dbB.changeDoc(doc.getId(), (d) => { d.getData().reply = 'from B' })
+    await waitFor(async () => (await dbA.getDocument(doc.getId())).getData().reply === 'from B', 'the reply to reach A', 5000)
+  })
+
+  it('should serve only documents matching a selector', async () => {
+    const dbA = await a.tenant.openDB('orders', { defaultKeyId: 'k' })
+    const expected: string[] = []
+    const combos = [['order', 'public'], ['order', 'private'], ['invoice', 'public'], ['order', 'public'], ['order', undefined]]
+    for (const [type, visibility] of combos) {
+      const doc = await dbA.createDocument()
+      await dbA.changeDoc(doc, (d) => { d.getData().type = type; if (visibility !== undefined) d.getData().visibility = visibility })
+      if (type === 'order' && visibility === 'public') expected.push(doc.getId())
+    }
+    // a document A stores but cannot read (another tenant's, under a key A lacks) is never served under a field filter
+    const x = await a.factory.createTenant({ tenantId: 'org-x', tenantEncryptionKeyPassword: 'x' })
+    const dbX = await x.openDB('orders')
+    const unreadable = await dbX.createDocument()
+    await dbX.changeDoc(unreadable, (d) => { d.getData().type = 'order'; d.getData().visibility = 'public' })
+    await dbA.trustPartner(x.getPublicInfo())
+    for (const c of await dbX.getStore().getChanges(await dbX.getStore().getAllChangeHashes())) await dbA.getStore().append(c)
+    expect(await dbA.getStore().getAllChangeHashesForDoc(unreadable.getId())).to.have.length(2)
+
+    const filter = { kind: 'selector' as const, selector: { type: 'order', visibility: 'public' } }
+    await a.node.addShare(shareWith([b], { database: 'orders', filter, direction: 'serve' }))
+    await b.node.addShare(shareWith([a], { database: 'orders-from-a', direction: 'receive' }))
+    await b.node.syncNow('shared')
+    const dbB = await b.tenant.openDB('orders-from-a')
+    expect((await dbB.getAllDocumentIds()).sort()).to.deep.equal(expected.sort())
+    expect(await dbB.getStore().count()).to.equal(expected.length * 2)
+
+    // a document that starts matching is served from then on; one that stops keeps what the partner has
+    const [later] = (await dbA.getAllDocumentIds()).filter((id) => !expected.includes(id) && id !== unreadable.getId())
+    await dbA.changeDoc(later, (d) => { d.getData().type = 'order'; d.getData().visibility = 'public' })
+    await dbA.changeDoc(expected[0], (d) => { d.getData().visibility = 'private' })
+    await b.node.syncNow('shared')
+    expect((await dbB.getAllDocumentIds()).sort()).to.deep.equal([...expected, later].sort())
+    expect((await dbB.getDocument(expected[0])).getData().visibility).to.equal('public')
+  })
+
+  it('should serve only changes under the named keys of a key share', async () => {
+    await a.tenant.importNamedKey('private', await a.factory.createSymmetricEncryptedPrivateKey('p'), 'p')
+    const dbA = await a.tenant.openDB('shared')
+    const shared = await dbA.createDocument({ keyId: 'k' })
+    const own = await dbA.createDocument()
+    const other = await dbA.createDocument({ keyId: 'private' })
+    await a.node.addShare(shareWith([b], { filter: { kind: 'keys', keyIds: ['k'] } }))
+    await b.node.addShare(shareWith([a]))
+    await b.node.syncNow('shared')
+    const dbB = await b.tenant.openDB('shared')
+    expect(await dbB.getAllDocumentIds()).to.deep.equal([shared.getId()])
+    for (const doc of [own, other]) expect(await dbB.getStore().getAllChangeHashesForDoc(doc.getId())).to.deep.equal([])
+  })
+})
