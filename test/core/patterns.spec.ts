@@ -26,7 +26,7 @@ async function syncStores (source: MindooDB, target: MindooDB): Promise<void> {
   }
 }
 
-async function syncFilteredData (sourceDB: MindooDB, targetStore: AppendOnlyStore, filter: (doc: MindooDoc) => boolean): Promise<void> {
+async function syncFilteredData (sourceDB: MindooDB, targetStore: AppendOnlyStore, filter: (doc: MindooDoc) => boolean): Promise<ProcessChangesCursor | null> {
   let cursor: ProcessChangesCursor | null = null
   for await (const { doc, cursor: currentCursor } of sourceDB.iterateChangesSince(cursor)) {
     cursor = currentCursor
@@ -38,10 +38,11 @@ async function syncFilteredData (sourceDB: MindooDB, targetStore: AppendOnlyStor
       }
     }
   }
+  return cursor // where a later filtered sync can resume
 }
 
-async function syncDocumentType (sourceDB: MindooDB, targetStore: AppendOnlyStore, documentType: string): Promise<void> {
-  await syncFilteredData(sourceDB, targetStore, (doc) => doc.getData().type === documentType)
+async function syncDocumentType (sourceDB: MindooDB, targetStore: AppendOnlyStore, documentType: string): Promise<ProcessChangesCursor | null> {
+  return await syncFilteredData(sourceDB, targetStore, (doc) => doc.getData().type === documentType)
 }
 
 interface SyncState {
