@@ -26,3 +26,5 @@ export const HELLO_TIMEOUT_MS = 10_000
 export const MAX_INBOUND_STREAMS = 16
 /** File in the data directory that holds the node's libp2p private key. */
 export const PEER_KEY_FILE = 'peer-key'
+/** Rejected changes remembered per share for status. */
+export const MAX_RECENT_REJECTIONS = 20

@@ -23,7 +23,7 @@ import { streamChannel } from './channel.js'
 import {
   DEFAULT_ANNOUNCE_INTERVAL_MS, DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, DEFAULT_DISCOVERY_INTERVAL_MS,
   DEFAULT_LISTEN, DEFAULT_LIVE_DEBOUNCE_MS, DEFAULT_MAX_FRAME_BYTES, DEFAULT_SYNC_INTERVAL_MS, DHT_PROTOCOL,
-  HELLO_TIMEOUT_MS, MAX_INBOUND_STREAMS, MAX_RECONCILE_MESSAGE_BYTES, SYNC_PROTOCOL
+  HELLO_TIMEOUT_MS, MAX_INBOUND_STREAMS, MAX_RECENT_REJECTIONS, MAX_RECONCILE_MESSAGE_BYTES, SYNC_PROTOCOL
 } from './constants.js'
 import { loadOrCreatePeerKey } from './identity.js'
 
@@ -94,6 +94,8 @@ export interface ShareStatus {
   totals: ShareTotals
   lastSuccessAt?: number
   lastError?: { code: string, message: string, at: number }
+  /** The latest rejected changes (at most 20), newest last. */
+  recentRejections: Array<{ hash: string, code: string, at: number }>
 }
 
 /** Result of one round with one partner. */
@@ -123,6 +125,7 @@ interface ShareRuntime {
   sessions: Set<AbortController>
   liveTimer?: NodeJS.Timeout
   offGrow: () => void
+  recentRejections: Array<{ hash: string, code: string, at: number }>
   lastSuccessAt?: number
   lastError?: { code: string, message: string, at: number }
 }
@@ -319,7 +322,8 @@ export class MindooNode {
       })),
       totals: { ...rt.totals, rejected: { ...rt.totals.rejected } },
       lastSuccessAt: rt.lastSuccessAt,
-      lastError: rt.lastError
+      lastError: rt.lastError,
+      recentRejections: [...rt.recentRejections]
     }))
   }
 
@@ -401,7 +405,8 @@ export class MindooNode {
       partners,
       totals: { changesSent: 0, bytesSent: 0, changesReceived: 0, bytesReceived: 0, rejected: {}, rounds: 0, roundsFailed: 0 },
       sessions: new Set(),
-      offGrow: () => {}
+      offGrow: () => {},
+      recentRejections: []
     }
     rt.offGrow = served.onGrow(() => { this.#scheduleLive(rt) })
     return rt
@@ -556,7 +561,11 @@ export class MindooNode {
     const stats: SessionStats = {
       sent: (n, bytes) => { rt.totals.changesSent += n; rt.totals.bytesSent += bytes },
       received: (n, bytes) => { rt.totals.changesReceived += n; rt.totals.bytesReceived += bytes },
-      rejected: (code) => { rt.totals.rejected[code] = (rt.totals.rejected[code] ?? 0) + 1 }
+      rejected: (code, hash) => {
+        rt.totals.rejected[code] = (rt.totals.rejected[code] ?? 0) + 1
+        rt.recentRejections.push({ hash, code, at: Date.now() })
+        if (rt.recentRejections.length > MAX_RECENT_REJECTIONS) rt.recentRejections.shift()
+      }
     }
     let claims = this.#claims.get(rt.config.database)
     if (claims === undefined) {

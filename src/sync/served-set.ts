@@ -146,7 +146,8 @@ export class ServedSet {
           this.#log.warn({ docId, err: String(err) }, 'filter failed on a document; not serving it')
         }
       }
-      if (!matches && !this.#matching.has(docId)) continue
+      // no transition: a matching document's new changes entered the set when they were appended
+      if (matches === this.#matching.has(docId)) continue
       const changes = await store.getChanges(await store.getAllChangeHashesForDoc(docId))
       if (matches) {
         this.#matching.add(docId)
