@@ -130,7 +130,18 @@ interface ShareRuntime {
   lastError?: { code: string, message: string, at: number }
 }
 
-type Services = { dht: KadDHT, identify: unknown, ping: unknown }
+type Services = { dht?: KadDHT, identify: unknown, ping: unknown }
+
+/** Runs `fn` with a signal that aborts after `ms` or with `parent`; the timer is cleared when `fn` settles. */
+async function withTimeout<T> (ms: number, parent: AbortSignal, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController()
+  const timer = setTimeout(() => { controller.abort(new MindooError(`timed out after ${ms} ms`)) }, ms)
+  try {
+    return await fn(AbortSignal.any([controller.signal, parent]))
+  } finally {
+    clearTimeout(timer)
+  }
+}
 
 function errorInfo (err: unknown): { code: string, message: string } {
   if (err instanceof SyncRemoteError) return { code: err.remoteCode, message: err.message }
@@ -155,7 +166,7 @@ function errorInfo (err: unknown): { code: string, message: string } {
  * ```
  */
 export class MindooNode {
-  readonly #init: MindooNodeInit
+  #init: MindooNodeInit
   readonly #log: Logger
   readonly #shares = new Map<string, ShareRuntime>()
   readonly #byTopic = new Map<string, ShareRuntime>()
@@ -206,7 +217,9 @@ export class MindooNode {
       services: {
         identify: identify(),
         ping: ping(),
-        dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: (p) => p, allowQueryWithZeroPeers: true })
+        // without the DHT the node takes no part in it at all: it answers no queries, runs none, and libp2p
+        // cannot look up the address of a peer it was not given, so it only reaches configured addresses
+        ...(useDht ? { dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: (p) => p, allowQueryWithZeroPeers: true }) } : {})
       }
     })
     await this.#libp2p.start()
@@ -237,6 +250,8 @@ export class MindooNode {
     for (const rt of this.#shares.values()) this.#deactivate(rt)
     const running = [...this.#shares.values()].flatMap((rt) => [...rt.partners.values()].map((p) => p.running))
     await Promise.allSettled(running)
+    // a later start() picks the shares up again
+    this.#init = { ...this.#init, shares: [...this.#shares.values()].map((rt) => ({ ...rt.config })) }
     this.#shares.clear()
     this.#byTopic.clear()
     await this.#libp2p?.stop()
@@ -296,7 +311,9 @@ export class MindooNode {
     return { ...this.#share(id).config }
   }
 
+  /** The shares, also while stopped (a start picks them up). */
   listShares (): ShareConfig[] {
+    if (!this.#started) return (this.#init.shares ?? []).map((c) => ({ ...c }))
     return [...this.#shares.values()].map((rt) => ({ ...rt.config }))
   }
 
@@ -598,8 +615,10 @@ export class MindooNode {
     const refuse = async (code: SyncErrorCode, message: string): Promise<void> => {
       this.#log.warn({ peer: remote, code }, 'sync session refused')
       try {
-        await channel.send({ type: 'error', code, message }, { signal: AbortSignal.timeout(HELLO_TIMEOUT_MS) })
-        await channel.close({ signal: AbortSignal.timeout(HELLO_TIMEOUT_MS) })
+        await withTimeout(HELLO_TIMEOUT_MS, this.#stopping.signal, async (signal) => {
+          await channel.send({ type: 'error', code, message }, { signal })
+          await channel.close({ signal })
+        })
       } catch {
         stream.abort(new MindooError(code))
       }
@@ -607,7 +626,7 @@ export class MindooNode {
     let rt: ShareRuntime | undefined
     let peerMaxFrameBytes: number
     try {
-      const hello = await channel.receive({ signal: AbortSignal.any([AbortSignal.timeout(HELLO_TIMEOUT_MS), this.#stopping.signal]) })
+      const hello = await withTimeout(HELLO_TIMEOUT_MS, this.#stopping.signal, async (signal) => await channel.receive({ signal }))
       if (hello === undefined || !isHello(hello)) {
         await refuse('PROTOCOL_ERROR', 'expected hello')
         return

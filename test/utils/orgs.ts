@@ -29,8 +29,6 @@ export async function createOrg (name: string, init: Partial<MindooNodeInit> = {
     dataDir,
     restart: async (extra = {}) => {
       const shares = org.node.listShares()
-      // listen where it listened before, so partners' configured addresses stay right
-      const listen = org.node.getMultiaddrs().map((a) => a.replace(/\/p2p\/.*$/, ''))
       await org.node.stop()
       org.node = await createMindooNode(nodeInit({ shares, listen, ...extra }))
       await org.node.start()
@@ -41,6 +39,8 @@ export async function createOrg (name: string, init: Partial<MindooNodeInit> = {
     }
   }
   await org.node.start()
+  // restarts listen where the node listened first, so partners' configured addresses stay right
+  const listen = org.node.getMultiaddrs().map((a) => a.replace(/\/p2p\/.*$/, ''))
   return org
 }
 
