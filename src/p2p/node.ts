@@ -16,7 +16,7 @@ import type { AbortOptions } from '../store/types.js'
 import { SYNC_PROTOCOL_VERSION, SyncProtocolError, SyncRemoteError, isHello, type MessageChannel, type SyncErrorCode } from '../sync/messages.js'
 import { createInitiator, createReconcileSet, createResponder } from '../sync/reconcile/index.js'
 import { ServedSet } from '../sync/served-set.js'
-import { runSession, WantClaims, type SessionResult, type SessionStats } from '../sync/session.js'
+import { runSession, ShareDisabledError, WantClaims, type SessionResult, type SessionStats } from '../sync/session.js'
 import { policyOf, topicDhtKeyOf, topicIdOf, validateShare, type ShareConfig, type ShareUpdate } from '../sync/share.js'
 import { silentLogger, type Logger } from '../util/logger.js'
 import { streamChannel } from './channel.js'
@@ -438,7 +438,7 @@ export class MindooNode {
   }
 
   #abortSessions (rt: ShareRuntime): void {
-    for (const s of rt.sessions) s.abort(new MindooError(`share ${rt.config.id} disabled`))
+    for (const s of rt.sessions) s.abort(new ShareDisabledError(`share ${rt.config.id} disabled`))
     rt.sessions.clear()
   }
 
@@ -552,7 +552,7 @@ export class MindooNode {
       rt.totals.roundsFailed++
       p.failures++
       p.lastError = rt.lastError = { ...info, at: Date.now() }
-      this.#log.warn({ share: rt.config.id, peer: p.peerId, code: info.code, err: info.message }, 'sync round failed')
+      this.#log.warn({ share: rt.config.id, peer: p.peerId, code: info.code, err: info.message}, 'sync round failed')
       this.#scheduleRetry(rt, p)
       return { peerId: p.peerId, ok: false, error: info }
     } finally {
@@ -660,12 +660,8 @@ export class MindooNode {
     } catch (err) {
       const info = errorInfo(err)
       rt.lastError = { ...info, at: Date.now() }
+      // the session has told the peer why (or torn the stream down) already
       this.#log.warn({ share: rt.config.id, peer: remote, code: info.code, err: info.message }, 'inbound session failed')
-      if (err instanceof SyncProtocolError) {
-        await refuse('PROTOCOL_ERROR', err.message)
-      } else {
-        stream.abort(err as Error)
-      }
     } finally {
       rt.sessions.delete(controller)
     }

@@ -20,17 +20,27 @@
  * I4. A hash that another session of the same database is already fetching is not asked for again.
  */
 import type { MindooDB } from '../core/index.js'
-import { ChangeRejectedError, MindooError, UntrustedAuthorError } from '../errors.js'
+import { ChangeRejectedError, MindooError, ReconcileProtocolError, UntrustedAuthorError } from '../errors.js'
 import { decodeChange, encodeChange, type ChangeHash, type StoreChange } from '../store/change.js'
 import type { AbortOptions } from '../store/types.js'
 import { silentLogger, type Logger } from '../util/logger.js'
 import {
   isChanges, isError, isReconcile, isWant, isWelcome, SyncProtocolError, SyncRemoteError, SYNC_PROTOCOL_VERSION,
-  CAPABILITIES, type ChangesMessage, type MessageChannel, type SyncMessage, type WantMessage
+  CAPABILITIES, type ChangesMessage, type MessageChannel, type SyncErrorCode, type SyncMessage, type WantMessage
 } from './messages.js'
 import type { ReconcileSession } from './reconcile/index.js'
 import type { ServedSet } from './served-set.js'
 import type { ShareDirection } from './share.js'
+
+/** The share was disabled while the session ran (the peer is told SHARE_DISABLED). */
+export class ShareDisabledError extends MindooError {
+  static override readonly code: string = 'SHARE_DISABLED'
+}
+
+/** The peer sent nothing for longer than the idle timeout. */
+export class SessionIdleError extends MindooError {
+  static override readonly code: string = 'SESSION_IDLE'
+}
 
 /** A change received and refused, with the reason code. */
 export class UnrequestedChangeError extends ChangeRejectedError {
@@ -110,6 +120,8 @@ export interface SessionInit {
   wantBatch?: number
   /** Wants in flight. Default 2. */
   pipeline?: number
+  /** The session fails when the peer sends nothing for this long, ms. Default 60 000. */
+  idleTimeoutMs?: number
 }
 
 export interface SessionResult {
@@ -128,13 +140,21 @@ export interface SessionResult {
 
 export const DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024
 export const DEFAULT_RECONCILE_MESSAGE_BYTES = 64 * 1024
+/** A session fails when the peer sends nothing for this long. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 60_000
+/** Time allowed to tell a peer why its session ends. */
+const GOODBYE_TIMEOUT_MS = 2_000
+/** Time allowed to find the peer's error frame after a failed write (the reader may first store frames already received). */
+const PEER_REASON_WAIT_MS = 5_000
 const FRAME_OVERHEAD = 64
 
 const noStats: SessionStats = { sent: () => {}, received: () => {}, rejected: () => {} }
 
 interface Outstanding {
+  /** Hashes asked for and not received yet. */
   hashes: Set<ChangeHash>
-  changes: Uint8Array[]
+  asked: number
+  received: number
   resolve: () => void
   reject: (err: Error) => void
 }
@@ -162,6 +182,7 @@ class SyncSession {
   #serveWake: (() => void) | undefined
   #peerDone = false
   #failed: Error | undefined
+  #idleTimer: NodeJS.Timeout | undefined
 
   constructor (components: SessionComponents, init: SessionInit) {
     this.#c = components
@@ -173,13 +194,12 @@ class SyncSession {
 
   async run (options: AbortOptions): Promise<SessionResult> {
     const { channel } = this.#c
-    const onAbort = (): void => { channel.abort(new MindooError('session aborted')) }
-    options.signal?.addEventListener('abort', onAbort, { once: true })
+    let reader: Promise<void> | undefined
     try {
       await this.#open(options)
       await this.#reconcile(options)
       // transfer: a reader dispatching frames, a server answering wants, a fetcher asking for what we lack
-      const reader = this.#read(options)
+      reader = this.#read(options)
       const server = this.#serve(options)
       reader.catch(() => {})
       server.catch(() => {})
@@ -189,17 +209,87 @@ class SyncSession {
       await channel.close(options)
       await reader
       return this.#result
-    } catch (err) {
-      this.#fail(err as Error)
-      channel.abort(err as Error)
+    } catch (caught) {
+      // an abort through the signal (share disabled, node stopping) reports its reason, not the stream's error
+      const err = options.signal?.aborted === true ? options.signal.reason as Error : await this.#peerReason(caught as Error, reader)
+      this.#fail(err)
+      await this.#goodbye(err)
       throw err
     } finally {
-      options.signal?.removeEventListener('abort', onAbort)
+      clearTimeout(this.#idleTimer)
+    }
+  }
+
+  /**
+   * A failed write often means the peer ended the session, and its error frame may be waiting unread: give the
+   * reader (or one receive) a moment to find it, so the failure carries the peer's code.
+   */
+  async #peerReason (err: Error, reader: Promise<void> | undefined): Promise<Error> {
+    if (err instanceof SyncRemoteError || err instanceof SyncProtocolError || err instanceof ReconcileProtocolError) return err
+    const timer = new AbortController()
+    const t = setTimeout(() => { timer.abort() }, PEER_REASON_WAIT_MS)
+    try {
+      if (reader !== undefined) {
+        await Promise.race([reader, new Promise((resolve) => timer.signal.addEventListener('abort', resolve))])
+      } else {
+        const m = await this.#c.channel.receive({ signal: timer.signal })
+        if (m !== undefined && isError(m)) return new SyncRemoteError(m.code, m.message)
+      }
+    } catch (found) {
+      if (found instanceof SyncRemoteError) return found
+    } finally {
+      clearTimeout(t)
+    }
+    return this.#failed instanceof SyncRemoteError ? this.#failed : err
+  }
+
+  /**
+   * Ends a failed session: for failures the peer should know about (a broken frame, a disabled share) an
+   * error frame and a graceful close, bounded in time; otherwise (or if that fails) the channel is torn down.
+   */
+  async #goodbye (err: Error): Promise<void> {
+    const { channel } = this.#c
+    const code: SyncErrorCode | undefined = err instanceof SyncProtocolError || err instanceof ReconcileProtocolError
+      ? 'PROTOCOL_ERROR'
+      : err instanceof ShareDisabledError ? 'SHARE_DISABLED' : undefined
+    if (code === undefined) {
+      channel.abort(err)
+      return
+    }
+    const timer = new AbortController()
+    const t = setTimeout(() => { timer.abort() }, GOODBYE_TIMEOUT_MS)
+    try {
+      await channel.send({ type: 'error', code, message: err.message.slice(0, 500) }, { signal: timer.signal })
+      await channel.close({ signal: timer.signal })
+    } catch {
+      channel.abort(err)
+    } finally {
+      clearTimeout(t)
+    }
+  }
+
+  /**
+   * Receives the next frame, failing with SessionIdleError when the peer stays silent longer than the idle
+   * timeout (a peer cannot hold a session open by saying nothing).
+   */
+  async #receive (options: AbortOptions): Promise<SyncMessage | undefined> {
+    const idle = new AbortController()
+    clearTimeout(this.#idleTimer)
+    const ms = this.#init.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS
+    this.#idleTimer = setTimeout(() => { idle.abort(new SessionIdleError(`peer silent for ${ms} ms`)) }, ms)
+    const signal = options.signal === undefined ? idle.signal : AbortSignal.any([options.signal, idle.signal])
+    try {
+      return await this.#c.channel.receive({ signal })
+    } catch (err) {
+      if (idle.signal.aborted) throw idle.signal.reason as Error
+      throw err
+    } finally {
+      clearTimeout(this.#idleTimer)
     }
   }
 
   async #recv (options: AbortOptions): Promise<SyncMessage> {
-    const m = await this.#c.channel.receive(options)
+    const m = await this.#receive(options)
     if (m === undefined) throw new SyncProtocolError('peer closed the session early')
     if (isError(m)) throw new SyncRemoteError(m.code, m.message)
     return m
@@ -258,7 +348,7 @@ class SyncSession {
   async #read (options: AbortOptions): Promise<void> {
     try {
       while (true) {
-        const m = await this.#c.channel.receive(options)
+        const m = await this.#receive(options)
         if (m === undefined) break
         if (isError(m)) throw new SyncRemoteError(m.code, m.message)
         if (isWant(m)) this.#onWant(m)
@@ -285,30 +375,27 @@ class SyncSession {
     this.#serveWake?.()
   }
 
+  /** Stores each answer frame as it arrives (memory stays at one frame), completing the want on its last. */
   async #onChanges (m: ChangesMessage): Promise<void> {
     const o = this.#outstanding[0]
     if (o === undefined) throw new SyncProtocolError('changes that were not asked for')
-    o.changes.push(...m.changes)
-    if (!m.last) {
-      if (o.changes.length > o.hashes.size) throw new SyncProtocolError('more changes than asked for')
-      return
-    }
+    o.received += m.changes.length
+    // a few extra changes are rejected one by one (UNREQUESTED); a flood ends the session
+    if (o.received > 2 * o.asked + 16) throw new SyncProtocolError('far more changes than asked for')
+    await this.#store(o, m.changes)
+    if (!m.last) return
     this.#outstanding.shift()
-    try {
-      await this.#store(o)
-      o.resolve()
-    } catch (err) {
-      o.reject(err as Error)
-      throw err
-    }
+    // what the peer did not send is not being fetched any more
+    this.#c.claims.release(o.hashes)
+    o.resolve()
   }
 
-  /** Verifies and stores one want's answer (I2); bad changes are rejected one by one. */
-  async #store (o: Outstanding): Promise<void> {
+  /** Verifies and stores one frame of a want's answer (I2); bad changes are rejected one by one. */
+  async #store (o: Outstanding, frame: Uint8Array[]): Promise<void> {
     const { db, claims } = this.#c
     const good: StoreChange[] = []
     let bytes = 0
-    for (const bytesIn of o.changes) {
+    for (const bytesIn of frame) {
       bytes += bytesIn.length
       let change: StoreChange
       try {
@@ -337,7 +424,6 @@ class SyncSession {
       }
     } finally {
       claims.release(good.map((c) => c.hash))
-      claims.release(o.hashes)
     }
   }
 
@@ -353,7 +439,7 @@ class SyncSession {
     const { channel, db, served } = this.#c
     const mayServe = this.#init.direction !== 'receive'
     while (true) {
-      if (this.#failed !== undefined) return
+      if (this.#failed !== undefined) throw this.#failed
       const want = this.#toServe.shift()
       if (want === undefined) {
         if (this.#peerDone) return
@@ -413,7 +499,7 @@ class SyncSession {
         const hashes = claimed.mine
         if (hashes.length === 0) continue
         const done = new Promise<void>((resolve, reject) => {
-          this.#outstanding.push({ hashes: new Set(hashes), changes: [], resolve, reject })
+          this.#outstanding.push({ hashes: new Set(hashes), asked: hashes.length, received: 0, resolve, reject })
         })
         done.catch(() => {}) // observed below; this only keeps an early failure from going unhandled
         inFlight.push(done)

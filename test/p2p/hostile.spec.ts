@@ -162,7 +162,7 @@ describe('hostile peers', function () {
       const mid = await dbB.getStore().count()
       expect(mid).to.be.below(total)
       await waitFor(() => failures.length > 0, 'B\'s round to fail', 10_000)
-      expect(failures[0].code).to.be.a('string')
+      expect(failures[0].code).to.equal('SHARE_DISABLED')
       const partner = b.node.status('shared')[0].partners[0]
       expect(partner.lastSuccessAt).to.equal(undefined)
       expect(await dbB.getStore().count()).to.be.below(total)
@@ -219,7 +219,7 @@ describe('hostile peers', function () {
       })
     }
 
-    // after the welcome, A ends the session: a PROTOCOL_ERROR frame at most, and nothing else
+    // after the welcome, A ends the session: exactly one PROTOCOL_ERROR frame, and nothing else
     const afterWelcome: Array<[string, (raw: RawPeer) => Promise<void>]> = [
       ['a second hello instead of reconciliation', async (raw) => { await raw.hello(TOPIC) }],
       ['a want instead of reconciliation', async (raw) => { await raw.send({ type: 'want', hashes: [], done: true }) }],
@@ -238,7 +238,9 @@ describe('hostile peers', function () {
         await raw.hello(TOPIC)
         expect(await raw.frame()).to.include({ type: 'welcome' })
         await attack(raw)
-        expectRefused(await raw.drain(), 'PROTOCOL_ERROR')
+        const events = await raw.drain()
+        expectRefused(events, 'PROTOCOL_ERROR')
+        expect(frames(events)).to.have.length(1)
         raw.abort()
         expect(a.node.status('shared')[0].totals.changesSent).to.equal(0)
         await expectServesB(dbA)
