@@ -25,87 +25,102 @@ export class ChangeRejectedError extends MindooError {
 
 /** The bytes or fields of a change do not form a valid change (truncated, garbage, bad field). */
 export class MalformedChangeError extends ChangeRejectedError {
-  static override readonly code = 'MALFORMED_CHANGE'
+  static override readonly code: string = 'MALFORMED_CHANGE'
 }
 
 /** The change's stated hash is not the SHA-256 of its canonical signed bytes. */
 export class HashMismatchError extends ChangeRejectedError {
-  static override readonly code = 'HASH_MISMATCH'
+  static override readonly code: string = 'HASH_MISMATCH'
 }
 
 /** The Ed25519 signature does not verify against the change's author key. */
 export class InvalidSignatureError extends ChangeRejectedError {
-  static override readonly code = 'INVALID_SIGNATURE'
+  static override readonly code: string = 'INVALID_SIGNATURE'
 }
 
 /** The change is signed by an author this database does not trust. */
 export class UntrustedAuthorError extends ChangeRejectedError {
-  static override readonly code = 'UNTRUSTED_AUTHOR'
+  static override readonly code: string = 'UNTRUSTED_AUTHOR'
 }
 
 // ---- keys and crypto ----
 
 /** A password did not unwrap a key (or the wrapped blob was altered). */
 export class WrongPasswordError extends MindooError {
-  static override readonly code = 'WRONG_PASSWORD'
+  static override readonly code: string = 'WRONG_PASSWORD'
 }
 
 /** A wrapped key blob or key file is not in a format this version understands. */
 export class InvalidKeyFormatError extends MindooError {
-  static override readonly code = 'INVALID_KEY_FORMAT'
+  static override readonly code: string = 'INVALID_KEY_FORMAT'
 }
 
 /** No key with that id is known to this tenant. */
 export class KeyNotFoundError extends MindooError {
-  static override readonly code = 'KEY_NOT_FOUND'
+  static override readonly code: string = 'KEY_NOT_FOUND'
 }
 
 /** A payload could not be decrypted with any version of its key. */
 export class DecryptionError extends MindooError {
-  static override readonly code = 'DECRYPTION_FAILED'
+  static override readonly code: string = 'DECRYPTION_FAILED'
 }
 
 // ---- tenants, databases, documents, store ----
 
 export class TenantExistsError extends MindooError {
-  static override readonly code = 'TENANT_EXISTS'
+  static override readonly code: string = 'TENANT_EXISTS'
 }
 
 export class TenantNotFoundError extends MindooError {
-  static override readonly code = 'TENANT_NOT_FOUND'
+  static override readonly code: string = 'TENANT_NOT_FOUND'
 }
 
 export class DocumentNotFoundError extends MindooError {
-  static override readonly code = 'DOCUMENT_NOT_FOUND'
+  static override readonly code: string = 'DOCUMENT_NOT_FOUND'
 }
 
 export class DocumentDeletedError extends MindooError {
-  static override readonly code = 'DOCUMENT_DELETED'
+  static override readonly code: string = 'DOCUMENT_DELETED'
 }
 
 /** A change hash asked for is not in the store. */
 export class ChangeNotFoundError extends MindooError {
-  static override readonly code = 'CHANGE_NOT_FOUND'
+  static override readonly code: string = 'CHANGE_NOT_FOUND'
 }
 
 /** An invalid value was given for a named parameter (an id, a name, an option). */
 export class InvalidArgumentError extends MindooError {
-  static override readonly code = 'INVALID_ARGUMENT'
+  static override readonly code: string = 'INVALID_ARGUMENT'
 }
 
 /** The store, database or tenant was used after close(). */
 export class ClosedError extends MindooError {
-  static override readonly code = 'CLOSED'
+  static override readonly code: string = 'CLOSED'
 }
 
 /** The data directory is in use by another process. */
 export class LockedError extends MindooError {
-  static override readonly code = 'LOCKED'
+  static override readonly code: string = 'LOCKED'
 }
 
 /** The operation was aborted through its AbortSignal. */
 export class AbortError extends MindooError {
-  static override readonly code = 'ABORTED'
+  static override readonly code: string = 'ABORTED'
+}
+
+/**
+ * A set-reconciliation peer sent a message that breaks the protocol: truncated, garbage, bounds out of order,
+ * an unknown mode, too large, too many, or a message after the session ended. `reason` names the rule that was
+ * broken with a stable upper-case word (TRUNCATED, BAD_VERSION, BOUNDS_ORDER, UNKNOWN_MODE...).
+ */
+export class ReconcileProtocolError extends MindooError {
+  static override readonly code = 'RECONCILE_PROTOCOL'
+  readonly reason: string
+
+  constructor (message: string, options?: ErrorOptions & { reason?: string }) {
+    super(message, options)
+    this.reason = options?.reason ?? 'INVALID'
+  }
 }
 
 /** Every error class, by code; used to document codes and to map them over RPC. */

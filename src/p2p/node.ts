@@ -552,7 +552,7 @@ export class MindooNode {
       rt.totals.roundsFailed++
       p.failures++
       p.lastError = rt.lastError = { ...info, at: Date.now() }
-      this.#log.warn({ share: rt.config.id, peer: p.peerId, code: info.code, err: info.message}, 'sync round failed')
+      this.#log.warn({ share: rt.config.id, peer: p.peerId, code: info.code, err: info.message }, 'sync round failed')
       this.#scheduleRetry(rt, p)
       return { peerId: p.peerId, ok: false, error: info }
     } finally {

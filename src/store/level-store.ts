@@ -51,12 +51,15 @@ const seqOf = (key: string): number => Number(key.slice(key.length - SEQ_DIGITS)
  */
 export class LevelStore extends BaseStore {
   readonly #db: LevelStoreDatabase
+  /** The backend answers getSync() (classic-level and its sublevels do). */
+  readonly #getSync: boolean
   #owned = false
 
   constructor (init: LevelStoreInit) {
     super(init)
     if (init?.db == null || typeof init.db.batch !== 'function') throw new TypeError('init.db must be an abstract-level database')
     this.#db = init.db
+    this.#getSync = (init.db.supports as { getSync?: boolean }).getSync === true
   }
 
   /**
@@ -89,6 +92,9 @@ export class LevelStore extends BaseStore {
   }
 
   protected async _has (hash: ChangeHash): Promise<boolean> {
+    // A point lookup in-thread: misses, the common case on append, are answered by the memtable and LevelDB's
+    // bloom filters, so this is far cheaper than an async has() and its round trip through the thread pool.
+    if (this.#getSync) return this.#db.getSync(changeKey(hash), ENC) !== undefined
     return await this.#db.has(changeKey(hash), ENC)
   }
 
