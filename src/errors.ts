@@ -123,13 +123,56 @@ export class ReconcileProtocolError extends MindooError {
   }
 }
 
+/** A change sent by a peer that was not asked for. */
+export class UnrequestedChangeError extends ChangeRejectedError {
+  static override readonly code: string = 'UNREQUESTED'
+}
+
+/** A selector is not valid; `path` names where in it. */
+export class InvalidFilterError extends InvalidArgumentError {
+  static override readonly code: string = 'INVALID_FILTER'
+  readonly path: string
+
+  constructor (path: string, message: string) {
+    super(`invalid selector at ${path}: ${message}`)
+    this.path = path
+  }
+}
+
+/** A sync frame broke the protocol: malformed, oversized, or not expected at this point. */
+export class SyncProtocolError extends MindooError {
+  static override readonly code: string = 'PROTOCOL_ERROR'
+}
+
+/** The peer answered with an error frame; `remoteCode` is its code (NOT_AUTHORIZED, SHARE_DISABLED...). */
+export class SyncRemoteError extends MindooError {
+  static override readonly code: string = 'REMOTE_ERROR'
+  readonly remoteCode: string
+
+  constructor (remoteCode: string, message: string) {
+    super(`peer refused: ${remoteCode}: ${message}`)
+    this.remoteCode = remoteCode
+  }
+}
+
+/** The share was disabled while a session ran (the peer is told SHARE_DISABLED). */
+export class ShareDisabledError extends MindooError {
+  static override readonly code: string = 'SHARE_DISABLED'
+}
+
+/** A sync peer sent nothing for longer than the idle timeout. */
+export class SessionIdleError extends MindooError {
+  static override readonly code: string = 'SESSION_IDLE'
+}
+
 /** Every error class, by code; used to document codes and to map them over RPC. */
-export const ERROR_CODES: Readonly<Record<string, typeof MindooError>> = Object.fromEntries(
+export const ERROR_CODES: Readonly<Record<string, { readonly code: string, prototype: MindooError }>> = Object.fromEntries(
   [
     MalformedChangeError, HashMismatchError, InvalidSignatureError, UntrustedAuthorError, WrongPasswordError,
     InvalidKeyFormatError, KeyNotFoundError, DecryptionError, TenantExistsError, TenantNotFoundError,
     DocumentNotFoundError, DocumentDeletedError, ChangeNotFoundError, InvalidArgumentError, ClosedError,
-    LockedError, AbortError
+    LockedError, AbortError, ChangeRejectedError, UnrequestedChangeError, InvalidFilterError, SyncProtocolError,
+    SyncRemoteError, ShareDisabledError, SessionIdleError, ReconcileProtocolError
   ].map((c) => [c.code, c])
 )
 

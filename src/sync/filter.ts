@@ -9,7 +9,7 @@
  * of a condition, which negates its result). `$gt $gte $lt $lte` compare numbers with numbers and strings with
  * strings; across types they are false. `$eq`, `$in` and friends compare JSON values deeply.
  */
-import { InvalidArgumentError } from '../errors.js'
+import { InvalidFilterError } from '../errors.js'
 
 /** A Mango selector (validated with `compileSelector`). */
 export type MangoSelector = Record<string, unknown>
@@ -17,16 +17,7 @@ export type MangoSelector = Record<string, unknown>
 /** A compiled selector: true when the document data matches. */
 export type DocPredicate = (data: Record<string, unknown>) => boolean
 
-/** The filter's syntax is not valid; `path` names where in the selector. */
-export class InvalidFilterError extends InvalidArgumentError {
-  static override readonly code = 'INVALID_FILTER'
-  readonly path: string
-
-  constructor (path: string, message: string) {
-    super(`invalid selector at ${path}: ${message}`)
-    this.path = path
-  }
-}
+export { InvalidFilterError }
 
 const MAX_DEPTH = 32
 const FIELD_OPS = new Set(['$eq', '$ne', '$in', '$nin', '$exists', '$gt', '$gte', '$lt', '$lte', '$not'])

@@ -2,7 +2,7 @@
  * The messages of the sync protocol, as a union on `type`, transport-free. The p2p layer encodes them as
  * length-prefixed protobuf frames; tests pass them through an in-memory channel.
  */
-import { MindooError } from '../errors.js'
+import { SyncProtocolError, SyncRemoteError } from '../errors.js'
 import type { AbortOptions } from '../store/types.js'
 
 /** Protocol version spoken here. */
@@ -83,21 +83,7 @@ export interface MessageChannel {
   abort: (err: Error) => void
 }
 
-/** A frame broke the protocol: malformed, oversized, or not expected at this point. */
-export class SyncProtocolError extends MindooError {
-  static override readonly code = 'PROTOCOL_ERROR'
-}
-
-/** The peer answered with an error frame; `remoteCode` is its code. */
-export class SyncRemoteError extends MindooError {
-  static override readonly code = 'REMOTE_ERROR'
-  readonly remoteCode: SyncErrorCode
-
-  constructor (remoteCode: SyncErrorCode, message: string) {
-    super(`peer refused: ${remoteCode}: ${message}`)
-    this.remoteCode = remoteCode
-  }
-}
+export { SyncProtocolError, SyncRemoteError }
 
 /**
  * Two connected in-memory channels, for tests of the session without sockets. `capacity` bounds how many

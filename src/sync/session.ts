@@ -20,32 +20,20 @@
  * I4. A hash that another session of the same database is already fetching is not asked for again.
  */
 import type { MindooDB } from '../core/index.js'
-import { ChangeRejectedError, MindooError, ReconcileProtocolError, UntrustedAuthorError } from '../errors.js'
+import {
+  MindooError, ReconcileProtocolError, SessionIdleError, ShareDisabledError, SyncProtocolError, SyncRemoteError,
+  UnrequestedChangeError, UntrustedAuthorError
+} from '../errors.js'
 import { decodeChange, encodeChange, type ChangeHash, type StoreChange } from '../store/change.js'
 import type { AbortOptions } from '../store/types.js'
 import { silentLogger, type Logger } from '../util/logger.js'
 import {
-  isChanges, isError, isReconcile, isWant, isWelcome, SyncProtocolError, SyncRemoteError, SYNC_PROTOCOL_VERSION,
+  isChanges, isError, isReconcile, isWant, isWelcome, SYNC_PROTOCOL_VERSION,
   CAPABILITIES, type ChangesMessage, type MessageChannel, type SyncErrorCode, type SyncMessage, type WantMessage
 } from './messages.js'
 import type { ReconcileSession } from './reconcile/index.js'
 import type { ServedSet } from './served-set.js'
 import type { ShareDirection } from './share.js'
-
-/** The share was disabled while the session ran (the peer is told SHARE_DISABLED). */
-export class ShareDisabledError extends MindooError {
-  static override readonly code: string = 'SHARE_DISABLED'
-}
-
-/** The peer sent nothing for longer than the idle timeout. */
-export class SessionIdleError extends MindooError {
-  static override readonly code: string = 'SESSION_IDLE'
-}
-
-/** A change received and refused, with the reason code. */
-export class UnrequestedChangeError extends ChangeRejectedError {
-  static override readonly code: string = 'UNREQUESTED'
-}
 
 /** Keeps the hashes sessions of one database are fetching, so that parallel sessions don't fetch twice (I4). */
 export class WantClaims {
@@ -163,6 +151,8 @@ interface Outstanding {
  * Runs one session to its end. Resolves with what moved; rejects with SyncRemoteError when the peer refused,
  * SyncProtocolError on a broken frame sequence, or the channel's error.
  */
+export { ShareDisabledError, SessionIdleError, UnrequestedChangeError }
+
 export async function runSession (components: SessionComponents, init: SessionInit, options: AbortOptions = {}): Promise<SessionResult> {
   return await new SyncSession(components, init).run(options)
 }
