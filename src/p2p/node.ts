@@ -8,6 +8,8 @@ import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
+import { prometheusMetrics } from '@libp2p/prometheus-metrics'
+import type { Registry } from 'prom-client'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import type { MindooDB, MindooTenant } from '../core/index.js'
@@ -54,6 +56,8 @@ export interface MindooNodeInit {
   maxFrameBytes?: number
   /** Delay before live rounds start after a change, ms. Default 5. */
   liveDebounceMs?: number
+  /** A prom-client registry to publish libp2p's own metrics into (off when not given). */
+  metricsRegistry?: Registry
   logger?: Logger
 }
 
@@ -69,6 +73,8 @@ export interface PartnerStatus {
   lastError?: { code: string, message: string, at: number }
   /** Consecutive failures (drives the backoff). */
   failures: number
+  /** Changes of our served set the partner lacked at the last reconciliation with it (0 when in sync). */
+  lag?: number
 }
 
 export interface ShareTotals {
@@ -80,6 +86,8 @@ export interface ShareTotals {
   rejected: Record<string, number>
   rounds: number
   roundsFailed: number
+  /** Failed rounds and sessions, by error code. */
+  errors: Record<string, number>
 }
 
 export interface ShareStatus {
@@ -210,6 +218,7 @@ export class MindooNode {
     this.#libp2p = await createLibp2p({
       privateKey,
       start: false,
+      metrics: this.#init.metricsRegistry === undefined ? undefined : prometheusMetrics({ registry: this.#init.metricsRegistry, collectDefaultMetrics: false }),
       addresses: { listen: this.#init.listen ?? DEFAULT_LISTEN },
       transports: [tcp()],
       connectionEncrypters: [noise()],
@@ -335,9 +344,10 @@ export class MindooNode {
         lastRoundAt: p.lastRoundAt,
         lastSuccessAt: p.lastSuccessAt,
         lastError: p.lastError,
-        failures: p.failures
+        failures: p.failures,
+        lag: p.lag
       })),
-      totals: { ...rt.totals, rejected: { ...rt.totals.rejected } },
+      totals: { ...rt.totals, rejected: { ...rt.totals.rejected }, errors: { ...rt.totals.errors } },
       lastSuccessAt: rt.lastSuccessAt,
       lastError: rt.lastError,
       recentRejections: [...rt.recentRejections]
@@ -420,7 +430,7 @@ export class MindooNode {
       served,
       participants: new Set([tenant.getPublicInfo().signingPublicKey, ...config.partners.map((p) => p.tenant.signingPublicKey)]),
       partners,
-      totals: { changesSent: 0, bytesSent: 0, changesReceived: 0, bytesReceived: 0, rejected: {}, rounds: 0, roundsFailed: 0 },
+      totals: { changesSent: 0, bytesSent: 0, changesReceived: 0, bytesReceived: 0, rejected: {}, rounds: 0, roundsFailed: 0, errors: {} },
       sessions: new Set(),
       offGrow: () => {},
       recentRejections: []
@@ -543,6 +553,7 @@ export class MindooNode {
       const result = await this.#runSession(rt, channel, 'initiator', undefined, signal)
       p.failures = 0
       p.retryAt = undefined
+      p.lag = result.peerLacked
       p.lastSuccessAt = rt.lastSuccessAt = Date.now()
       return { peerId: p.peerId, ok: true, result }
     } catch (err) {
@@ -552,6 +563,7 @@ export class MindooNode {
       rt.totals.roundsFailed++
       p.failures++
       p.lastError = rt.lastError = { ...info, at: Date.now() }
+      rt.totals.errors[info.code] = (rt.totals.errors[info.code] ?? 0) + 1
       this.#log.warn({ share: rt.config.id, peer: p.peerId, code: info.code, err: info.message }, 'sync round failed')
       this.#scheduleRetry(rt, p)
       return { peerId: p.peerId, ok: false, error: info }
@@ -654,12 +666,16 @@ export class MindooNode {
     const controller = new AbortController()
     rt.sessions.add(controller)
     try {
-      await this.#runSession(rt, channel, 'responder', peerMaxFrameBytes, AbortSignal.any([controller.signal, this.#stopping.signal]))
+      const result = await this.#runSession(rt, channel, 'responder', peerMaxFrameBytes, AbortSignal.any([controller.signal, this.#stopping.signal]))
       const p = rt.partners.get(remote)
-      if (p !== undefined) p.lastSuccessAt = rt.lastSuccessAt = Date.now()
+      if (p !== undefined) {
+        p.lastSuccessAt = rt.lastSuccessAt = Date.now()
+        p.lag = result.peerLacked
+      }
     } catch (err) {
       const info = errorInfo(err)
       rt.lastError = { ...info, at: Date.now() }
+      rt.totals.errors[info.code] = (rt.totals.errors[info.code] ?? 0) + 1
       // the session has told the peer why (or torn the stream down) already
       this.#log.warn({ share: rt.config.id, peer: remote, code: info.code, err: info.message }, 'inbound session failed')
     } finally {

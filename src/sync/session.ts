@@ -124,6 +124,8 @@ export interface SessionResult {
   bytesReceived: number
   /** Reconciliation messages exchanged (both directions). */
   reconcileMessages: number
+  /** Changes of this side's served set the peer lacked when reconciliation ended (its lag). */
+  peerLacked: number
 }
 
 export const DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024
@@ -164,7 +166,7 @@ class SyncSession {
   readonly #stats: SessionStats
   #maxFrame: number
   #reconciler: ReconcileSession | undefined
-  readonly #result: SessionResult = { received: 0, sent: 0, rejected: {}, bytesSent: 0, bytesReceived: 0, reconcileMessages: 0 }
+  readonly #result: SessionResult = { received: 0, sent: 0, rejected: {}, bytesSent: 0, bytesReceived: 0, reconcileMessages: 0, peerLacked: 0 }
   /** Wants sent and not fully answered, oldest first (answers come in order). */
   readonly #outstanding: Outstanding[] = []
   /** Wants received and not answered yet. */
@@ -317,7 +319,10 @@ class SyncSession {
         await channel.send({ type: 'reconcile', data: out }, options)
         this.#result.reconcileMessages++
       }
-      if (reconciler.done) return
+      if (reconciler.done) {
+        this.#result.peerLacked = reconciler.have.length
+        return
+      }
       const m = await this.#recv(options)
       if (!isReconcile(m)) throw new SyncProtocolError(`expected reconcile, got ${m.type}`)
       this.#result.reconcileMessages++

@@ -1,0 +1,71 @@
+/**
+ * What every CLI command receives: a way to reach the daemon and a way to print. Tests hand in stubs.
+ */
+import { readFile } from 'node:fs/promises'
+import { loadConfig } from '../daemon/config.js'
+import { RpcClient, RpcError, RpcUnavailableError } from '../daemon/rpc-client.js'
+import { MindooError } from '../errors.js'
+
+/** Exit codes: stable, documented in the README. */
+export const EXIT = {
+  OK: 0,
+  /** The daemon answered with an error (not found, wrong password...). */
+  FAILED: 1,
+  /** Bad usage or bad parameters. */
+  USAGE: 2,
+  /** The daemon could not be reached. */
+  UNAVAILABLE: 3,
+  /** The config file is invalid. */
+  CONFIG: 4
+} as const
+
+export interface GlobalOptions {
+  config?: string
+  socket?: string
+  url?: string
+  tokenFile?: string
+  json?: boolean
+}
+
+export interface CliContext {
+  /** A client for the daemon chosen by the global options. */
+  client: () => Promise<Pick<RpcClient, 'call'>>
+  /** Prints for people, or the raw value with --json. */
+  print: (value: unknown, human: (value: any) => string) => void // eslint-disable-line @typescript-eslint/no-explicit-any
+  /** Progress and notes go to stderr, so stdout stays parseable. */
+  note: (text: string) => void
+  json: boolean
+  isTTY: boolean
+}
+
+export function defaultContext (options: GlobalOptions): CliContext {
+  const json = options.json === true
+  return {
+    json,
+    isTTY: process.stderr.isTTY === true,
+    client: async () => {
+      if (options.url !== undefined) {
+        const token = options.tokenFile === undefined ? undefined : (await readFile(options.tokenFile, 'utf8')).trim()
+        return new RpcClient({ url: options.url, token })
+      }
+      const socketPath = options.socket ?? (await loadConfig(options.config)).rpc.socket
+      return new RpcClient({ socketPath })
+    },
+    print: (value, human) => {
+      process.stdout.write((json ? JSON.stringify(value, null, 2) : human(value)) + '\n')
+    },
+    note: (text) => { process.stderr.write(text + '\n') }
+  }
+}
+
+/** Maps an error to a message and an exit code. */
+export function exitFor (err: unknown): { code: number, message: string } {
+  if (err instanceof RpcUnavailableError) return { code: EXIT.UNAVAILABLE, message: err.message }
+  if (err instanceof RpcError) {
+    const code = err.rpcCode === -32602 || err.rpcCode === -32601 ? EXIT.USAGE : EXIT.FAILED
+    return { code, message: `${err.dataCode ?? err.rpcCode}: ${err.message}` }
+  }
+  if (err instanceof MindooError && err.code === 'INVALID_CONFIG') return { code: EXIT.CONFIG, message: err.message }
+  if (err instanceof MindooError) return { code: EXIT.FAILED, message: `${err.code}: ${err.message}` }
+  return { code: EXIT.FAILED, message: String((err as Error)?.message ?? err) }
+}

@@ -1,0 +1,5 @@
+#!/usr/bin/env node
+// The `mindoodb` executable.
+import { main } from './index.js'
+
+await main()

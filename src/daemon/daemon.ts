@@ -1,0 +1,255 @@
+/**
+ * The daemon: one organisation's node as a long-running service. Start order: data directory and tenant (its
+ * LevelDB lock keeps a second daemon off the directory), node, JSON-RPC server, metrics, readiness. Stop goes in
+ * reverse: no new requests, sessions closed, the batch in flight finished, LevelDB closed, the socket removed.
+ */
+import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdir, open, readFile, rename } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createTenantFactory, type MindooTenant, type TenantFactory } from '../core/index.js'
+import { MindooError, TenantNotFoundError } from '../errors.js'
+import { createMindooNode, type MindooNode } from '../p2p/index.js'
+import { validateShare, type ShareConfig, type ShareUpdate } from '../sync/share.js'
+import { silentLogger, type Logger } from '../util/logger.js'
+import { loadConfig, ConfigError, type DaemonConfig } from './config.js'
+import { GENERATED_PASSWORD_FILE } from './constants.js'
+import { createShareMetrics, MetricsServer } from './metrics.js'
+import type { Registry } from 'prom-client'
+import type { RpcContext } from './rpc-methods.js'
+import { RpcServer } from './rpc-server.js'
+
+/** Shares added over RPC are kept here, in the data directory (the config file may be read-only). */
+const RPC_SHARES_FILE = 'shares.json'
+
+export interface DaemonInit {
+  config: DaemonConfig
+  logger?: Logger
+  version?: string
+}
+
+async function readSecretFile (path: string, what: string): Promise<string> {
+  try {
+    const value = (await readFile(path, 'utf8')).trim()
+    if (value === '') throw new ConfigError('', `${what} file ${path} is empty`)
+    return value
+  } catch (err) {
+    if (err instanceof ConfigError) throw err
+    throw new ConfigError('', `cannot read ${what} file ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err })
+  }
+}
+
+async function writePrivateFile (path: string, content: string): Promise<void> {
+  const tmp = `${path}.${process.pid}.tmp`
+  const handle = await open(tmp, 'w', 0o600)
+  try {
+    await handle.writeFile(content)
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+  await rename(tmp, path)
+}
+
+/** Opens the tenant, creating it on first start with a generated password kept in the data directory. */
+export async function openOrCreateTenant (factory: TenantFactory, tenantId: string, dataDir: string, log: Logger): Promise<MindooTenant> {
+  try {
+    return await factory.openTenant(tenantId)
+  } catch (err) {
+    if (!(err instanceof TenantNotFoundError)) throw err
+  }
+  const password = randomBytes(24).toString('base64url')
+  await writePrivateFile(join(dataDir, GENERATED_PASSWORD_FILE), password + '\n')
+  const tenant = await factory.createTenant({ tenantId, tenantEncryptionKeyPassword: password })
+  log.info({ tenant: tenantId, passwordFile: join(dataDir, GENERATED_PASSWORD_FILE) }, 'tenant encryption key password generated')
+  return tenant
+}
+
+export class Daemon {
+  #config: DaemonConfig
+  readonly #log: Logger
+  readonly #version: string
+  #factory: TenantFactory | undefined
+  #tenant: MindooTenant | undefined
+  #node: MindooNode | undefined
+  #rpc: RpcServer | undefined
+  #metrics: MetricsServer | undefined
+  #rpcShares: ShareConfig[] = []
+  #configShareIds = new Set<string>()
+  #startedAt = 0
+
+  constructor (init: DaemonInit) {
+    this.#config = init.config
+    this.#log = init.logger ?? silentLogger
+    this.#version = init.version ?? '0.0.0'
+  }
+
+  get node (): MindooNode {
+    if (this.#node === undefined) throw new MindooError('daemon is not started')
+    return this.#node
+  }
+
+  get rpcSocket (): string {
+    return this.#config.rpc.socket
+  }
+
+  get httpPort (): number | undefined {
+    return this.#rpc?.httpPort
+  }
+
+  get metricsPort (): number | undefined {
+    return this.#metrics?.port
+  }
+
+  async start (): Promise<void> {
+    const config = this.#config
+    this.#startedAt = Date.now()
+    await mkdir(config.dataDir, { recursive: true, mode: 0o700 })
+    const passphrase = config.passphraseFile === undefined ? undefined : await readSecretFile(config.passphraseFile, 'passphrase')
+    const token = config.rpc.http === undefined ? undefined : await readSecretFile(config.rpc.http.tokenFile, 'token')
+    this.#rpcShares = await this.#loadRpcShares()
+    this.#factory = await createTenantFactory({ dataDir: config.dataDir, passphrase, logger: this.#log })
+    try {
+      this.#tenant = await openOrCreateTenant(this.#factory, config.tenant, config.dataDir, this.#log)
+      const configShares = config.shares.filter((s) => !this.#rpcShares.some((r) => r.id === s.id))
+      this.#configShareIds = new Set(configShares.map((s) => s.id))
+      const registry: Registry | undefined = config.metrics === undefined ? undefined : createShareMetrics(() => this.#node)
+      this.#node = await createMindooNode({
+        tenant: this.#tenant,
+        dataDir: join(config.dataDir, 'node'),
+        listen: config.listen,
+        bootstrap: config.bootstrap,
+        dht: config.dht,
+        shares: [...configShares, ...this.#rpcShares],
+        syncIntervalMs: config.sync.intervalMs,
+        backoffBaseMs: config.sync.backoffBaseMs,
+        backoffMaxMs: config.sync.backoffMaxMs,
+        maxFrameBytes: config.sync.maxFrameBytes,
+        metricsRegistry: registry,
+        logger: this.#log
+      })
+      await this.#node.start()
+      this.#rpc = new RpcServer(this.#context(), {
+        socketPath: config.rpc.socket,
+        http: config.rpc.http === undefined || token === undefined ? undefined : { port: config.rpc.http.port, token },
+        logger: this.#log
+      })
+      await mkdir(join(config.rpc.socket, '..'), { recursive: true, mode: 0o700 })
+      await this.#rpc.start()
+      if (config.metrics !== undefined) {
+        this.#metrics = new MetricsServer({ port: config.metrics.port, registry })
+        await this.#metrics.start()
+      }
+    } catch (err) {
+      await this.stop()
+      throw err
+    }
+    this.#log.info({
+      peerId: this.#node.peerId,
+      addresses: this.#node.getMultiaddrs(),
+      tenant: this.#tenant.getPublicInfo(),
+      rpcSocket: config.rpc.socket,
+      rpcHttpPort: this.#rpc.httpPort,
+      metricsPort: this.#metrics?.port
+    }, 'ready')
+    await this.#notifyReady()
+  }
+
+  async stop (): Promise<void> {
+    await this.#metrics?.stop()
+    this.#metrics = undefined
+    await this.#rpc?.stop()
+    this.#rpc = undefined
+    await this.#node?.stop()
+    this.#node = undefined
+    await this.#factory?.close()
+    this.#factory = undefined
+    this.#tenant = undefined
+  }
+
+  /** SIGHUP: re-reads the config file and applies its shares (added, changed, removed) without a restart. */
+  async reload (): Promise<void> {
+    if (this.#config.file === undefined) {
+      this.#log.info({}, 'reload: no config file, nothing to do')
+      return
+    }
+    const next = await loadConfig(this.#config.file)
+    const node = this.node
+    const current = new Map(node.listShares().map((s) => [s.id, s]))
+    const wanted = next.shares.filter((s) => !this.#rpcShares.some((r) => r.id === s.id))
+    for (const id of this.#configShareIds) {
+      if (!wanted.some((s) => s.id === id) && current.has(id)) await node.removeShare(id)
+    }
+    for (const share of wanted) {
+      const existing = current.get(share.id)
+      if (existing === undefined) await node.addShare(share)
+      else if (JSON.stringify(existing) !== JSON.stringify(share)) await node.updateShare(share.id, share)
+    }
+    this.#configShareIds = new Set(wanted.map((s) => s.id))
+    this.#config = { ...next, rpc: this.#config.rpc, dataDir: this.#config.dataDir }
+    this.#log.info({ shares: [...this.#configShareIds] }, 'config reloaded')
+  }
+
+  #context (): RpcContext {
+    const tenant = this.#tenant as MindooTenant
+    const node = this.#node as MindooNode
+    return {
+      tenant,
+      node,
+      dataDir: this.#config.dataDir,
+      startedAt: this.#startedAt,
+      version: this.#version,
+      addShare: async (share) => {
+        const valid = validateShare(share)
+        await node.addShare(valid)
+        this.#rpcShares.push(valid)
+        await this.#saveRpcShares()
+      },
+      updateShare: async (id, update: ShareUpdate) => {
+        const before = node.getShare(id)
+        if (update.enabled === true && Object.keys(update).length === 1) await node.enableShare(id)
+        else if (update.enabled === false && Object.keys(update).length === 1) await node.disableShare(id)
+        else await node.updateShare(id, update)
+        const i = this.#rpcShares.findIndex((s) => s.id === id)
+        if (i >= 0) {
+          this.#rpcShares[i] = node.getShare(id)
+          await this.#saveRpcShares()
+        } else {
+          this.#log.info({ share: id, enabled: before.enabled }, 'config share changed over RPC until the next reload')
+        }
+      },
+      removeShare: async (id) => {
+        await node.removeShare(id)
+        this.#rpcShares = this.#rpcShares.filter((s) => s.id !== id)
+        this.#configShareIds.delete(id)
+        await this.#saveRpcShares()
+      },
+      configShareIds: () => this.#configShareIds
+    }
+  }
+
+  async #loadRpcShares (): Promise<ShareConfig[]> {
+    try {
+      const list = JSON.parse(await readFile(join(this.#config.dataDir, RPC_SHARES_FILE), 'utf8')) as unknown[]
+      return list.map((s) => validateShare(s))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
+      throw new ConfigError('', `${RPC_SHARES_FILE} in the data directory is unreadable: ${(err as Error).message}`, { cause: err })
+    }
+  }
+
+  async #saveRpcShares (): Promise<void> {
+    await writePrivateFile(join(this.#config.dataDir, RPC_SHARES_FILE), JSON.stringify(this.#rpcShares, null, 2))
+  }
+
+  /** Tells systemd (Type=notify) that the daemon is ready, when it runs under systemd. */
+  async #notifyReady (): Promise<void> {
+    if (process.env.NOTIFY_SOCKET === undefined) return
+    await new Promise<void>((resolve) => {
+      execFile('systemd-notify', ['--ready', `--pid=${process.pid}`, `--status=serving ${this.#node?.peerId ?? ''}`], (err) => {
+        if (err != null) this.#log.warn({ err: String(err) }, 'systemd-notify failed')
+        resolve()
+      })
+    })
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * Prometheus metrics on 127.0.0.1: per share, changes and bytes in and out, rounds, errors by code, rejected
+ * changes by reason, lag (changes a partner lacks), connected partners; plus the process's and libp2p's own.
+ * Share figures are read from the node's status when Prometheus scrapes.
+ */
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
+import type { MindooNode } from '../p2p/index.js'
+import { LOCAL_HOST } from './constants.js'
+
+export interface MetricsInit {
+  /** Port on 127.0.0.1 (0: any free port). */
+  port: number
+  /** Registry to serve (libp2p's metrics go into it too). Default: a new one. */
+  registry?: Registry
+}
+
+/** Builds the registry with the share metrics, reading `node` at each scrape. */
+export function createShareMetrics (node: () => MindooNode | undefined, registry: Registry = new Registry()): Registry {
+  collectDefaultMetrics({ register: registry, prefix: 'mindoodb_process_' })
+  const status = (): ReturnType<MindooNode['status']> => node()?.status() ?? []
+  const counter = (name: string, help: string, pick: (t: ReturnType<MindooNode['status']>[number]['totals']) => number): void => {
+    // the node keeps the running totals; each scrape publishes them as they are
+    new Counter({ // eslint-disable-line no-new
+      name, help, labelNames: ['share'], registers: [registry],
+      collect () {
+        this.reset()
+        for (const s of status()) this.inc({ share: s.id }, pick(s.totals))
+      }
+    })
+  }
+  counter('mindoodb_share_changes_sent_total', 'Changes sent to partners.', (t) => t.changesSent)
+  counter('mindoodb_share_changes_received_total', 'Changes received from partners and stored.', (t) => t.changesReceived)
+  counter('mindoodb_share_bytes_sent_total', 'Bytes of changes sent.', (t) => t.bytesSent)
+  counter('mindoodb_share_bytes_received_total', 'Bytes of changes received.', (t) => t.bytesReceived)
+  counter('mindoodb_share_rounds_total', 'Sync rounds started by this node.', (t) => t.rounds)
+  new Counter({ // eslint-disable-line no-new
+    name: 'mindoodb_share_errors_total', help: 'Failed rounds and sessions, by error code.', labelNames: ['share', 'code'], registers: [registry],
+    collect () {
+      this.reset()
+      for (const s of status()) for (const [code, n] of Object.entries(s.totals.errors)) this.inc({ share: s.id, code }, n)
+    }
+  })
+  new Counter({ // eslint-disable-line no-new
+    name: 'mindoodb_share_rejected_changes_total', help: 'Received changes rejected, by reason.', labelNames: ['share', 'reason'], registers: [registry],
+    collect () {
+      this.reset()
+      for (const s of status()) for (const [reason, n] of Object.entries(s.totals.rejected)) this.inc({ share: s.id, reason }, n)
+    }
+  })
+  new Gauge({ // eslint-disable-line no-new
+    name: 'mindoodb_share_partner_lag_changes', help: 'Changes of our served set the partner lacked at the last reconciliation.', labelNames: ['share', 'partner'], registers: [registry],
+    collect () {
+      this.reset()
+      for (const s of status()) for (const p of s.partners) if (p.lag !== undefined) this.set({ share: s.id, partner: p.tenantId }, p.lag)
+    }
+  })
+  new Gauge({ // eslint-disable-line no-new
+    name: 'mindoodb_share_connected_partners', help: 'Partners connected now.', labelNames: ['share'], registers: [registry],
+    collect () {
+      this.reset()
+      for (const s of status()) this.set({ share: s.id }, s.partners.filter((p) => p.connected).length)
+    }
+  })
+  new Gauge({ // eslint-disable-line no-new
+    name: 'mindoodb_share_served_changes', help: 'Changes in the share\'s served set.', labelNames: ['share'], registers: [registry],
+    collect () {
+      this.reset()
+      for (const s of status()) this.set({ share: s.id }, s.servedSetSize)
+    }
+  })
+  new Gauge({ // eslint-disable-line no-new
+    name: 'mindoodb_share_enabled', help: '1 when the share is enabled.', labelNames: ['share'], registers: [registry],
+    collect () {
+      this.reset()
+      for (const s of status()) this.set({ share: s.id }, s.enabled ? 1 : 0)
+    }
+  })
+  return registry
+}
+
+/** Serves a registry at http://127.0.0.1:<port>/metrics. */
+export class MetricsServer {
+  readonly #registry: Registry
+  readonly #port: number
+  #server: Server | undefined
+
+  constructor (init: MetricsInit) {
+    this.#registry = init.registry ?? new Registry()
+    this.#port = init.port
+  }
+
+  get port (): number | undefined {
+    return (this.#server?.address() as AddressInfo | null)?.port
+  }
+
+  async start (): Promise<void> {
+    const server = createServer((req, res) => {
+      if (req.method !== 'GET' || req.url !== '/metrics') {
+        res.writeHead(404).end()
+        return
+      }
+      this.#registry.metrics().then((text) => {
+        res.writeHead(200, { 'content-type': this.#registry.contentType }).end(text)
+      }, (err: unknown) => {
+        res.writeHead(500).end(String(err))
+      })
+    })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(this.#port, LOCAL_HOST, () => { server.off('error', reject); resolve() })
+    })
+    this.#server = server
+  }
+
+  async stop (): Promise<void> {
+    const server = this.#server
+    this.#server = undefined
+    if (server === undefined) return
+    server.closeAllConnections()
+    await new Promise<void>((resolve) => server.close(() => { resolve() }))
+  }
+}

@@ -1,0 +1,365 @@
+/**
+ * The JSON-RPC methods of the daemon: one entry per method with its parameter schema, summary and handler.
+ * The same table drives dispatch, parameter validation (-32602 naming the parameter) and the OpenRPC document
+ * (`rpc.discover`). Handlers are thin: they validate, call the library or the node, and shape the result.
+ */
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
+import type { MindooDoc, MindooTenant, ProcessChangesCursor } from '../core/index.js'
+import { InvalidArgumentError } from '../errors.js'
+import type { MindooNode } from '../p2p/index.js'
+import type { ShareConfig, ShareUpdate } from '../sync/share.js'
+
+/** What the handlers need from the daemon. */
+export interface RpcContext {
+  tenant: MindooTenant
+  node: MindooNode
+  dataDir: string
+  startedAt: number
+  version: string
+  /** Adds a share and remembers it across restarts. */
+  addShare: (share: ShareConfig) => Promise<void>
+  updateShare: (id: string, update: ShareUpdate) => Promise<void>
+  removeShare: (id: string) => Promise<void>
+  /** Shares that came from the config file (their changes over RPC last until the next reload). */
+  configShareIds: () => Set<string>
+}
+
+export type JsonSchema = Record<string, unknown>
+
+export interface RpcMethod {
+  summary: string
+  /** JSON schema of the params object. */
+  params: JsonSchema
+  /** JSON schema of the result (for the OpenRPC document). */
+  result: JsonSchema
+  handler: (params: any, ctx: RpcContext) => Promise<unknown> // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+/** A bad parameter; becomes JSON-RPC error -32602 with this message. */
+export class InvalidParamsError extends InvalidArgumentError {
+  static override readonly code: string = 'INVALID_PARAMS'
+}
+
+const id = { type: 'string', pattern: '^[A-Za-z0-9._:@-]{1,128}$' }
+const keyId = { type: 'string', pattern: '^[A-Za-z0-9._:@/-]{1,256}$' }
+const database = { type: 'string', pattern: '^[A-Za-z0-9._-]{1,128}$' }
+const docId = { type: 'string', pattern: '^[A-Za-z0-9._:@/-]{1,256}$' }
+const password = { type: 'string', minLength: 1, maxLength: 1024 }
+const none = { type: 'object', additionalProperties: false, properties: {} }
+const obj = (properties: Record<string, unknown>, required: string[] = []): JsonSchema =>
+  ({ type: 'object', additionalProperties: false, properties, required })
+const any = {}
+const docView = obj({ docId, data: { type: 'object' }, deleted: { type: 'boolean' }, keyId, heads: { type: 'array' }, createdAt: { type: 'number' }, modifiedAt: { type: 'number' } })
+
+function view (doc: MindooDoc): Record<string, unknown> {
+  return {
+    docId: doc.getId(),
+    data: JSON.parse(JSON.stringify(doc.getData())),
+    deleted: doc.isDeleted(),
+    keyId: doc.getKeyId(),
+    heads: doc.getHeads(),
+    createdAt: doc.getCreatedAt(),
+    modifiedAt: doc.getLastModified()
+  }
+}
+
+/** Shares as shown over RPC: the topic secret is never sent back. */
+function redact (share: ShareConfig, ctx: RpcContext): Record<string, unknown> {
+  const { topicSecret: _secret, ...rest } = share
+  return { ...rest, origin: ctx.configShareIds().has(share.id) ? 'config' : 'rpc' }
+}
+
+/** Applies a JSON merge patch (RFC 7396) to an Automerge proxy: null deletes, objects merge, the rest replaces. */
+export function applyMergePatch (target: Record<string, unknown>, patch: Record<string, unknown>): void {
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === null) {
+      delete target[key] // eslint-disable-line @typescript-eslint/no-dynamic-delete
+    } else if (typeof value === 'object' && !Array.isArray(value)) {
+      const current = target[key]
+      if (current === null || typeof current !== 'object' || Array.isArray(current)) target[key] = {}
+      applyMergePatch(target[key] as Record<string, unknown>, value as Record<string, unknown>)
+    } else {
+      target[key] = value
+    }
+  }
+}
+
+const shareSchema = { type: 'object', description: 'A share, as in the config file (see config/mindoodb.schema.json)' }
+
+export const METHODS: Record<string, RpcMethod> = {
+  health: {
+    summary: 'Liveness and readiness of the daemon.',
+    params: none,
+    result: obj({ status: { const: 'ok' }, uptimeSeconds: { type: 'number' } }),
+    handler: async (_p, ctx) => ({ status: 'ok', uptimeSeconds: Math.round((Date.now() - ctx.startedAt) / 1000) })
+  },
+  'node.info': {
+    summary: 'Peer id, listen addresses and the tenant\'s public info (what partners put in their shares).',
+    params: none,
+    result: obj({ peerId: { type: 'string' }, addresses: { type: 'array' }, tenant: { type: 'object' }, dataDir: { type: 'string' }, version: { type: 'string' }, pid: { type: 'number' } }),
+    handler: async (_p, ctx) => ({
+      peerId: ctx.node.peerId,
+      addresses: ctx.node.getMultiaddrs(),
+      tenant: ctx.tenant.getPublicInfo(),
+      dataDir: ctx.dataDir,
+      version: ctx.version,
+      pid: process.pid
+    })
+  },
+  'db.list': {
+    summary: 'Databases of the tenant.',
+    params: none,
+    result: obj({ databases: { type: 'array', items: { type: 'string' } } }),
+    handler: async (_p, ctx) => ({ databases: await ctx.tenant.listDatabases() })
+  },
+  'doc.create': {
+    summary: 'Creates a document, optionally with content and under a named key.',
+    params: obj({ database, data: { type: 'object' }, keyId }, ['database']),
+    result: docView,
+    handler: async (p: { database: string, data?: Record<string, unknown>, keyId?: string }, ctx) => {
+      const db = await ctx.tenant.openDB(p.database)
+      let doc = await db.createDocument({ keyId: p.keyId })
+      if (p.data !== undefined && Object.keys(p.data).length > 0) {
+        doc = await db.changeDoc(doc, (d) => { applyMergePatch(d.getData(), p.data as Record<string, unknown>) })
+      }
+      return view(doc)
+    }
+  },
+  'doc.change': {
+    summary: 'Changes a document with a JSON merge patch (RFC 7396): null removes a field.',
+    params: obj({ database, docId, patch: { type: 'object' } }, ['database', 'docId', 'patch']),
+    result: docView,
+    handler: async (p: { database: string, docId: string, patch: Record<string, unknown> }, ctx) => {
+      const db = await ctx.tenant.openDB(p.database)
+      return view(await db.changeDoc(p.docId, (d) => { applyMergePatch(d.getData(), p.patch) }))
+    }
+  },
+  'doc.get': {
+    summary: 'A document at its current state (deleted documents come back with deleted: true).',
+    params: obj({ database, docId }, ['database', 'docId']),
+    result: docView,
+    handler: async (p: { database: string, docId: string }, ctx) => view(await (await ctx.tenant.openDB(p.database)).getDocument(p.docId))
+  },
+  'doc.delete': {
+    summary: 'Deletes a document (a signed tombstone every replica applies).',
+    params: obj({ database, docId }, ['database', 'docId']),
+    result: obj({ docId, deleted: { const: true } }),
+    handler: async (p: { database: string, docId: string }, ctx) => {
+      await (await ctx.tenant.openDB(p.database)).deleteDocument(p.docId)
+      return { docId: p.docId, deleted: true }
+    }
+  },
+  'doc.list': {
+    summary: 'Documents changed after a cursor, in commit order (the changefeed); pass the returned cursor to continue.',
+    params: obj({
+      database,
+      cursor: { oneOf: [{ type: 'null' }, obj({ seq: { type: 'integer', minimum: 0 }, docId }, ['seq'])] },
+      limit: { type: 'integer', minimum: 1, maximum: 1000 }
+    }, ['database']),
+    result: obj({ documents: { type: 'array', items: docView }, cursor: any, more: { type: 'boolean' } }),
+    handler: async (p: { database: string, cursor?: ProcessChangesCursor | null, limit?: number }, ctx) => {
+      const db = await ctx.tenant.openDB(p.database)
+      const limit = p.limit ?? 100
+      const documents: unknown[] = []
+      let cursor = p.cursor ?? null
+      let more = false
+      for await (const entry of db.iterateChangesSince(cursor)) {
+        if (documents.length === limit) {
+          more = true
+          break
+        }
+        documents.push(view(entry.doc))
+        cursor = entry.cursor
+      }
+      return { documents, cursor, more }
+    }
+  },
+  'key.list': {
+    summary: 'Named keys the tenant holds and their number of versions.',
+    params: none,
+    result: obj({ keys: { type: 'array' } }),
+    handler: async (_p, ctx) => ({ keys: ctx.tenant.listNamedKeys() })
+  },
+  'key.create': {
+    summary: 'Creates a named key; returns it wrapped under the password, for partners to import.',
+    params: obj({ keyId, password }, ['keyId', 'password']),
+    result: obj({ keyId, blob: { type: 'string' } }),
+    handler: async (p: { keyId: string, password: string }, ctx) => {
+      if (ctx.tenant.hasNamedKey(p.keyId)) throw new InvalidParamsError(`params.keyId: key ${p.keyId} exists (use key.rotate)`)
+      return { keyId: p.keyId, blob: await ctx.tenant.createNamedKey(p.keyId, p.password) }
+    }
+  },
+  'key.import': {
+    summary: 'Imports a named key (or new versions of it) from a wrapped blob and its password.',
+    params: obj({ keyId, blob: { type: 'string', minLength: 1, maxLength: 65536 }, password }, ['keyId', 'blob', 'password']),
+    result: obj({ keyId, versions: { type: 'integer' } }),
+    handler: async (p: { keyId: string, blob: string, password: string }, ctx) => {
+      await ctx.tenant.importNamedKey(p.keyId, p.blob, p.password)
+      return { keyId: p.keyId, versions: ctx.tenant.listNamedKeys().find((k) => k.keyId === p.keyId)?.versions ?? 0 }
+    }
+  },
+  'key.export': {
+    summary: 'All versions of a named key wrapped under a password.',
+    params: obj({ keyId, password }, ['keyId', 'password']),
+    result: obj({ keyId, blob: { type: 'string' } }),
+    handler: async (p: { keyId: string, password: string }, ctx) => ({ keyId: p.keyId, blob: await ctx.tenant.exportNamedKey(p.keyId, p.password) })
+  },
+  'key.rotate': {
+    summary: 'Adds a new version of a named key (it encrypts from now on); returns all versions wrapped.',
+    params: obj({ keyId, password }, ['keyId', 'password']),
+    result: obj({ keyId, blob: { type: 'string' }, versions: { type: 'integer' } }),
+    handler: async (p: { keyId: string, password: string }, ctx) => {
+      const blob = await ctx.tenant.rotateNamedKey(p.keyId, p.password)
+      return { keyId: p.keyId, blob, versions: ctx.tenant.listNamedKeys().find((k) => k.keyId === p.keyId)?.versions ?? 0 }
+    }
+  },
+  'share.list': {
+    summary: 'The shares (topic secrets are not returned).',
+    params: none,
+    result: obj({ shares: { type: 'array' } }),
+    handler: async (_p, ctx) => ({ shares: ctx.node.listShares().map((s) => redact(s, ctx)) })
+  },
+  'share.get': {
+    summary: 'One share (without its topic secret).',
+    params: obj({ id }, ['id']),
+    result: shareSchema,
+    handler: async (p: { id: string }, ctx) => redact(ctx.node.getShare(p.id), ctx)
+  },
+  'share.add': {
+    summary: 'Adds a share and starts syncing it; kept across restarts.',
+    params: obj({ share: shareSchema }, ['share']),
+    result: shareSchema,
+    handler: async (p: { share: Partial<ShareConfig> & { id: string } }, ctx) => {
+      await ctx.addShare({ direction: 'both', enabled: true, filter: { kind: 'all' }, ...p.share } as ShareConfig)
+      return redact(ctx.node.getShare(p.share.id), ctx)
+    }
+  },
+  'share.update': {
+    summary: 'Changes a share (partners, filter, direction, database...).',
+    params: obj({ id, update: { type: 'object' } }, ['id', 'update']),
+    result: shareSchema,
+    handler: async (p: { id: string, update: ShareUpdate }, ctx) => {
+      if ('id' in p.update) throw new InvalidParamsError('params.update.id: a share\'s id cannot change')
+      await ctx.updateShare(p.id, p.update)
+      return redact(ctx.node.getShare(p.id), ctx)
+    }
+  },
+  'share.enable': {
+    summary: 'Enables a share.',
+    params: obj({ id }, ['id']),
+    result: shareSchema,
+    handler: async (p: { id: string }, ctx) => {
+      await ctx.updateShare(p.id, { enabled: true })
+      return redact(ctx.node.getShare(p.id), ctx)
+    }
+  },
+  'share.disable': {
+    summary: 'Disables a share: serving stops at once, open sessions are closed (how access is revoked).',
+    params: obj({ id }, ['id']),
+    result: shareSchema,
+    handler: async (p: { id: string }, ctx) => {
+      await ctx.updateShare(p.id, { enabled: false })
+      return redact(ctx.node.getShare(p.id), ctx)
+    }
+  },
+  'share.remove': {
+    summary: 'Removes a share.',
+    params: obj({ id }, ['id']),
+    result: obj({ id, removed: { const: true } }),
+    handler: async (p: { id: string }, ctx) => {
+      await ctx.removeShare(p.id)
+      return { id: p.id, removed: true }
+    }
+  },
+  'peers.list': {
+    summary: 'Peers connected now.',
+    params: none,
+    result: obj({ peers: { type: 'array' } }),
+    handler: async (_p, ctx) => ({ peers: ctx.node.getPeers() })
+  },
+  'partners.list': {
+    summary: 'The partners of every share, with their connection and sync state.',
+    params: none,
+    result: obj({ partners: { type: 'array' } }),
+    handler: async (_p, ctx) => ({
+      partners: ctx.node.status().flatMap((s) => s.partners.map((p) => ({ share: s.id, ...p })))
+    })
+  },
+  'sync.now': {
+    summary: 'Starts a round with every partner of a share (or of all enabled shares); with wait, returns when done.',
+    params: obj({ share: id, wait: { type: 'boolean' } }),
+    result: obj({ started: { type: 'boolean' }, results: { type: 'array' } }),
+    handler: async (p: { share?: string, wait?: boolean }, ctx) => {
+      if (p.share !== undefined) ctx.node.getShare(p.share) // unknown share: an error now, not later
+      const rounds = ctx.node.syncNow(p.share)
+      if (p.wait !== true) {
+        rounds.catch(() => {})
+        return { started: true }
+      }
+      return { started: true, results: await rounds }
+    }
+  },
+  'sync.status': {
+    summary: 'Per share: partners, last round, errors, changes and bytes in and out, rejections.',
+    params: obj({ share: id }),
+    result: obj({ shares: { type: 'array' } }),
+    handler: async (p: { share?: string }, ctx) => ({ shares: ctx.node.status(p.share) })
+  }
+}
+
+const ajv = new Ajv({ allErrors: false, strict: false })
+const validators = new Map<string, ValidateFunction>()
+
+function paramError (e: ErrorObject): string {
+  const at = `params${e.instancePath.replaceAll('/', '.')}`
+  switch (e.keyword) {
+    case 'additionalProperties': return `${at}.${String(e.params.additionalProperty)}: unknown parameter`
+    case 'required': return `${at}.${String(e.params.missingProperty)}: is required`
+    default: return `${at}: ${e.message ?? 'is invalid'}`
+  }
+}
+
+/** Validates a method's params; throws InvalidParamsError naming the parameter. */
+export function checkParams (method: string, params: unknown): unknown {
+  const m = METHODS[method]
+  let validate = validators.get(method)
+  if (validate === undefined) {
+    validate = ajv.compile(m.params)
+    validators.set(method, validate)
+  }
+  const value = params ?? {}
+  if (typeof value !== 'object' || Array.isArray(value)) throw new InvalidParamsError('params: must be an object (by-name parameters)')
+  if (!validate(value)) throw new InvalidParamsError(paramError((validate.errors ?? [])[0]))
+  return value
+}
+
+/** The OpenRPC document of this API. */
+export function openRpcDocument (version: string): Record<string, unknown> {
+  return {
+    openrpc: '1.2.6',
+    info: {
+      title: 'MindooDB mesh daemon',
+      version,
+      description: 'Control API of a MindooDB mesh node. Errors: -32700 parse error, -32600 invalid request, -32601 unknown method, -32602 invalid params (the message names the parameter), -32000 application error with error.data.code one of the codes in the README.'
+    },
+    methods: [
+      {
+        name: 'rpc.discover',
+        summary: 'This document.',
+        params: [],
+        result: { name: 'openrpc', schema: { type: 'object' } }
+      },
+      ...Object.entries(METHODS).map(([name, m]) => ({
+        name,
+        summary: m.summary,
+        paramStructure: 'by-name',
+        params: Object.entries((m.params.properties ?? {}) as Record<string, JsonSchema>).map(([param, schema]) => ({
+          name: param,
+          required: ((m.params.required ?? []) as string[]).includes(param),
+          schema
+        })),
+        result: { name: 'result', schema: m.result }
+      }))
+    ]
+  }
+}
