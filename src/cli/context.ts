@@ -9,7 +9,7 @@ import { MindooError } from '../errors.js'
 /** Exit codes: stable, documented in the README. */
 export const EXIT = {
   OK: 0,
-  /** The daemon answered with an error (not found, wrong password...). */
+  /** The daemon answered with an error (not found, wrong password...), or a sync round failed. */
   FAILED: 1,
   /** Bad usage or bad parameters. */
   USAGE: 2,
@@ -27,15 +27,39 @@ export interface GlobalOptions {
   json?: boolean
 }
 
+/** What a command needs of the RPC client (a stub in tests). */
+export type CliClient = Pick<RpcClient, 'call'>
+
+export interface ClientOptions {
+  /** Per-call timeout, ms; 0 waits as long as it takes. Default: the client's (60 s). */
+  timeoutMs?: number
+}
+
 export interface CliContext {
   /** A client for the daemon chosen by the global options. */
-  client: () => Promise<Pick<RpcClient, 'call'>>
+  client: (options?: ClientOptions) => Promise<CliClient>
   /** Prints for people, or the raw value with --json. */
   print: (value: unknown, human: (value: any) => string) => void // eslint-disable-line @typescript-eslint/no-explicit-any
   /** Progress and notes go to stderr, so stdout stays parseable. */
   note: (text: string) => void
+  /** Reads all of stdin (`--password-file -`). */
+  readStdin: () => Promise<string>
+  /** Where a progress bar draws when `isTTY` (stderr). */
+  progressStream: NodeJS.WritableStream
   json: boolean
+  /** Whether stderr is a terminal (progress bar) or not (plain progress lines). */
   isTTY: boolean
+}
+
+/** Bad usage found by a command itself (an unreadable file, a malformed JSON argument): exit code 2. */
+export class UsageError extends MindooError {
+  static override readonly code: string = 'USAGE'
+}
+
+async function readAll (stream: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = []
+  for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk))
+  return Buffer.concat(chunks).toString('utf8')
 }
 
 export function defaultContext (options: GlobalOptions): CliContext {
@@ -43,18 +67,20 @@ export function defaultContext (options: GlobalOptions): CliContext {
   return {
     json,
     isTTY: process.stderr.isTTY === true,
-    client: async () => {
+    progressStream: process.stderr,
+    client: async (clientOptions = {}) => {
       if (options.url !== undefined) {
         const token = options.tokenFile === undefined ? undefined : (await readFile(options.tokenFile, 'utf8')).trim()
-        return new RpcClient({ url: options.url, token })
+        return new RpcClient({ url: options.url, token, ...clientOptions })
       }
       const socketPath = options.socket ?? (await loadConfig(options.config)).rpc.socket
-      return new RpcClient({ socketPath })
+      return new RpcClient({ socketPath, ...clientOptions })
     },
     print: (value, human) => {
       process.stdout.write((json ? JSON.stringify(value, null, 2) : human(value)) + '\n')
     },
-    note: (text) => { process.stderr.write(text + '\n') }
+    note: (text) => { process.stderr.write(text + '\n') },
+    readStdin: async () => await readAll(process.stdin)
   }
 }
 
@@ -65,6 +91,7 @@ export function exitFor (err: unknown): { code: number, message: string } {
     const code = err.rpcCode === -32602 || err.rpcCode === -32601 ? EXIT.USAGE : EXIT.FAILED
     return { code, message: `${err.dataCode ?? err.rpcCode}: ${err.message}` }
   }
+  if (err instanceof UsageError) return { code: EXIT.USAGE, message: err.message }
   if (err instanceof MindooError && err.code === 'INVALID_CONFIG') return { code: EXIT.CONFIG, message: err.message }
   if (err instanceof MindooError) return { code: EXIT.FAILED, message: `${err.code}: ${err.message}` }
   return { code: EXIT.FAILED, message: String((err as Error)?.message ?? err) }

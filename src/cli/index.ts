@@ -1,38 +1,67 @@
 /**
- * `mindoodb`: the command line of a MindooDB mesh node. `mindoodb daemon` runs the node; every other command
- * talks to a running daemon over its JSON-RPC API.
+ * `mindoodb`: the command line of a MindooDB mesh node. `mindoodb daemon` runs the node, `mindoodb init` sets one
+ * up; every other command talks to a running daemon over its JSON-RPC API.
+ *
+ * @example
+ * ```ts
+ * // a test drives the CLI with a stub context and captured output
+ * const code = await runCli(['doc', 'get', 'orders', 'o-1'], { context: () => stub, output: { writeOut, writeErr } })
+ * ```
  */
-import { Command, CommanderError } from 'commander'
+import { Command, CommanderError, type OutputConfiguration } from 'commander'
 import { registerCommands } from './commands/index.js'
-import { defaultContext, EXIT, exitFor, type GlobalOptions } from './context.js'
+import { defaultContext, EXIT, exitFor, type CliContext, type GlobalOptions } from './context.js'
 
-export function buildProgram (): Command {
+export { EXIT, exitFor, UsageError } from './context.js'
+export type { CliClient, CliContext, ClientOptions, GlobalOptions } from './context.js'
+
+export interface ProgramOptions {
+  /** Makes the commands' context from the parsed global options. Default: `defaultContext` (the real daemon, stdout, stderr). */
+  context?: (options: GlobalOptions) => CliContext
+  /** Where commander writes help and usage errors, and where `runCli` writes errors. Default: stdout and stderr. */
+  output?: Pick<OutputConfiguration, 'writeOut' | 'writeErr'>
+}
+
+export function buildProgram (options: ProgramOptions = {}): Command {
+  const makeContext = options.context ?? defaultContext
   const program = new Command('mindoodb')
     .description('MindooDB mesh: an end-to-end encrypted document database that organisations sync peer to peer')
-    .option('-c, --config <file>', 'config file (to find the daemon\'s socket)')
+    .option('-c, --config <file>', 'config file (to find the daemon\'s socket; where `init` writes)')
     .option('-s, --socket <path>', 'the daemon\'s JSON-RPC socket')
     .option('--url <url>', 'the daemon\'s HTTP JSON-RPC endpoint (http://127.0.0.1:<port>/)')
     .option('--token-file <file>', 'bearer token for --url')
-    .option('--json', 'print JSON for scripts')
-    .showHelpAfterError()
+    .option('--json', 'print the raw result as JSON, for scripts')
+    .addHelpText('after', `
+Exit codes: ${EXIT.OK} ok, ${EXIT.FAILED} the daemon refused (or a sync round failed), ${EXIT.USAGE} bad usage or parameters,
+            ${EXIT.UNAVAILABLE} daemon unreachable, ${EXIT.CONFIG} invalid config.`)
+    .configureHelp({ showGlobalOptions: true })
+    .showHelpAfterError('(add --help for usage)')
     .exitOverride()
-  registerCommands(program, () => defaultContext(program.opts<GlobalOptions>()))
+  if (options.output !== undefined) program.configureOutput(options.output)
+  let context: CliContext | undefined
+  registerCommands(program, () => (context ??= makeContext(program.opts<GlobalOptions>())))
   return program
 }
 
-/** Runs the CLI on `argv`; sets process.exitCode (see EXIT). */
-export async function main (argv: string[] = process.argv): Promise<void> {
-  const program = buildProgram()
+/**
+ * Runs the CLI on `argv` (node-style: `[node, script, ...args]`, unless `from: 'user'`) and returns the exit code
+ * (see EXIT). Errors are written as one line to stderr (or `output.writeErr`).
+ */
+export async function runCli (argv: string[], options: ProgramOptions & { from?: 'node' | 'user' } = {}): Promise<number> {
+  const program = buildProgram(options)
+  const writeErr = options.output?.writeErr ?? ((text: string) => { process.stderr.write(text) })
   try {
-    await program.parseAsync(argv)
+    await program.parseAsync(argv, { from: options.from ?? 'node' })
+    return EXIT.OK
   } catch (err) {
-    if (err instanceof CommanderError) {
-      process.exitCode = err.exitCode === 0 ? EXIT.OK : EXIT.USAGE
-      return
-    }
+    if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE
     const { code, message } = exitFor(err)
-    process.stderr.write(`mindoodb: ${message}\n`)
-    process.exitCode = code
+    writeErr(`mindoodb: ${message}\n`)
+    return code
   }
 }
 
+/** The `mindoodb` executable: runs the CLI on process.argv and sets process.exitCode. */
+export async function main (argv: string[] = process.argv): Promise<void> {
+  process.exitCode = await runCli(argv)
+}

@@ -36,22 +36,31 @@ export class RpcUnavailableError extends MindooError {
 
 export class RpcClient {
   readonly #options: RpcClientOptions
-  readonly #client: JSONRPCClient
+  /** Per call, `failure` keeps a transport error: json-rpc-2.0 would turn it into an error answer with code 0. */
+  readonly #client: JSONRPCClient<{ failure?: unknown }>
 
   constructor (options: RpcClientOptions) {
     if (options.socketPath === undefined && options.url === undefined) throw new TypeError('socketPath or url is required')
     this.#options = options
-    this.#client = new JSONRPCClient(async (payload) => {
-      const response = await this.#post(JSON.stringify(payload))
+    this.#client = new JSONRPCClient(async (payload, call) => {
+      let response: string
+      try {
+        response = await this.#post(JSON.stringify(payload))
+      } catch (err) {
+        call.failure = err
+        throw err
+      }
       if (response !== '') this.#client.receive(JSON.parse(response))
     })
   }
 
   /** Calls a method with by-name params. Throws RpcError for an error answer, RpcUnavailableError when unreachable. */
   async call<T = any> (method: string, params: Record<string, unknown> = {}): Promise<T> { // eslint-disable-line @typescript-eslint/no-explicit-any
+    const call: { failure?: unknown } = {}
     try {
-      return await this.#client.request(method, params)
+      return await this.#client.request(method, params, call)
     } catch (err) {
+      if (call.failure !== undefined) throw call.failure
       if (err instanceof JSONRPCErrorException) {
         const data = err.data as { code?: string } | undefined
         throw new RpcError(err.code, err.message, data?.code)

@@ -1,8 +1,7 @@
 import type { Command } from 'commander'
 import type { ShareStatus } from '../../p2p/index.js'
 import type { CliContext } from '../context.js'
-
-const ago = (t?: number): string => t === undefined ? 'never' : `${Math.round((Date.now() - t) / 1000)}s ago`
+import { ago } from '../format.js'
 
 export function formatStatus (info: { peerId: string, addresses: string[], tenant: { tenantId: string } }, shares: ShareStatus[]): string {
   const lines = [`tenant ${info.tenant.tenantId}  peer ${info.peerId}`, ...info.addresses.map((a) => `  listening ${a}`)]
