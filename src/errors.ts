@@ -55,6 +55,11 @@ export class InvalidKeyFormatError extends MindooError {
   static override readonly code: string = 'INVALID_KEY_FORMAT'
 }
 
+/** A key with that id exists already (rotate it instead). */
+export class KeyExistsError extends MindooError {
+  static override readonly code: string = 'KEY_EXISTS'
+}
+
 /** No key with that id is known to this tenant. */
 export class KeyNotFoundError extends MindooError {
   static override readonly code: string = 'KEY_NOT_FOUND'
@@ -169,7 +174,7 @@ export class SessionIdleError extends MindooError {
 export const ERROR_CODES: Readonly<Record<string, { readonly code: string, prototype: MindooError }>> = Object.fromEntries(
   [
     MalformedChangeError, HashMismatchError, InvalidSignatureError, UntrustedAuthorError, WrongPasswordError,
-    InvalidKeyFormatError, KeyNotFoundError, DecryptionError, TenantExistsError, TenantNotFoundError,
+    InvalidKeyFormatError, KeyNotFoundError, KeyExistsError, DecryptionError, TenantExistsError, TenantNotFoundError,
     DocumentNotFoundError, DocumentDeletedError, ChangeNotFoundError, InvalidArgumentError, ClosedError,
     LockedError, AbortError, ChangeRejectedError, UnrequestedChangeError, InvalidFilterError, SyncProtocolError,
     SyncRemoteError, ShareDisabledError, SessionIdleError, ReconcileProtocolError

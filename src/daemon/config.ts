@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises'
 import { isAbsolute, join, resolve } from 'node:path'
 import { Ajv, type ErrorObject } from 'ajv'
 import { MindooError } from '../errors.js'
+import { compileSelector, InvalidFilterError } from '../sync/filter.js'
 import { validateShare, type ShareConfig } from '../sync/share.js'
 import { DEFAULT_DATA_DIR, DEFAULT_LOG_LEVEL, DEFAULT_SOCKET_NAME, DEFAULT_TENANT } from './constants.js'
 
@@ -90,6 +91,16 @@ export async function resolveConfig (input: unknown, file?: string): Promise<Dae
   const shares = (raw.shares ?? []).map((s, i) => {
     if (seen.has(s.id)) throw new ConfigError(`/shares/${i}/id`, `duplicate share id ${s.id}`)
     seen.add(s.id)
+    // the schema checks a selector's shape only; its operators are checked here, so the error names the key
+    const filter = s.filter as { kind?: string, selector?: Record<string, unknown> } | undefined
+    if (filter?.kind === 'selector') {
+      try {
+        compileSelector(filter.selector ?? {})
+      } catch (err) {
+        if (err instanceof InvalidFilterError) throw new ConfigError(`/shares/${i}/filter/selector`, err.message, { cause: err })
+        throw err
+      }
+    }
     try {
       return validateShare({ direction: 'both', enabled: true, filter: { kind: 'all' }, ...s })
     } catch (err) {

@@ -1,19 +1,21 @@
 /**
- * The daemon: one organisation's node as a long-running service. Start order: data directory and tenant (its
- * LevelDB lock keeps a second daemon off the directory), node, JSON-RPC server, metrics, readiness. Stop goes in
- * reverse: no new requests, sessions closed, the batch in flight finished, LevelDB closed, the socket removed.
+ * The daemon: one organisation's node as a long-running service. Start order: data directory and its lock (keeps
+ * a second daemon off the directory, whatever tenant it is configured for), tenant, node, JSON-RPC server,
+ * metrics, readiness. Stop goes in reverse: no new requests, sessions closed, the batch in flight finished,
+ * LevelDB closed, the socket removed, the lock released.
  */
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdir, open, readFile, rename } from 'node:fs/promises'
 import { join } from 'node:path'
+import { Level } from 'level'
 import { createTenantFactory, type MindooTenant, type TenantFactory } from '../core/index.js'
-import { MindooError, TenantNotFoundError } from '../errors.js'
+import { LockedError, MindooError, TenantNotFoundError } from '../errors.js'
 import { createMindooNode, type MindooNode } from '../p2p/index.js'
 import { validateShare, type ShareConfig, type ShareUpdate } from '../sync/share.js'
 import { silentLogger, type Logger } from '../util/logger.js'
 import { loadConfig, ConfigError, type DaemonConfig } from './config.js'
-import { GENERATED_PASSWORD_FILE } from './constants.js'
+import { GENERATED_PASSWORD_FILE, LOCK_FILE } from './constants.js'
 import { createShareMetrics, MetricsServer } from './metrics.js'
 import type { Registry } from 'prom-client'
 import type { RpcContext } from './rpc-methods.js'
@@ -28,15 +30,33 @@ export interface DaemonInit {
   version?: string
 }
 
-async function readSecretFile (path: string, what: string): Promise<string> {
+/** Reads a secret from a file named in the config; errors name the config key (`key`, a JSON pointer). */
+async function readSecretFile (path: string, what: string, key: string): Promise<string> {
   try {
     const value = (await readFile(path, 'utf8')).trim()
-    if (value === '') throw new ConfigError('', `${what} file ${path} is empty`)
+    if (value === '') throw new ConfigError(key, `${what} file ${path} is empty`)
     return value
   } catch (err) {
     if (err instanceof ConfigError) throw err
-    throw new ConfigError('', `cannot read ${what} file ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err })
+    throw new ConfigError(key, `cannot read ${what} file ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err })
   }
+}
+
+/**
+ * Takes the data directory: a small LevelDB whose LOCK the operating system releases when the process ends,
+ * however it ends (no stale lock after a crash). A second daemon on the directory gets LockedError, even when it
+ * is configured for another tenant (it would share the node identity and the RPC socket).
+ */
+async function lockDataDir (dataDir: string): Promise<Level<string, string>> {
+  const lock = new Level<string, string>(join(dataDir, LOCK_FILE))
+  try {
+    await lock.open()
+  } catch (err) {
+    const code = (err as { cause?: { code?: string } }).cause?.code ?? (err as { code?: string }).code
+    if (code === 'LEVEL_LOCKED') throw new LockedError(`data directory ${dataDir} is in use by another daemon`, { cause: err })
+    throw err
+  }
+  return lock
 }
 
 async function writePrivateFile (path: string, content: string): Promise<void> {
@@ -74,6 +94,7 @@ export class Daemon {
   #node: MindooNode | undefined
   #rpc: RpcServer | undefined
   #metrics: MetricsServer | undefined
+  #lock: Level<string, string> | undefined
   #rpcShares: ShareConfig[] = []
   #configShareIds = new Set<string>()
   #startedAt = 0
@@ -105,11 +126,12 @@ export class Daemon {
     const config = this.#config
     this.#startedAt = Date.now()
     await mkdir(config.dataDir, { recursive: true, mode: 0o700 })
-    const passphrase = config.passphraseFile === undefined ? undefined : await readSecretFile(config.passphraseFile, 'passphrase')
-    const token = config.rpc.http === undefined ? undefined : await readSecretFile(config.rpc.http.tokenFile, 'token')
-    this.#rpcShares = await this.#loadRpcShares()
-    this.#factory = await createTenantFactory({ dataDir: config.dataDir, passphrase, logger: this.#log })
+    const passphrase = config.passphraseFile === undefined ? undefined : await readSecretFile(config.passphraseFile, 'passphrase', '/passphraseFile')
+    const token = config.rpc.http === undefined ? undefined : await readSecretFile(config.rpc.http.tokenFile, 'token', '/rpc/http/tokenFile')
+    this.#lock = await lockDataDir(config.dataDir)
     try {
+      this.#rpcShares = await this.#loadRpcShares()
+      this.#factory = await createTenantFactory({ dataDir: config.dataDir, passphrase, logger: this.#log })
       this.#tenant = await openOrCreateTenant(this.#factory, config.tenant, config.dataDir, this.#log)
       const configShares = config.shares.filter((s) => !this.#rpcShares.some((r) => r.id === s.id))
       this.#configShareIds = new Set(configShares.map((s) => s.id))
@@ -165,6 +187,8 @@ export class Daemon {
     await this.#factory?.close()
     this.#factory = undefined
     this.#tenant = undefined
+    await this.#lock?.close()
+    this.#lock = undefined
   }
 
   /** SIGHUP: re-reads the config file and applies its shares (added, changed, removed) without a restart. */

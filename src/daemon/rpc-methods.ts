@@ -5,7 +5,7 @@
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import type { MindooDoc, MindooTenant, ProcessChangesCursor } from '../core/index.js'
-import { InvalidArgumentError } from '../errors.js'
+import { InvalidArgumentError, KeyExistsError } from '../errors.js'
 import type { MindooNode } from '../p2p/index.js'
 import type { ShareConfig, ShareUpdate } from '../sync/share.js'
 
@@ -185,7 +185,7 @@ export const METHODS: Record<string, RpcMethod> = {
     params: obj({ keyId, password }, ['keyId', 'password']),
     result: obj({ keyId, blob: { type: 'string' } }),
     handler: async (p: { keyId: string, password: string }, ctx) => {
-      if (ctx.tenant.hasNamedKey(p.keyId)) throw new InvalidParamsError(`params.keyId: key ${p.keyId} exists (use key.rotate)`)
+      if (ctx.tenant.hasNamedKey(p.keyId)) throw new KeyExistsError(`key ${p.keyId} exists (use key.rotate)`)
       return { keyId: p.keyId, blob: await ctx.tenant.createNamedKey(p.keyId, p.password) }
     }
   },

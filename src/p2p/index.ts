@@ -12,5 +12,5 @@
  * ```
  */
 export { createMindooNode, MindooNode } from './node.js'
-export type { MindooNodeInit, PartnerStatus, RoundResult, ShareStatus, ShareTotals } from './node.js'
+export type { MindooNodeInit, PartnerStatus, RoundProgress, RoundResult, ShareStatus, ShareTotals } from './node.js'
 export { DHT_PROTOCOL, SYNC_PROTOCOL } from './constants.js'

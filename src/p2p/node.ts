@@ -75,6 +75,20 @@ export interface PartnerStatus {
   failures: number
   /** Changes of our served set the partner lacked at the last reconciliation with it (0 when in sync). */
   lag?: number
+  /** The session running with this partner now, if any: what reconciliation found and what has moved. */
+  current?: RoundProgress
+}
+
+/** Progress of a running session with a partner. */
+export interface RoundProgress {
+  startedAt: number
+  /** Known once reconciliation ended. */
+  toSend?: number
+  toReceive?: number
+  sent: number
+  received: number
+  bytesSent: number
+  bytesReceived: number
 }
 
 export interface ShareTotals {
@@ -108,6 +122,7 @@ export interface ShareStatus {
 
 /** Result of one round with one partner. */
 export interface RoundResult {
+  share: string
   peerId: string
   ok: boolean
   result?: SessionResult
@@ -345,7 +360,8 @@ export class MindooNode {
         lastSuccessAt: p.lastSuccessAt,
         lastError: p.lastError,
         failures: p.failures,
-        lag: p.lag
+        lag: p.lag,
+        current: p.current === undefined ? undefined : { ...p.current }
       })),
       totals: { ...rt.totals, rejected: { ...rt.totals.rejected }, errors: { ...rt.totals.errors } },
       lastSuccessAt: rt.lastSuccessAt,
@@ -510,8 +526,10 @@ export class MindooNode {
     if (rt.liveTimer !== undefined || !rt.config.enabled) return
     rt.liveTimer = setTimeout(() => {
       rt.liveTimer = undefined
+      const now = Date.now()
       for (const p of rt.partners.values()) {
-        if (this.#connected(p.peerId)) void this.#requestRound(rt, p)
+        // a partner in backoff after failures is retried by its timer, not by every local change
+        if (this.#connected(p.peerId) && (p.retryAt === undefined || p.retryAt <= now)) void this.#requestRound(rt, p)
       }
     }, this.#init.liveDebounceMs ?? DEFAULT_LIVE_DEBOUNCE_MS)
   }
@@ -519,7 +537,7 @@ export class MindooNode {
   /** One round at a time per partner; a request during a round makes one more round after it. */
   async #requestRound (rt: ShareRuntime, p: PartnerState, options: AbortOptions = {}): Promise<RoundResult> {
     if (!rt.config.enabled || !this.#started) {
-      return { peerId: p.peerId, ok: false, error: { code: 'SHARE_DISABLED', message: 'share is disabled or node stopped' } }
+      return { share: rt.config.id, peerId: p.peerId, ok: false, error: { code: 'SHARE_DISABLED', message: 'share is disabled or node stopped' } }
     }
     if (p.running !== undefined) {
       p.again = true
@@ -550,12 +568,12 @@ export class MindooNode {
       const signal = AbortSignal.any([controller.signal, this.#signal(options)])
       stream = await this.#node().dialProtocol(peerIdFromString(p.peerId), SYNC_PROTOCOL, { signal })
       const channel = streamChannel(stream, this.#maxFrame)
-      const result = await this.#runSession(rt, channel, 'initiator', undefined, signal)
+      const result = await this.#runSession(rt, p, channel, 'initiator', undefined, signal)
       p.failures = 0
       p.retryAt = undefined
       p.lag = result.peerLacked
       p.lastSuccessAt = rt.lastSuccessAt = Date.now()
-      return { peerId: p.peerId, ok: true, result }
+      return { share: rt.config.id, peerId: p.peerId, ok: true, result }
     } catch (err) {
       stream?.abort(err as Error)
       const info = errorInfo(err)
@@ -566,7 +584,7 @@ export class MindooNode {
       rt.totals.errors[info.code] = (rt.totals.errors[info.code] ?? 0) + 1
       this.#log.warn({ share: rt.config.id, peer: p.peerId, code: info.code, err: info.message }, 'sync round failed')
       this.#scheduleRetry(rt, p)
-      return { peerId: p.peerId, ok: false, error: info }
+      return { share: rt.config.id, peerId: p.peerId, ok: false, error: info }
     } finally {
       rt.sessions.delete(controller)
     }
@@ -586,16 +604,40 @@ export class MindooNode {
     p.retryTimer.unref()
   }
 
-  async #runSession (rt: ShareRuntime, channel: MessageChannel, role: 'initiator' | 'responder', peerMaxFrameBytes: number | undefined, signal: AbortSignal): Promise<SessionResult> {
+  async #runSession (rt: ShareRuntime, partner: PartnerState | undefined, channel: MessageChannel, role: 'initiator' | 'responder', peerMaxFrameBytes: number | undefined, signal: AbortSignal): Promise<SessionResult> {
+    const progress: RoundProgress = { startedAt: Date.now(), sent: 0, received: 0, bytesSent: 0, bytesReceived: 0 }
+    if (partner !== undefined) partner.current = progress
     const stats: SessionStats = {
-      sent: (n, bytes) => { rt.totals.changesSent += n; rt.totals.bytesSent += bytes },
-      received: (n, bytes) => { rt.totals.changesReceived += n; rt.totals.bytesReceived += bytes },
+      sent: (n, bytes) => {
+        rt.totals.changesSent += n
+        rt.totals.bytesSent += bytes
+        progress.sent += n
+        progress.bytesSent += bytes
+      },
+      received: (n, bytes) => {
+        rt.totals.changesReceived += n
+        rt.totals.bytesReceived += bytes
+        progress.received += n
+        progress.bytesReceived += bytes
+      },
+      reconciled: (peerLacks, weLack) => {
+        progress.toSend = peerLacks
+        progress.toReceive = weLack
+      },
       rejected: (code, hash) => {
         rt.totals.rejected[code] = (rt.totals.rejected[code] ?? 0) + 1
         rt.recentRejections.push({ hash, code, at: Date.now() })
         if (rt.recentRejections.length > MAX_RECENT_REJECTIONS) rt.recentRejections.shift()
       }
     }
+    try {
+      return await this.#startSession(rt, channel, role, peerMaxFrameBytes, stats, signal)
+    } finally {
+      if (partner !== undefined && partner.current === progress) partner.current = undefined
+    }
+  }
+
+  async #startSession (rt: ShareRuntime, channel: MessageChannel, role: 'initiator' | 'responder', peerMaxFrameBytes: number | undefined, stats: SessionStats, signal: AbortSignal): Promise<SessionResult> {
     let claims = this.#claims.get(rt.config.database)
     if (claims === undefined) {
       claims = new WantClaims()
@@ -666,7 +708,7 @@ export class MindooNode {
     const controller = new AbortController()
     rt.sessions.add(controller)
     try {
-      const result = await this.#runSession(rt, channel, 'responder', peerMaxFrameBytes, AbortSignal.any([controller.signal, this.#stopping.signal]))
+      const result = await this.#runSession(rt, rt.partners.get(remote), channel, 'responder', peerMaxFrameBytes, AbortSignal.any([controller.signal, this.#stopping.signal]))
       const p = rt.partners.get(remote)
       if (p !== undefined) {
         p.lastSuccessAt = rt.lastSuccessAt = Date.now()

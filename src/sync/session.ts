@@ -77,6 +77,8 @@ export interface SessionStats {
   sent: (changes: number, bytes: number) => void
   received: (changes: number, bytes: number) => void
   rejected: (code: string, hash: string) => void
+  /** Reconciliation ended: how many changes the peer lacks and how many this side lacks (for progress). */
+  reconciled?: (peerLacks: number, weLack: number) => void
 }
 
 export interface SessionComponents {
@@ -321,6 +323,7 @@ class SyncSession {
       }
       if (reconciler.done) {
         this.#result.peerLacked = reconciler.have.length
+        this.#stats.reconciled?.(reconciler.have.length, this.#init.direction === 'serve' ? 0 : reconciler.need.length)
         return
       }
       const m = await this.#recv(options)

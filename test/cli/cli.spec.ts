@@ -429,8 +429,15 @@ describe('cli', () => {
       expect(h.err.join('')).to.include('SYNC_ROUNDS_FAILED')
     })
 
+    it('should compute the ETA from what running rounds will move', () => {
+      const start = { changesReceived: 0, changesSent: 0, bytesReceived: 0, bytesSent: 0, planned: 0, moved: 0 }
+      const running = progressOf(start, { ...start, changesReceived: 30, changesSent: 10, planned: 200, moved: 40 }, 4000)
+      expect(running).to.include({ expected: 200 })
+      expect(running.etaSeconds).to.equal(16) // 160 left at 10 changes/s
+    })
+
     it('should compute the ETA from the partners\' lag, and omit it without one', () => {
-      const start = { changesReceived: 0, changesSent: 0, bytesReceived: 0, bytesSent: 0 }
+      const start = { changesReceived: 0, changesSent: 0, bytesReceived: 0, bytesSent: 0, planned: 0, moved: 0 }
       const withLag = progressOf({ ...start, lag: 100 }, { ...start, changesSent: 25, bytesSent: 2048 }, 5000)
       expect(withLag).to.include({ expected: 100, changesSent: 25 })
       expect(withLag.etaSeconds).to.equal(15)

@@ -18,23 +18,33 @@ export interface SyncProgress {
   changesSent: number
   bytesReceived: number
   bytesSent: number
-  /** Changes expected to be sent: the partners' lag when the rounds started (undefined when not known). */
+  /**
+   * Changes the running rounds will move (what reconciliation found), or else the partners' lag when the rounds
+   * started (undefined when neither is known).
+   */
   expected?: number
   /** Seconds left, from `expected` and the rate of sending (undefined when not known). */
   etaSeconds?: number
 }
 
-interface Totals { changesReceived: number, changesSent: number, bytesReceived: number, bytesSent: number, lag?: number }
+interface Totals { changesReceived: number, changesSent: number, bytesReceived: number, bytesSent: number, lag?: number, planned: number, moved: number }
 
 function totals (shares: ShareStatus[]): Totals {
-  const t: Totals = { changesReceived: 0, changesSent: 0, bytesReceived: 0, bytesSent: 0 }
+  const t: Totals = { changesReceived: 0, changesSent: 0, bytesReceived: 0, bytesSent: 0, planned: 0, moved: 0 }
   for (const s of shares) {
     t.changesReceived += s.totals.changesReceived
     t.changesSent += s.totals.changesSent
     t.bytesReceived += s.totals.bytesReceived
     t.bytesSent += s.totals.bytesSent
     if (!s.enabled) continue
-    for (const p of s.partners) if (p.lag !== undefined) t.lag = (t.lag ?? 0) + p.lag
+    for (const p of s.partners) {
+      if (p.lag !== undefined) t.lag = (t.lag ?? 0) + p.lag
+      const c = p.current
+      if (c?.toSend !== undefined && c.toReceive !== undefined) {
+        t.planned += c.toSend + c.toReceive
+        t.moved += c.sent + c.received
+      }
+    }
   }
   return t
 }
@@ -47,11 +57,17 @@ export function progressOf (start: Totals, now: Totals, elapsedMs: number): Sync
     bytesReceived: now.bytesReceived - start.bytesReceived,
     bytesSent: now.bytesSent - start.bytesSent
   }
-  if (start.lag !== undefined && start.lag > 0) {
-    p.expected = start.lag
-    const rate = p.changesSent / (elapsedMs / 1000)
-    const left = start.lag - p.changesSent
+  const rate = (p.changesSent + p.changesReceived) / (elapsedMs / 1000)
+  if (now.planned > 0) {
+    // the running rounds know exactly what they will move
+    p.expected = now.planned
+    const left = now.planned - now.moved
     if (rate > 0 && left > 0) p.etaSeconds = left / rate
+  } else if (start.lag !== undefined && start.lag > 0) {
+    p.expected = start.lag
+    const sendRate = p.changesSent / (elapsedMs / 1000)
+    const left = start.lag - p.changesSent
+    if (sendRate > 0 && left > 0) p.etaSeconds = left / sendRate
   }
   return p
 }
