@@ -22,7 +22,7 @@ export function createShareMetrics (node: () => MindooNode | undefined, registry
   const status = (): ReturnType<MindooNode['status']> => node()?.status() ?? []
   const counter = (name: string, help: string, pick: (t: ReturnType<MindooNode['status']>[number]['totals']) => number): void => {
     // the node keeps the running totals; each scrape publishes them as they are
-    new Counter({ // eslint-disable-line no-new
+    new Counter({
       name, help, labelNames: ['share'], registers: [registry],
       collect () {
         this.reset()
@@ -35,42 +35,42 @@ export function createShareMetrics (node: () => MindooNode | undefined, registry
   counter('mindoodb_share_bytes_sent_total', 'Bytes of changes sent.', (t) => t.bytesSent)
   counter('mindoodb_share_bytes_received_total', 'Bytes of changes received.', (t) => t.bytesReceived)
   counter('mindoodb_share_rounds_total', 'Sync rounds started by this node.', (t) => t.rounds)
-  new Counter({ // eslint-disable-line no-new
+  new Counter({
     name: 'mindoodb_share_errors_total', help: 'Failed rounds and sessions, by error code.', labelNames: ['share', 'code'], registers: [registry],
     collect () {
       this.reset()
       for (const s of status()) for (const [code, n] of Object.entries(s.totals.errors)) this.inc({ share: s.id, code }, n)
     }
   })
-  new Counter({ // eslint-disable-line no-new
+  new Counter({
     name: 'mindoodb_share_rejected_changes_total', help: 'Received changes rejected, by reason.', labelNames: ['share', 'reason'], registers: [registry],
     collect () {
       this.reset()
       for (const s of status()) for (const [reason, n] of Object.entries(s.totals.rejected)) this.inc({ share: s.id, reason }, n)
     }
   })
-  new Gauge({ // eslint-disable-line no-new
+  new Gauge({
     name: 'mindoodb_share_partner_lag_changes', help: 'Changes of our served set the partner lacked at the last reconciliation.', labelNames: ['share', 'partner'], registers: [registry],
     collect () {
       this.reset()
       for (const s of status()) for (const p of s.partners) if (p.lag !== undefined) this.set({ share: s.id, partner: p.tenantId }, p.lag)
     }
   })
-  new Gauge({ // eslint-disable-line no-new
+  new Gauge({
     name: 'mindoodb_share_connected_partners', help: 'Partners connected now.', labelNames: ['share'], registers: [registry],
     collect () {
       this.reset()
       for (const s of status()) this.set({ share: s.id }, s.partners.filter((p) => p.connected).length)
     }
   })
-  new Gauge({ // eslint-disable-line no-new
+  new Gauge({
     name: 'mindoodb_share_served_changes', help: 'Changes in the share\'s served set.', labelNames: ['share'], registers: [registry],
     collect () {
       this.reset()
       for (const s of status()) this.set({ share: s.id }, s.servedSetSize)
     }
   })
-  new Gauge({ // eslint-disable-line no-new
+  new Gauge({
     name: 'mindoodb_share_enabled', help: '1 when the share is enabled.', labelNames: ['share'], registers: [registry],
     collect () {
       this.reset()

@@ -65,7 +65,8 @@ function view (doc: MindooDoc): Record<string, unknown> {
 
 /** Shares as shown over RPC: the topic secret is never sent back. */
 function redact (share: ShareConfig, ctx: RpcContext): Record<string, unknown> {
-  const { topicSecret: _secret, ...rest } = share
+  const rest: Partial<ShareConfig> = { ...share }
+  delete rest.topicSecret
   return { ...rest, origin: ctx.configShareIds().has(share.id) ? 'config' : 'rpc' }
 }
 
@@ -73,7 +74,7 @@ function redact (share: ShareConfig, ctx: RpcContext): Record<string, unknown> {
 export function applyMergePatch (target: Record<string, unknown>, patch: Record<string, unknown>): void {
   for (const [key, value] of Object.entries(patch)) {
     if (value === null) {
-      delete target[key] // eslint-disable-line @typescript-eslint/no-dynamic-delete
+      delete target[key]
     } else if (typeof value === 'object' && !Array.isArray(value)) {
       const current = target[key]
       if (current === null || typeof current !== 'object' || Array.isArray(current)) target[key] = {}

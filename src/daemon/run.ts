@@ -20,7 +20,19 @@ export async function runDaemon (configFile: string | undefined, onReady?: (daem
   const config = await loadConfig(configFile)
   const log: Logger = createDaemonLogger(config.logLevel)
   const daemon = new Daemon({ config, logger: log, version: await packageVersion() })
+  // a SIGHUP before the daemon is ready must not kill it (Node's default): it is ignored until then
+  let ready = false
+  process.on('SIGHUP', () => {
+    if (!ready) {
+      log.info({}, 'SIGHUP before ready: ignored')
+      return
+    }
+    daemon.reload().catch((err: unknown) => {
+      log.error({ err: String(err), code: (err as { code?: string }).code }, 'reload failed; keeping the running shares')
+    })
+  })
   await daemon.start()
+  ready = true
   onReady?.(daemon)
   await new Promise<void>((resolve) => {
     let stopping = false
@@ -39,10 +51,5 @@ export async function runDaemon (configFile: string | undefined, onReady?: (daem
     }
     process.on('SIGTERM', () => { stop('SIGTERM') })
     process.on('SIGINT', () => { stop('SIGINT') })
-    process.on('SIGHUP', () => {
-      daemon.reload().catch((err: unknown) => {
-        log.error({ err: String(err), code: (err as { code?: string }).code }, 'reload failed; keeping the running shares')
-      })
-    })
   })
 }

@@ -29,12 +29,15 @@ export function streamChannel (stream: Stream, maxFrameBytes: number): MessageCh
 
   return {
     async send (message: SyncMessage, options?: AbortOptions): Promise<void> {
+      // checked here too: a write or read that need not wait would otherwise never notice the abort
+      options?.signal?.throwIfAborted()
       const frame = encodeFrame(message)
       if (frame.length > maxFrameBytes) throw new SyncProtocolError(`frame of ${frame.length} bytes exceeds the limit`)
       await bytes.write(new Uint8ArrayList(varint.encode(frame.length), frame), options)
     },
 
     async receive (options?: AbortOptions): Promise<SyncMessage | undefined> {
+      options?.signal?.throwIfAborted()
       while (true) {
         const next = buffer.byteLength > 0 ? frameLength() : undefined
         if (next !== undefined) {

@@ -12,7 +12,8 @@ export function formatStatus (info: { peerId: string, addresses: string[], tenan
     lines.push(`  served ${s.servedSetSize} changes; sent ${t.changesSent} (${t.bytesSent} B), received ${t.changesReceived} (${t.bytesReceived} B); rounds ${t.rounds}, failed ${t.roundsFailed}`)
     if (Object.keys(t.rejected).length > 0) lines.push(`  rejected: ${Object.entries(t.rejected).map(([k, v]) => `${k} ${v}`).join(', ')}`)
     for (const p of s.partners) {
-      const err = p.lastError === undefined ? '' : `, last error ${p.lastError.code} ${ago(p.lastError.at)}`
+      // an error older than the last successful sync is history, not state
+      const err = p.lastError === undefined || (p.lastSuccessAt ?? 0) > p.lastError.at ? '' : `, last error ${p.lastError.code} ${ago(p.lastError.at)}`
       lines.push(`  partner ${p.tenantId} ${p.connected ? 'connected' : 'not connected'}, last sync ${ago(p.lastSuccessAt)}, lag ${p.lag ?? '?'}${err}`)
     }
   }
