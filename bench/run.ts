@@ -1,0 +1,35 @@
+/**
+ * Runs every benchmark and prints one JSON object: `{ machine, foundation, reconcile }`.
+ *
+ * `npm run bench` (builds first); `BENCH_QUICK=1 npm run bench` for a small, quick run.
+ */
+import { availableParallelism, cpus, loadavg, totalmem } from 'node:os'
+import { benchFoundation } from './foundation.js'
+import { benchReconcile } from './reconcile.js'
+
+const quick = process.env.BENCH_QUICK === '1'
+
+async function main (): Promise<void> {
+  const started = new Date()
+  const foundation = await benchFoundation(quick ? { n: 2_000, feedDocs: 5_000, tenantSample: 50 } : {})
+  const reconcile = await benchReconcile(quick ? { sizes: [1e4, 1e5], diffs: [0, 1, 10, 1000] } : {})
+  const result = {
+    machine: {
+      cpus: availableParallelism(),
+      cpuModel: cpus()[0]?.model,
+      memoryGB: Math.round(totalmem() / 2 ** 30),
+      node: process.version,
+      date: started.toISOString(),
+      loadAverage: loadavg().map((x) => Number(x.toFixed(2))),
+      quick
+    },
+    foundation,
+    reconcile
+  }
+  console.log(JSON.stringify(result, null, 2))
+}
+
+main().catch((err: unknown) => {
+  console.error(err)
+  process.exitCode = 1
+})
