@@ -1,8 +1,9 @@
 import * as Automerge from '@automerge/automerge'
 import type { AbstractLevel } from 'abstract-level'
 import { verifySignature, type Signer } from '../crypto/index.js'
+import { verifySignatures } from '../crypto/verify-pool.js'
 import {
-  ChangeNotFoundError, ClosedError, DecryptionError, DocumentDeletedError, DocumentNotFoundError,
+  ChangeNotFoundError, ChangeRejectedError, ClosedError, DecryptionError, DocumentDeletedError, DocumentNotFoundError,
   InvalidArgumentError, InvalidSignatureError, KeyNotFoundError, UntrustedAuthorError, throwIfAborted
 } from '../errors.js'
 import {
@@ -229,13 +230,27 @@ export class MindooDB {
 
   readonly #verifier: ChangeVerifier = {
     verify: (change: StoreChange, signedPart: Uint8Array): void => {
-      if (!this.#trusted.has(change.author)) {
-        throw new UntrustedAuthorError(`author ${change.author} is not trusted by database ${this.#name}`)
-      }
-      if (!verifySignature(change.author, signedPart, change.signature)) {
-        throw new InvalidSignatureError(`signature of change ${change.hash} does not verify`)
-      }
+      if (!this.#trusted.has(change.author)) throw this.#untrusted(change)
+      if (!verifySignature(change.author, signedPart, change.signature)) throw this.#badSignature(change)
+    },
+    verifyMany: async (items) => {
+      const verdicts: Array<ChangeRejectedError | undefined> = items.map(({ change }) => this.#trusted.has(change.author) ? undefined : this.#untrusted(change))
+      const trusted = items.filter((_, i) => verdicts[i] === undefined)
+      const ok = await verifySignatures(trusted.map(({ change, signedPart }) => ({ publicKey: change.author, data: signedPart, signature: change.signature })))
+      let k = 0
+      items.forEach((item, i) => {
+        if (verdicts[i] === undefined && !ok[k++]) verdicts[i] = this.#badSignature(item.change)
+      })
+      return verdicts
     }
+  }
+
+  #untrusted (change: StoreChange): UntrustedAuthorError {
+    return new UntrustedAuthorError(`author ${change.author} is not trusted by database ${this.#name}`)
+  }
+
+  #badSignature (change: StoreChange): InvalidSignatureError {
+    return new InvalidSignatureError(`signature of change ${change.hash} does not verify`)
   }
 
   // ------------------------------------------------------------------ documents

@@ -1,7 +1,7 @@
 import { ChangeNotFoundError, ChangeRejectedError, ClosedError, InvalidArgumentError, throwIfAborted } from '../errors.js'
 import { silentLogger, type Logger } from '../util/logger.js'
 import { Mutex } from '../util/mutex.js'
-import { checkChange, isChangeHash, isValidId, type ChangeHash, type DocId, type StoreChange } from './change.js'
+import { checkChange, encodeChange, encodeWithSignedPart, isChangeHash, isValidId, type ChangeHash, type DocId, type StoreChange } from './change.js'
 import type {
   AbortOptions, AppendEvent, AppendManyResult, AppendOnlyStore, ChangeVerifier, SequencedChange
 } from './types.js'
@@ -30,6 +30,8 @@ type AppendListener = (event: AppendEvent) => void
 export abstract class BaseStore implements AppendOnlyStore {
   readonly #mutex = new Mutex()
   readonly #listeners = new Set<AppendListener>()
+  /** Signed parts of the private copies this store accepted (never mutated), so writing need not redo them. */
+  readonly #signedParts = new WeakMap<StoreChange, Uint8Array>()
   readonly #log: Logger
   #verifier: ChangeVerifier | undefined
   /** Undefined until `_open()` has reported it. */
@@ -82,16 +84,7 @@ export abstract class BaseStore implements AppendOnlyStore {
   async appendMany (changes: readonly StoreChange[], options?: AbortOptions): Promise<AppendManyResult> {
     this.#check(options)
     if (!Array.isArray(changes)) throw new TypeError('changes must be an array')
-    const accepted: StoreChange[] = []
-    const rejected: AppendManyResult['rejected'] = []
-    for (const change of changes) {
-      try {
-        accepted.push(this.#accept(change))
-      } catch (err) {
-        if (!(err instanceof ChangeRejectedError)) throw err
-        rejected.push({ hash: typeof change?.hash === 'string' ? change.hash : '', error: err })
-      }
-    }
+    const { accepted, rejected } = await this.#acceptMany(changes)
     return await this.#mutex.run(async () => {
       this.#checkQueued(options)
       await this.#ensureOpen()
@@ -254,7 +247,55 @@ export abstract class BaseStore implements AppendOnlyStore {
     const copy = snapshot(change)
     const signedPart = checkChange(copy)
     this.#verifier?.verify(copy, signedPart)
+    this.#signedParts.set(copy, signedPart)
     return copy
+  }
+
+  /** The canonical bytes of an accepted change, reusing the signed part its check computed. */
+  protected _encode (change: StoreChange): Uint8Array {
+    const signed = this.#signedParts.get(change)
+    return signed === undefined ? encodeChange(change) : encodeWithSignedPart(signed, change)
+  }
+
+  /** Checks a batch; signatures go to the verifier's batch form when it has one (invariant 2 as in #accept). */
+  async #acceptMany (changes: readonly StoreChange[]): Promise<{ accepted: StoreChange[], rejected: AppendManyResult['rejected'] }> {
+    const accepted: StoreChange[] = []
+    const rejected: AppendManyResult['rejected'] = []
+    const reject = (change: StoreChange, err: unknown): void => {
+      if (!(err instanceof ChangeRejectedError)) throw err
+      rejected.push({ hash: typeof change?.hash === 'string' ? change.hash : '', error: err })
+    }
+    const verifyMany = this.#verifier?.verifyMany
+    if (verifyMany === undefined) {
+      for (const change of changes) {
+        try {
+          accepted.push(this.#accept(change))
+        } catch (err) {
+          reject(change, err)
+        }
+      }
+      return { accepted, rejected }
+    }
+    const checked: Array<{ change: StoreChange, signedPart: Uint8Array }> = []
+    for (const change of changes) {
+      try {
+        const copy = snapshot(change)
+        checked.push({ change: copy, signedPart: checkChange(copy) })
+      } catch (err) {
+        reject(change, err)
+      }
+    }
+    const verdicts = checked.length === 0 ? [] : await verifyMany.call(this.#verifier, checked)
+    checked.forEach(({ change, signedPart }, i) => {
+      const err = verdicts[i]
+      if (err === undefined) {
+        this.#signedParts.set(change, signedPart)
+        accepted.push(change)
+      } else {
+        reject(change, err)
+      }
+    })
+    return { accepted, rejected }
   }
 
   #nextSeq (): number {

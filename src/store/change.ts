@@ -156,7 +156,11 @@ export function checkChange (change: StoreChange): Uint8Array {
 
 /** Serialises a change to its canonical bytes (signed part, payload, signature). */
 export function encodeChange (change: StoreChange): Uint8Array {
-  const signed = encodeSignedPart(change, sha256(change.payload))
+  return encodeWithSignedPart(encodeSignedPart(change, sha256(change.payload)), change)
+}
+
+/** Canonical bytes from a signed part already computed for this change (by `checkChange`). */
+export function encodeWithSignedPart (signed: Uint8Array, change: StoreChange): Uint8Array {
   const out = Buffer.allocUnsafe(signed.length + 4 + change.payload.length + 64)
   out.set(signed, 0)
   out.writeUInt32BE(change.payload.length, signed.length)

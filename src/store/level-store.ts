@@ -2,7 +2,7 @@ import type { AbstractLevel } from 'abstract-level'
 import { Level } from 'level'
 import { LockedError, throwIfAborted } from '../errors.js'
 import { BaseStore, type StoreInit } from './base.js'
-import { decodeChange, encodeChange, type ChangeHash, type DocId, type StoreChange } from './change.js'
+import { decodeChange, type ChangeHash, type DocId, type StoreChange } from './change.js'
 import type { AbortOptions, SequencedChange } from './types.js'
 
 /** A database or sublevel with string keys; values are read and written as Uint8Array whatever its defaults. */
@@ -106,7 +106,7 @@ export class LevelStore extends BaseStore {
     await this.#db.batch(entries.flatMap(({ seq, change }) => {
       const hash = hashBytes(change.hash)
       return [
-        { type: 'put' as const, key: changeKey(change.hash), value: encodeChange(change) },
+        { type: 'put' as const, key: changeKey(change.hash), value: this._encode(change) },
         { type: 'put' as const, key: seqKey(seq), value: hash },
         { type: 'put' as const, key: docKey(change.docId, seq), value: hash }
       ]

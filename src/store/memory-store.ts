@@ -1,5 +1,5 @@
 import { BaseStore, type StoreInit } from './base.js'
-import { decodeChange, encodeChange, type ChangeHash, type DocId, type StoreChange } from './change.js'
+import { decodeChange, type ChangeHash, type DocId, type StoreChange } from './change.js'
 import type { SequencedChange } from './types.js'
 
 /**
@@ -30,7 +30,7 @@ export class MemoryStore extends BaseStore {
   }
 
   protected async _write (entries: SequencedChange[]): Promise<void> {
-    const encoded = entries.map(({ change }) => encodeChange(change)) // may throw: before anything changes
+    const encoded = entries.map(({ change }) => this._encode(change)) // may throw: before anything changes
     entries.forEach(({ change }, i) => {
       this.#bytes.set(change.hash, encoded[i])
       this.#bySeq.push(change.hash)

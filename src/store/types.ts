@@ -12,6 +12,11 @@ export interface AbortOptions {
  */
 export interface ChangeVerifier {
   verify: (change: StoreChange, signedPart: Uint8Array) => void
+  /**
+   * Optional batch form used by appendMany (it may spread signature checks over several cores): for each item,
+   * undefined when it passes, else the error saying why it is refused.
+   */
+  verifyMany?: (items: Array<{ change: StoreChange, signedPart: Uint8Array }>) => Promise<Array<ChangeRejectedError | undefined>>
 }
 
 /** Outcome of appendMany: what was stored, what was already there, what was refused and why. */

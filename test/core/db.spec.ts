@@ -322,6 +322,29 @@ describe('MindooDB library', () => {
       })
     }
 
+    it('should check a large batch on several cores and refuse exactly the bad ones', async () => {
+      const many: StoreChange[] = []
+      for (let i = 0; i < 120; i++) {
+        const doc = await dbA.createDocument()
+        many.push(...await dbA.getStore().getChanges(await dbA.getStore().getAllChangeHashesForDoc(doc.getId())))
+      }
+      const outsider = await factory.createTenant({ tenantId: 'org-x', tenantEncryptionKeyPassword: 'x' })
+      const dbX = await outsider.openDB('x')
+      await dbX.createDocument()
+      const [foreign] = await dbX.getStore().getChanges(await dbX.getStore().getAllChangeHashes())
+      const forgedAt = [3, 77, 119]
+      const batch = many.map((c, i) => forgedAt.includes(i) ? { ...c, signature: flip(c.signature) } : c)
+      batch.splice(60, 0, foreign)
+      const result = await dbB.getStore().appendMany(batch)
+      expect(result.rejected.map((r) => [r.hash, r.error.code])).to.deep.equal([
+        ...forgedAt.filter((i) => i < 60).map((i) => [many[i].hash, 'INVALID_SIGNATURE']),
+        [foreign.hash, 'UNTRUSTED_AUTHOR'],
+        ...forgedAt.filter((i) => i >= 60).map((i) => [many[i].hash, 'INVALID_SIGNATURE'])
+      ])
+      expect(result.added).to.have.length(many.length - forgedAt.length)
+      expect(await dbB.getStore().count()).to.equal(many.length - forgedAt.length)
+    })
+
     it('should reject changes of an untrusted author', async () => {
       const dbC = await orgB.openDB('no-trust')
       expect((await errorOf(dbC.getStore().append(changes[0]))).code).to.equal('UNTRUSTED_AUTHOR')
