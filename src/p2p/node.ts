@@ -713,6 +713,12 @@ export class MindooNode {
       if (p !== undefined) {
         p.lastSuccessAt = rt.lastSuccessAt = Date.now()
         p.lag = result.peerLacked
+        // a session that worked (both ways: it moves changes in both directions) ends this partner's backoff;
+        // otherwise live rounds to it stay suppressed until the retry timer fires (up to backoffMaxMs)
+        p.failures = 0
+        p.retryAt = undefined
+        clearTimeout(p.retryTimer)
+        p.retryTimer = undefined
       }
     } catch (err) {
       const info = errorInfo(err)
