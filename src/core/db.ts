@@ -3,9 +3,10 @@ import type { AbstractLevel } from 'abstract-level'
 import { verifySignature, type Signer } from '../crypto/index.js'
 import { verifySignatures } from '../crypto/verify-pool.js'
 import {
-  ChangeNotFoundError, ChangeRejectedError, ClosedError, DecryptionError, DocumentDeletedError, DocumentNotFoundError,
+  ChangeNotFoundError, ClosedError, DecryptionError, DocumentDeletedError, DocumentNotFoundError,
   InvalidArgumentError, InvalidSignatureError, KeyNotFoundError, UntrustedAuthorError, throwIfAborted
 } from '../errors.js'
+import type { ChangeRejectedError } from '../errors.js'
 import {
   computeChangeHash, encodeSignedPart, isChangeHash, isValidId, sha256,
   type ChangeHash, type ChangeHeader, type DocId, type StoreChange
