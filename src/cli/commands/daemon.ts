@@ -1,3 +1,4 @@
+import { relative } from 'node:path'
 import type { Command } from 'commander'
 import { runDaemon } from '../../daemon/run.js'
 
@@ -15,7 +16,7 @@ export function registerDaemon (program: Command): void {
           ...node.getMultiaddrs().map((a) => `  libp2p   ${a}`),
           `  JSON-RPC ${daemon.rpcSocket}${daemon.httpPort === undefined ? '' : ` and http://127.0.0.1:${daemon.httpPort}/`}`,
           ...(daemon.metricsPort === undefined ? [] : [`  metrics  http://127.0.0.1:${daemon.metricsPort}/metrics`]),
-          `try: npx mindoodb --socket ${daemon.rpcSocket} status      (Ctrl-C stops the node)`,
+          `try: node ${relative(process.cwd(), process.argv[1] ?? 'dist/src/cli/main.js')} --socket ${daemon.rpcSocket} status      (Ctrl-C stops the node)`,
           ''
         ].join('\n'))
       })
