@@ -11,7 +11,7 @@ import {
   computeChangeHash, encodeSignedPart, isChangeHash, isValidId, sha256,
   type ChangeHash, type ChangeHeader, type DocId, type StoreChange
 } from '../store/change.js'
-import type { AbortOptions, AppendOnlyStore, ChangeVerifier } from '../store/types.js'
+import type { AbortOptions, AppendOnlyStore, ChangeVerifier, SequencedChange } from '../store/types.js'
 import { silentLogger, type Logger } from '../util/logger.js'
 import { Mutex } from '../util/mutex.js'
 import { MindooDoc, type DocData, type DocMeta } from './doc.js'
@@ -86,6 +86,8 @@ const CHUNK = 256
 const FLUSH_OPS = 4000
 const CACHE_MAX = 512
 const SNAPSHOT_VERSION = 1
+/** Most recent appends kept for the next catch-up. */
+const RECENT_MAX = 20_000
 
 interface DocState {
   am: Automerge.Doc<DocData>
@@ -153,6 +155,12 @@ export class MindooDB {
   /** Key of new documents: `init.defaultKeyId` until set (and persisted) by setDefaultKeyId. */
   #defaultKeyId: string
   #meta: Meta = { appliedSeq: 0, feedSeq: 0 }
+  /** False while no change is known to wait for a dependency on disk (then no waiter lookups are needed). */
+  #waitersOnDisk = true
+  readonly #syncReads: boolean
+  /** Changes appended since the last catch-up, by seq, so it need not read back what was just written. */
+  #recent = new Map<number, StoreChange>()
+  #offAppend: (() => void) | undefined
   #open = false
   #closed = false
 
@@ -163,6 +171,7 @@ export class MindooDB {
     this.#tenant = components.tenant
     this.#log = (components.logger ?? silentLogger).child({ db: init.name })
     this.#defaultKeyId = init.defaultKeyId ?? components.tenant.localKeyId
+    this.#syncReads = (this.#state.supports as { getSync?: boolean }).getSync === true
   }
 
   /** Loads trust and progress, installs the verifier on the store, and catches up with stored changes. */
@@ -177,6 +186,14 @@ export class MindooDB {
     }
     this.#trusted.set(this.#tenant.signer.publicKey, this.#tenant.tenantId)
     this.#store.setVerifier(this.#verifier)
+    this.#waitersOnDisk = await this.#hasWaiters()
+    this.#offAppend = this.#store.onAppend(({ changes }) => {
+      if (this.#recent.size + changes.length > RECENT_MAX) {
+        this.#recent.clear() // a catch-up far behind reads from the store instead
+        return
+      }
+      for (const { seq, change } of changes) this.#recent.set(seq, change)
+    })
     this.#open = true
     await this.#mutex.run(async () => { await this.#catchUp() })
   }
@@ -401,6 +418,8 @@ export class MindooDB {
     if (this.#closed) return
     await this.#mutex.run(async () => { this.#closed = true })
     this.#store.setVerifier(undefined)
+    this.#offAppend?.()
+    this.#recent.clear()
     this.#cache.clear()
     this.#listeners.clear()
   }
@@ -459,7 +478,7 @@ export class MindooDB {
     let batch = new Batch()
     let seq = this.#meta.appliedSeq
     try {
-      for await (const entry of this.#store.iterateSince(this.#meta.appliedSeq, options)) {
+      for await (const entry of this.#pending(options)) {
         await this.#applyWithWaiters(batch, entry.change, local)
         seq = entry.seq
         if (batch.ops.length >= FLUSH_OPS || batch.dirty.size >= CACHE_MAX) {
@@ -474,6 +493,20 @@ export class MindooDB {
       throw err
     }
     return result
+  }
+
+  /** Stored changes after appliedSeq, in arrival order: from the recent appends while they are contiguous. */
+  async * #pending (options: AbortOptions): AsyncGenerator<SequencedChange> {
+    let seq = this.#meta.appliedSeq
+    const last = this.#store.getLastSeq()
+    while (seq < last) {
+      const change = this.#recent.get(seq + 1)
+      if (change === undefined) break
+      this.#recent.delete(++seq)
+      yield { seq, change }
+    }
+    for (const key of this.#recent.keys()) if (key <= seq) this.#recent.delete(key)
+    if (seq < last) yield * this.#store.iterateSince(seq, options)
   }
 
   #collect (result: MaterialiseResult, batch: Batch): void {
@@ -491,7 +524,9 @@ export class MindooDB {
       const waiting = batch.waiting.get(next.hash) ?? []
       batch.waiting.delete(next.hash)
       for (const hash of waiting) batch.ops.push({ type: 'del', key: prefix + hash })
-      for (const key of await this.#state.keys({ gt: prefix, lt: prefix + '~' }).all()) {
+      // the common case, nothing waiting anywhere, costs no lookup
+      const stored = this.#waitersOnDisk ? await this.#state.keys({ gt: prefix, lt: prefix + '~' }).all() : []
+      for (const key of stored) {
         batch.ops.push({ type: 'del', key })
         waiting.push(key.slice(prefix.length))
       }
@@ -500,7 +535,19 @@ export class MindooDB {
   }
 
   async #isApplied (batch: Batch, hash: ChangeHash): Promise<boolean> {
-    return batch.applied.has(hash) || (await this.#state.get('ap!' + hash)) !== undefined
+    return batch.applied.has(hash) || (await this.#read('ap!' + hash)) !== undefined
+  }
+
+  /**
+   * A point read of the state: in-thread where the backend can (classic-level: memtable, block cache and bloom
+   * filters answer most reads without I/O), which is much cheaper than a trip through the thread pool.
+   */
+  async #read (key: string): Promise<Uint8Array | undefined> {
+    return this.#syncReads ? this.#state.getSync(key) : await this.#state.get(key)
+  }
+
+  async #hasWaiters (): Promise<boolean> {
+    return (await this.#state.keys({ gt: 'wd!', lt: 'wd!~', limit: 1 }).all()).length > 0
   }
 
   /** Applies one change to its document if it can be (invariant 1); returns whether it was applied now. */
@@ -514,6 +561,7 @@ export class MindooDB {
     for (const dep of change.deps) {
       if (await this.#isApplied(batch, dep)) continue
       missing = true
+      this.#waitersOnDisk = true
       batch.ops.push({ type: 'put', key: `wd!${dep}!${change.hash}`, value: EMPTY })
       const list = batch.waiting.get(dep) ?? []
       list.push(change.hash)
@@ -572,6 +620,7 @@ export class MindooDB {
     ops.push({ type: 'put', key: 'meta', value: enc.encode(JSON.stringify(meta)) })
     await this.#state.batch(ops)
     this.#meta = meta
+    if (this.#waitersOnDisk) this.#waitersOnDisk = await this.#hasWaiters()
     for (const [docId, state] of batch.dirty) this.#remember(docId, state)
     if (batch.dirty.size > 0) {
       const docIds = [...batch.dirty.keys()]
@@ -595,7 +644,7 @@ export class MindooDB {
   async #loadState (docId: DocId): Promise<DocState | undefined> {
     const cached = this.#cache.get(docId)
     if (cached !== undefined) return cached
-    const sealed = await this.#state.get('doc!' + docId)
+    const sealed = await this.#read('doc!' + docId)
     if (sealed === undefined) return undefined
     const state = this.#unseal(sealed)
     this.#remember(docId, state)

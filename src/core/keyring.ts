@@ -1,9 +1,12 @@
-import { decrypt, encrypt, KEY_BYTES } from '../crypto/index.js'
+import type { KeyObject } from 'node:crypto'
+import { decrypt, encrypt, importSecretKey, KEY_BYTES } from '../crypto/index.js'
 import { DecryptionError, KeyNotFoundError } from '../errors.js'
 
 /** One version of a named key. */
 export interface KeyVersion {
   key: Uint8Array
+  /** The same key imported once for the cipher calls. */
+  handle: KeyObject
   /** When this replica learned the version (ms); versions are kept in the order they were added. */
   addedAt: number
 }
@@ -26,7 +29,10 @@ export class KeyRing {
   static fromJSON (json: KeyRingJson): KeyRing {
     const ring = new KeyRing()
     for (const [keyId, versions] of Object.entries(json)) {
-      ring.#keys.set(keyId, versions.map((v) => ({ key: Buffer.from(v.key, 'base64'), addedAt: v.addedAt })))
+      ring.#keys.set(keyId, versions.map((v) => {
+        const key = Buffer.from(v.key, 'base64')
+        return { key, handle: importSecretKey(key), addedAt: v.addedAt }
+      }))
     }
     return ring
   }
@@ -60,7 +66,7 @@ export class KeyRing {
     for (let o = 0; o < material.length; o += KEY_BYTES) {
       const key = Uint8Array.prototype.slice.call(material, o, o + KEY_BYTES)
       if (versions.some((v) => Buffer.from(v.key).equals(key))) continue
-      versions.push({ key, addedAt: Date.now() })
+      versions.push({ key, handle: importSecretKey(key), addedAt: Date.now() })
       added++
     }
     this.#keys.set(keyId, versions)
@@ -74,7 +80,7 @@ export class KeyRing {
 
   encrypt (keyId: string, plaintext: Uint8Array): Uint8Array {
     const versions = this.#versions(keyId)
-    return encrypt(versions[versions.length - 1].key, plaintext)
+    return encrypt(versions[versions.length - 1].handle, plaintext)
   }
 
   /** Tries every version, newest first. Throws KeyNotFoundError or DecryptionError. */
@@ -82,7 +88,7 @@ export class KeyRing {
     const versions = this.#versions(keyId)
     for (let i = versions.length - 1; i >= 0; i--) {
       try {
-        return decrypt(versions[i].key, sealed)
+        return decrypt(versions[i].handle, sealed)
       } catch {
         // try the next version
       }

@@ -13,7 +13,7 @@
  * ```
  */
 import {
-  createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, scrypt,
+  createCipheriv, createDecipheriv, createPrivateKey, createSecretKey, createPublicKey, generateKeyPairSync, randomBytes, scrypt,
   sign as edSign, verify as edVerify, type KeyObject
 } from 'node:crypto'
 import { DecryptionError, InvalidKeyFormatError, WrongPasswordError } from '../errors.js'
@@ -102,8 +102,13 @@ export function verifySignature (publicKey: string, data: Uint8Array, signature:
 
 // ---------------------------------------------------------------- AES-256-GCM
 
+/** A key imported once, for repeated use (importing raw bytes on every call costs more than a 1 KB decrypt). */
+export function importSecretKey (key: Uint8Array): KeyObject {
+  return createSecretKey(key)
+}
+
 /** Encrypts with AES-256-GCM under a fresh random IV; returns `IV || ciphertext || tag`. */
-export function encrypt (key: Uint8Array, plaintext: Uint8Array): Uint8Array {
+export function encrypt (key: Uint8Array | KeyObject, plaintext: Uint8Array): Uint8Array {
   const iv = randomBytes(IV_BYTES)
   const cipher = createCipheriv('aes-256-gcm', key, iv)
   const body = cipher.update(plaintext)
@@ -112,7 +117,7 @@ export function encrypt (key: Uint8Array, plaintext: Uint8Array): Uint8Array {
 }
 
 /** Decrypts `IV || ciphertext || tag`. Throws DecryptionError when the key is wrong or the bytes were altered. */
-export function decrypt (key: Uint8Array, sealed: Uint8Array): Uint8Array {
+export function decrypt (key: Uint8Array | KeyObject, sealed: Uint8Array): Uint8Array {
   if (sealed.length < IV_BYTES + TAG_BYTES) throw new DecryptionError('ciphertext too short')
   try {
     const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, IV_BYTES))
