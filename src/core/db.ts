@@ -94,6 +94,8 @@ interface DocState {
   meta: DocMeta
   /** Position in the changefeed (0 before the first flush). */
   feedSeq: number
+  /** Bytes Automerge.load turns into `am` when known without saving (a new document's only change). */
+  raw?: Uint8Array
 }
 
 interface Meta {
@@ -577,18 +579,26 @@ export class MindooDB {
       batch.ops.push({ type: 'put', key: `pk!${change.keyId}!${change.hash}`, value: EMPTY })
       return false
     }
-    const state = batch.dirty.get(change.docId) ?? await this.#loadState(change.docId) ?? {
+    const existing = batch.dirty.get(change.docId) ?? await this.#loadState(change.docId)
+    const state = existing ?? {
       am: Automerge.init<DocData>(),
       meta: { keyId: change.keyId, deleted: false, heads: [], createdAt: change.time, modifiedAt: change.time },
       feedSeq: 0
     }
+    state.raw = undefined
     if (change.kind === 'delete') {
       state.meta.deleted = true
     } else if (local?.hash === change.hash) {
       state.am = local.am
     } else {
       try {
-        state.am = Automerge.applyChanges(state.am, [plaintext])[0]
+        if (existing === undefined && change.deps.length === 0) {
+          // a new document: its one change loads as a document, and is its own snapshot (no save needed)
+          state.am = Automerge.load<DocData>(plaintext)
+          state.raw = plaintext
+        } else {
+          state.am = Automerge.applyChanges(state.am, [plaintext])[0]
+        }
       } catch (err) {
         // a trusted author sent bytes Automerge cannot read: keep the change stored, skip its content
         this.#log.warn({ hash: change.hash, docId: change.docId, err: String(err) }, 'change content rejected by Automerge')
@@ -654,7 +664,7 @@ export class MindooDB {
   /** A document's state as stored locally: encrypted under the tenant's own key, never in the clear. */
   #seal (state: DocState): Uint8Array {
     const head = enc.encode(JSON.stringify({ v: SNAPSHOT_VERSION, meta: state.meta, feedSeq: state.feedSeq }))
-    const body = Automerge.save(state.am)
+    const body = state.raw ?? Automerge.save(state.am)
     const plain = Buffer.allocUnsafe(4 + head.length + body.length)
     plain.writeUInt32BE(head.length, 0)
     plain.set(head, 4)
