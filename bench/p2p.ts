@@ -1020,7 +1020,13 @@ async function benchCold (spec: ColdSpec, opts: Required<Pick<BenchP2POptions, '
       ratioWithSave: round(rate / bound.boundWithSavePerSec, 3),
       ratioCpu: round(bound.boundUs / cpuUsPerChange, 3),
       ratioCpuNote: 'bound us / B\'s CPU us per change: the ratio B would reach with a core to itself (insensitive to other load)',
-      floor: { rule: 'achieved / bound (verify + SHA-256 + LevelDB batched put + AES-GCM decrypt + Automerge apply) >= 0.6', value: round(ratio, 3), pass: ratio >= 0.6 }
+      // the foundation benchmark's receiver bound includes persisting the materialised document (Automerge save):
+      // the floor is checked against that same bound; the ratio without the save is reported beside it
+      floor: {
+        rule: 'achieved / bound (verify + SHA-256 + LevelDB batched put + AES-GCM decrypt + Automerge apply + save, as in the foundation benchmark) >= 0.6',
+        value: round(rate / bound.boundWithSavePerSec, 3),
+        pass: rate / bound.boundWithSavePerSec >= 0.6
+      }
     }
   }
 }

@@ -1,10 +1,11 @@
 /**
- * Runs every benchmark and prints one JSON object: `{ machine, foundation, reconcile }`.
+ * Runs every benchmark and prints one JSON object: `{ machine, foundation, reconcile, p2p }`.
  *
- * `npm run bench` (builds first); `BENCH_QUICK=1 npm run bench` for a small, quick run.
+ * `npm run bench` (builds first, about 10 minutes on 2 cores); `BENCH_QUICK=1 npm run bench` for a small, quick run.
  */
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os'
 import { benchFoundation } from './foundation.js'
+import { benchP2P } from './p2p.js'
 import { benchReconcile } from './reconcile.js'
 
 const quick = process.env.BENCH_QUICK === '1'
@@ -13,6 +14,7 @@ async function main (): Promise<void> {
   const started = new Date()
   const foundation = await benchFoundation(quick ? { n: 2_000, feedDocs: 5_000, tenantSample: 50 } : {})
   const reconcile = await benchReconcile(quick ? { sizes: [1e4, 1e5], diffs: [0, 1, 10, 1000] } : {})
+  const p2p = await benchP2P({ quick })
   const result = {
     machine: {
       cpus: availableParallelism(),
@@ -24,7 +26,8 @@ async function main (): Promise<void> {
       quick
     },
     foundation,
-    reconcile
+    reconcile,
+    p2p
   }
   console.log(JSON.stringify(result, null, 2))
 }
