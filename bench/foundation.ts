@@ -28,14 +28,13 @@ import { join } from 'node:path'
 import { execFile } from 'node:child_process'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
-import { setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
 import { Level } from 'level'
 import {
   createTenantFactory, encodeChange, encodeSignedPart, sha256,
   type ChangeHash, type ChangeHeader, type DocData, type MindooDB, type MindooTenant, type StoreChange, type TenantFactory
 } from '../src/index.js'
 import { createWrappedKey, encrypt, generateSigningKeyPair, randomKey, Signer } from '../src/crypto/index.js'
+import { gc } from './util.js'
 
 export interface FoundationOptions {
   /** Changes received in (a) and (b). Default 20,000. */
@@ -63,18 +62,6 @@ const execFileAsync = promisify(execFile)
 const round = (x: number, digits = 1): number => Number(x.toFixed(digits))
 const perSec = (count: number, ms: number): number => Math.round(count / (ms / 1000))
 const usPer = (ms: number, count: number): number => round(ms * 1000 / count, 2)
-
-/** A forced GC when the flag can be set at run time, so phases start from similar heaps. */
-const gc: () => void = (() => {
-  try {
-    setFlagsFromString('--expose-gc')
-    const fn = runInNewContext('gc') as unknown
-    if (typeof fn === 'function') return fn as () => void
-  } catch {
-    // not available: phases simply run one after the other
-  }
-  return () => {}
-})()
 
 const yieldToLoop = async (): Promise<void> => { await new Promise((resolve) => setImmediate(resolve)) }
 

@@ -46,8 +46,6 @@ import type { Socket } from 'node:net'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import { setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
 import { Level } from 'level'
 import * as varint from 'uint8-varint'
 import { encrypt, Signer, unwrapKey } from '../src/crypto/index.js'
@@ -66,6 +64,7 @@ import { createInitiator, createResponder, type ReconcileItem, type ReconcileSes
 import { ChunkedReconcileSet } from '../src/sync/reconcile/set.js'
 import { runSession, WantClaims } from '../src/sync/session.js'
 import type { ServedSet } from '../src/sync/served-set.js'
+import { gc, prng } from './util.js'
 
 // ====================================================================== options and small helpers
 
@@ -144,18 +143,6 @@ async function waitFor (condition: () => boolean | Promise<boolean>, what: strin
   }
   throw new Error(`timed out waiting for ${what}`)
 }
-
-/** A forced GC when the flag can be set at run time, so phases start from similar heaps. */
-const gc: () => void = (() => {
-  try {
-    setFlagsFromString('--expose-gc')
-    const fn = runInNewContext('gc') as unknown
-    if (typeof fn === 'function') return fn as () => void
-  } catch {
-    // not available: phases simply run one after the other
-  }
-  return () => {}
-})()
 
 function cpuMs (since?: NodeJS.CpuUsage): number {
   const u = process.cpuUsage(since)
@@ -254,17 +241,6 @@ async function createHost (): Promise<Libp2p> {
     streamMuxers: [yamux()],
     services: { identify: identify(), ping: ping() }
   })
-}
-
-/** xorshift32: deterministic sets, comparable runs. */
-function prng (seed: number): () => number {
-  let x = (seed | 0) === 0 ? 0x9e3779b9 : seed | 0
-  return () => {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    return x >>> 0
-  }
 }
 
 const T0 = Date.UTC(2025, 0, 1)

@@ -13,6 +13,7 @@ import { performance } from 'node:perf_hooks'
 import { createInitiator, createResponder } from '../src/sync/reconcile/index.js'
 import type { ReconcileInit, ReconcileItem, ReconcileSession, ReconcileSet } from '../src/sync/reconcile/index.js'
 import { ChunkedReconcileSet } from '../src/sync/reconcile/set.js'
+import { prng } from './util.js'
 
 export interface BenchReconcileOptions extends ReconcileInit {
   /** Set sizes. Default [1e4, 1e5, 1e6]. */
@@ -51,17 +52,6 @@ export interface BenchReconcileReport {
   /** Time to bulk-load the base set of each size, milliseconds. */
   buildMs: Record<string, number>
   results: BenchReconcileRow[]
-}
-
-/** xorshift32: a small deterministic PRNG, so that runs are comparable. */
-function prng (seed: number): () => number {
-  let x = (seed | 0) === 0 ? 0x9e3779b9 : seed | 0
-  return () => {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    return x >>> 0
-  }
 }
 
 const T0 = Date.UTC(2024, 0, 1)

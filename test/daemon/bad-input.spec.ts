@@ -10,8 +10,8 @@ import { stat, writeFile } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
-import { RpcClient, RpcError, RpcUnavailableError } from '../../src/daemon/rpc-client.js'
-import { killAll, rawRequest, startDaemon, startDaemonExpectingFailure, testConfig, writeJson, type DaemonProcess } from '../utils/daemon-proc.js'
+import { RpcClient, RpcUnavailableError } from '../../src/daemon/rpc-client.js'
+import { killAll, rawRequest, rpcError, startDaemon, startDaemonExpectingFailure, testConfig, writeJson, type DaemonProcess } from '../utils/daemon-proc.js'
 import { removeDir, tempDir } from '../utils/tmp.js'
 
 /** EXIT.CONFIG of the CLI: the config file is invalid. */
@@ -26,16 +26,6 @@ const PARTNER = {
 }
 const share = (extra: Record<string, unknown> = {}): Record<string, unknown> =>
   ({ id: 'orders', topicSecret: TOPIC, database: 'orders', partners: [PARTNER], ...extra })
-
-async function rpcError (p: Promise<unknown>): Promise<RpcError> {
-  try {
-    await p
-  } catch (err) {
-    if (err instanceof RpcError) return err
-    throw err
-  }
-  throw new Error('the call succeeded')
-}
 
 describe('daemon: bad input', function () {
   this.timeout(60_000)

@@ -8,9 +8,8 @@ import { expect } from 'chai'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { isDeepStrictEqual } from 'node:util'
-import { RpcError } from '../../src/daemon/rpc-client.js'
 import type { RoundResult, ShareStatus } from '../../src/p2p/index.js'
-import { eventually, killAll, runCli, startDaemon, testConfig, writeJson, type DaemonProcess } from '../utils/daemon-proc.js'
+import { eventually, killAll, rpcError, runCli, startDaemon, testConfig, writeJson, type DaemonProcess } from '../utils/daemon-proc.js'
 import { removeDir, tempDir } from '../utils/tmp.js'
 
 interface DocView { docId: string, data: Record<string, unknown>, deleted: boolean, keyId: string, heads: string[] }
@@ -24,17 +23,6 @@ const DB_B = 'orders-at-beta' // database names may differ per side
 
 const partnerOf = (info: NodeInfo): Record<string, unknown> => ({ peerId: info.peerId, tenant: info.tenant, addresses: info.addresses })
 const sorted = (a: string[]): string[] => [...a].sort()
-
-/** The JSON-RPC error of a call that must fail. */
-async function rpcError (p: Promise<unknown>): Promise<RpcError> {
-  try {
-    await p
-  } catch (err) {
-    if (err instanceof RpcError) return err
-    throw err
-  }
-  throw new Error('the call succeeded')
-}
 
 describe('daemon: two organisations share a filtered database', function () {
   this.timeout(90_000)

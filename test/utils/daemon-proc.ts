@@ -11,7 +11,7 @@ import { writeFile } from 'node:fs/promises'
 import { request } from 'node:http'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { RpcClient } from '../../src/daemon/rpc-client.js'
+import { RpcClient, RpcError } from '../../src/daemon/rpc-client.js'
 import type { TenantPublicInfo } from '../../src/index.js'
 
 /** dist/src/cli/main.js, next to this file's compiled copy (dist/test/utils/). */
@@ -348,4 +348,15 @@ export async function rpcBatch (socketPath: string, calls: Array<{ method: strin
     results[a.id] = a.result
   }
   return results
+}
+
+/** The JSON-RPC error of a call that must fail. */
+export async function rpcError (p: Promise<unknown>): Promise<RpcError> {
+  try {
+    await p
+  } catch (err) {
+    if (err instanceof RpcError) return err
+    throw err
+  }
+  throw new Error('the call succeeded')
 }
