@@ -28,3 +28,5 @@ export const MAX_INBOUND_STREAMS = 16
 export const PEER_KEY_FILE = 'peer-key'
 /** Rejected changes remembered per share for status. */
 export const MAX_RECENT_REJECTIONS = 20
+/** Refused change hashes remembered per share so that they are not asked for again. */
+export const MAX_REFUSED = 10_000

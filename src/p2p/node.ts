@@ -25,7 +25,7 @@ import { streamChannel } from './channel.js'
 import {
   DEFAULT_ANNOUNCE_INTERVAL_MS, DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, DEFAULT_DISCOVERY_INTERVAL_MS,
   DEFAULT_LISTEN, DEFAULT_LIVE_DEBOUNCE_MS, DEFAULT_MAX_FRAME_BYTES, DEFAULT_SYNC_INTERVAL_MS, DHT_PROTOCOL,
-  HELLO_TIMEOUT_MS, MAX_INBOUND_STREAMS, MAX_RECENT_REJECTIONS, MAX_RECONCILE_MESSAGE_BYTES, SYNC_PROTOCOL
+  HELLO_TIMEOUT_MS, MAX_INBOUND_STREAMS, MAX_RECENT_REJECTIONS, MAX_RECONCILE_MESSAGE_BYTES, MAX_REFUSED, SYNC_PROTOCOL
 } from './constants.js'
 import { loadOrCreatePeerKey } from './identity.js'
 
@@ -149,6 +149,8 @@ interface ShareRuntime {
   liveTimer?: NodeJS.Timeout
   offGrow: () => void
   recentRejections: Array<{ hash: string, code: string, at: number }>
+  /** Hashes refused on this share, not asked for again until the share changes (bounded, oldest dropped). */
+  refused: Set<string>
   lastSuccessAt?: number
   lastError?: { code: string, message: string, at: number }
 }
@@ -449,7 +451,8 @@ export class MindooNode {
       totals: { changesSent: 0, bytesSent: 0, changesReceived: 0, bytesReceived: 0, rejected: {}, rounds: 0, roundsFailed: 0, errors: {} },
       sessions: new Set(),
       offGrow: () => {},
-      recentRejections: []
+      recentRejections: [],
+      refused: new Set()
     }
     rt.offGrow = served.onGrow(() => { this.#scheduleLive(rt) })
     return rt
@@ -628,6 +631,10 @@ export class MindooNode {
         rt.totals.rejected[code] = (rt.totals.rejected[code] ?? 0) + 1
         rt.recentRejections.push({ hash, code, at: Date.now() })
         if (rt.recentRejections.length > MAX_RECENT_REJECTIONS) rt.recentRejections.shift()
+        if (hash !== '') {
+          rt.refused.add(hash)
+          if (rt.refused.size > MAX_REFUSED) rt.refused.delete(rt.refused.values().next().value as string)
+        }
       }
     }
     try {
@@ -658,7 +665,8 @@ export class MindooNode {
       topic: role === 'initiator' ? Buffer.from(rt.topicKey, 'hex') : undefined,
       peerMaxFrameBytes,
       maxFrameBytes: this.#maxFrame,
-      reconcileMessageBytes: MAX_RECONCILE_MESSAGE_BYTES
+      reconcileMessageBytes: MAX_RECONCILE_MESSAGE_BYTES,
+      refused: rt.refused
     }, { signal })
   }
 

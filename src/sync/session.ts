@@ -110,6 +110,8 @@ export interface SessionInit {
   wantBatch?: number
   /** Wants in flight. Default 2. */
   pipeline?: number
+  /** Hashes this share refused before (a bad signature, an untrusted author...): not asked for again. */
+  refused?: ReadonlySet<ChangeHash>
   /** The session fails when the peer sends nothing for this long, ms. Default 60 000. */
   idleTimeoutMs?: number
 }
@@ -490,7 +492,7 @@ class SyncSession {
         const candidates: ChangeHash[] = []
         while (i < need.length && candidates.length < batch) {
           const h = need[i++]
-          if (!await store.has(h)) candidates.push(h)
+          if (this.#init.refused?.has(h) !== true && !await store.has(h)) candidates.push(h)
         }
         const claimed = claims.claim(candidates)
         busy.push(...claimed.busy)

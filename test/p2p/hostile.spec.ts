@@ -315,6 +315,19 @@ describe('hostile peers', function () {
       expect(totals.changesReceived).to.equal(1)
       expect((await dbA.getDocument(good.docId)).getId()).to.equal(good.docId)
 
+      // offering the same changes again: A does not ask for the ones it refused, nor the one it has
+      const again = await openRawStream(m, a)
+      await again.hello(TOPIC)
+      expect(await again.frame()).to.include({ type: 'welcome' })
+      await again.reconcile(claimed)
+      await again.send({ type: 'want', hashes: [], done: true })
+      const want = await again.frame()
+      again.abort()
+      // the forged and the untrusted change were refused under their hashes: not asked for again; the tampered
+      // one arrived under another hash, so the hash M claims is still missing, and asked for
+      const asked = want?.type === 'want' ? want.hashes.map((h) => Buffer.from(h).toString('hex')) : []
+      expect(asked).to.deep.equal([tampered.hash])
+
       await expectServesB(dbA)
     })
   })
