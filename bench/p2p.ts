@@ -60,11 +60,11 @@ import { DEFAULT_MAX_FRAME_BYTES, MAX_RECONCILE_MESSAGE_BYTES, SYNC_PROTOCOL } f
 import { createMindooNode, type MindooNode, type MindooNodeInit, type ShareStatus } from '../src/p2p/index.js'
 import { Frame } from '../src/p2p/pb/sync.js'
 import type { MessageChannel, SyncMessage } from '../src/sync/messages.js'
-import { createInitiator, createResponder, type ReconcileItem, type ReconcileSession, type ReconcileSet } from '../src/sync/reconcile/index.js'
+import { createInitiator, createResponder, type ReconcileSession, type ReconcileSet } from '../src/sync/reconcile/index.js'
 import { ChunkedReconcileSet } from '../src/sync/reconcile/set.js'
 import { runSession, WantClaims } from '../src/sync/session.js'
 import type { ServedSet } from '../src/sync/served-set.js'
-import { gc, prng } from './util.js'
+import { gc, prng, sameItems, sortedItems, T0 } from './util.js'
 
 // ====================================================================== options and small helpers
 
@@ -243,22 +243,6 @@ async function createHost (): Promise<Libp2p> {
   })
 }
 
-const T0 = Date.UTC(2025, 0, 1)
-
-/** n items in (timestamp, id) order: random ids, strictly increasing timestamps about a minute apart. */
-function syntheticItems (n: number, next: () => number): { timestamps: Float64Array, ids: Uint8Array } {
-  const timestamps = new Float64Array(n)
-  const ids = new Uint8Array(n * 32)
-  const words = new Uint32Array(ids.buffer)
-  for (let k = 0; k < words.length; k++) words[k] = next()
-  let t = T0
-  for (let k = 0; k < n; k++) {
-    t += 1 + (next() % 120_000)
-    timestamps[k] = t
-  }
-  return { timestamps, ids }
-}
-
 interface ChannelCount {
   sent: Record<string, { frames: number, bytes: number }>
   firstReconcileAt?: number
@@ -294,10 +278,6 @@ function countingChannel (inner: MessageChannel, count: ChannelCount): MessageCh
 /** The parts of a session's components that a serve-only session never touches. */
 const NO_DB = { getStore: () => ({}) } as unknown as MindooDB
 const NO_SERVED = { includes: () => false } as unknown as ServedSet
-
-function sameIds (got: readonly ReconcileItem[], want: Set<string>): boolean {
-  return got.length === want.size && got.every((item) => want.has(item.id))
-}
 
 interface ReconcileRow {
   n: number
@@ -371,7 +351,7 @@ async function benchReconcileP2P (sizes: number[], diffs: number[], sockets: Soc
       const warmup = pass === 0
       const next = prng(0x5eed + n)
       let started = now()
-      const { timestamps, ids } = syntheticItems(n, next)
+      const { timestamps, ids } = sortedItems(n, next)
       const setA = ChunkedReconcileSet.fromPacked(timestamps, ids)
       if (!warmup) buildMs[String(n)] = Math.round(now() - started)
 
@@ -446,7 +426,7 @@ async function benchReconcileP2P (sizes: number[], diffs: number[], sockets: Soc
         const tcpBytes = sockets.written - tcp0
         const ini = initiator as ReconcileSession
         const res = responder.session
-        const correct = sameIds(ini.have, onlyA) && sameIds(ini.need, onlyB) && sameIds(res.have, onlyB) && sameIds(res.need, onlyA)
+        const correct = sameItems(ini.have, onlyA) && sameItems(ini.need, onlyB) && sameItems(res.have, onlyB) && sameItems(res.need, onlyA)
         const frameBytes = (count.sent.reconcile?.bytes ?? 0) + (responder.count.sent.reconcile?.bytes ?? 0)
         const sessionFrameBytes = [count, responder.count].reduce((s, c) => s + Object.values(c.sent).reduce((t, x) => t + x.bytes, 0), 0)
         if (warmup) {

@@ -11,9 +11,9 @@
 import { pathToFileURL } from 'node:url'
 import { performance } from 'node:perf_hooks'
 import { createInitiator, createResponder } from '../src/sync/reconcile/index.js'
-import type { ReconcileInit, ReconcileItem, ReconcileSession, ReconcileSet } from '../src/sync/reconcile/index.js'
+import type { ReconcileInit, ReconcileSession, ReconcileSet } from '../src/sync/reconcile/index.js'
 import { ChunkedReconcileSet } from '../src/sync/reconcile/set.js'
-import { prng } from './util.js'
+import { prng, sameItems, sortedItems, T0 } from './util.js'
 
 export interface BenchReconcileOptions extends ReconcileInit {
   /** Set sizes. Default [1e4, 1e5, 1e6]. */
@@ -54,41 +54,8 @@ export interface BenchReconcileReport {
   results: BenchReconcileRow[]
 }
 
-const T0 = Date.UTC(2024, 0, 1)
-
-/** n items sorted by (timestamp, id): about one item a minute, with runs of equal timestamps. */
-function sortedItems (n: number, next: () => number): { timestamps: Float64Array, ids: Uint8Array } {
-  const timestamps = new Float64Array(n)
-  const ids = new Uint8Array(n * 32)
-  const words = new Uint32Array(ids.buffer)
-  for (let k = 0; k < words.length; k++) words[k] = next()
-  let t = T0
-  for (let k = 0; k < n; k++) {
-    const r = next()
-    if (r % 10 !== 0) t += r % 120_000 // one in ten shares the previous item's timestamp
-    timestamps[k] = t
-  }
-  // sort ids inside each run of equal timestamps
-  for (let start = 0; start < n;) {
-    let end = start + 1
-    while (end < n && timestamps[end] === timestamps[start]) end++
-    if (end - start > 1) {
-      const run = Array.from({ length: end - start }, (_, k) => Buffer.from(ids.slice((start + k) * 32, (start + k + 1) * 32)))
-      run.sort(Buffer.compare)
-      run.forEach((id, k) => ids.set(id, (start + k) * 32))
-    }
-    start = end
-  }
-  return { timestamps, ids }
-}
-
 function hex (ids: Uint8Array, k: number): string {
   return Buffer.from(ids.buffer, ids.byteOffset + k * 32, 32).toString('hex')
-}
-
-function sameItems (got: readonly ReconcileItem[], want: Set<string>): boolean {
-  if (got.length !== want.size) return false
-  return got.every((item) => want.has(item.id))
 }
 
 type SessionRun = Pick<BenchReconcileRow, 'bytes' | 'bytesInitiatorToResponder' | 'bytesResponderToInitiator' | 'messages' | 'roundTrips' | 'ms'> & {

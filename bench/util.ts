@@ -1,4 +1,5 @@
 /** Small helpers the benchmarks share. */
+import type { ReconcileItem } from '../src/sync/reconcile/index.js'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 
@@ -23,4 +24,39 @@ export function prng (seed: number): () => number {
     x ^= x << 5
     return x >>> 0
   }
+}
+
+/** Timestamp of the first synthetic item. */
+export const T0 = Date.UTC(2024, 0, 1)
+
+/** n items sorted by (timestamp, id): about one item a minute, with runs of equal timestamps. */
+export function sortedItems (n: number, next: () => number): { timestamps: Float64Array, ids: Uint8Array } {
+  const timestamps = new Float64Array(n)
+  const ids = new Uint8Array(n * 32)
+  const words = new Uint32Array(ids.buffer)
+  for (let k = 0; k < words.length; k++) words[k] = next()
+  let t = T0
+  for (let k = 0; k < n; k++) {
+    const r = next()
+    if (r % 10 !== 0) t += r % 120_000 // one in ten shares the previous item's timestamp
+    timestamps[k] = t
+  }
+  // sort ids inside each run of equal timestamps
+  for (let start = 0; start < n;) {
+    let end = start + 1
+    while (end < n && timestamps[end] === timestamps[start]) end++
+    if (end - start > 1) {
+      const run = Array.from({ length: end - start }, (_, k) => Buffer.from(ids.slice((start + k) * 32, (start + k + 1) * 32)))
+      run.sort(Buffer.compare)
+      run.forEach((id, k) => ids.set(id, (start + k) * 32))
+    }
+    start = end
+  }
+  return { timestamps, ids }
+}
+
+/** True when `got` holds exactly the ids of `want`. */
+export function sameItems (got: readonly ReconcileItem[], want: Set<string>): boolean {
+  if (got.length !== want.size) return false
+  return got.every((item) => want.has(item.id))
 }
