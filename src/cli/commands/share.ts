@@ -83,20 +83,23 @@ A share file is a JSON object as in the config's "shares" (see config/mindoodb.s
 A <partner> is what the partner's \`mindoodb --json init\` printed. Shares added here survive restarts.
 Topic secrets come from files, never from arguments, and are never shown back.`)
 
-  const run = (method: string, params: (id: string) => Record<string, unknown>) => async (id: string): Promise<void> => {
-    const c = ctx()
-    c.print(await (await c.client()).call<ShareView>(method, params(id)), formatShare)
-  }
-
-  share.command('add')
-    .description('add a share and start syncing it: from a JSON file, flags override its fields')
-    .option('-f, --file <file>', 'the share as JSON (or - for stdin)')
-    .option('--id <id>', 'local name of the share')
+  /** The share fields both add and update take as flags. */
+  const withFieldOptions = (cmd: Command): Command => cmd
     .option('--database <name>', 'the local database it maps to')
     .option('--topic-secret-file <file>', secretHelp)
     .option('--partner-file <file>', 'a partner entry (or an array of them) as JSON; repeatable', collect)
     .option('--filter <json>', filterHelp, jsonObjectArg)
     .addOption(direction())
+
+  const run = (method: string, params: (id: string) => Record<string, unknown>) => async (id: string): Promise<void> => {
+    const c = ctx()
+    c.print(await (await c.client()).call<ShareView>(method, params(id)), formatShare)
+  }
+
+  withFieldOptions(share.command('add')
+    .description('add a share and start syncing it: from a JSON file, flags override its fields')
+    .option('-f, --file <file>', 'the share as JSON (or - for stdin)')
+    .option('--id <id>', 'local name of the share'))
     .option('--disabled', 'add it disabled')
     .action(async (opts: ShareFlags) => {
       const c = ctx()
@@ -105,15 +108,10 @@ Topic secrets come from files, never from arguments, and are never shown back.`)
       c.print(await (await c.client()).call<ShareView>('share.add', { share: s }), formatShare)
     })
 
-  share.command('update')
+  withFieldOptions(share.command('update')
     .description('change a share: fields from a JSON file (a partial share), flags override them; --partner-file replaces the partners')
     .argument('<id>', 'share id')
-    .option('-f, --file <file>', 'the fields to change as JSON (or - for stdin)')
-    .option('--database <name>', 'the local database it maps to')
-    .option('--topic-secret-file <file>', secretHelp)
-    .option('--partner-file <file>', 'a partner entry (or an array of them) as JSON; repeatable', collect)
-    .option('--filter <json>', filterHelp, jsonObjectArg)
-    .addOption(direction())
+    .option('-f, --file <file>', 'the fields to change as JSON (or - for stdin)'))
     .action(async (id: string, opts: ShareFlags) => {
       const c = ctx()
       const update = await fromFlags(c, opts, 'update')
