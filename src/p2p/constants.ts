@@ -4,10 +4,11 @@ export const SYNC_PROTOCOL = '/mindoodb/sync/1.0.0'
 export const DHT_PROTOCOL = '/mindoodb/kad/1.0.0'
 /** Default listen address: a random TCP port on loopback. */
 export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0']
-/** Largest frame sent or accepted: 4 MiB. */
-export const DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024
-/** Largest reconciliation message: 64 KiB (both sides use the smaller of this and the frame limits). */
-export const MAX_RECONCILE_MESSAGE_BYTES = 64 * 1024
+/**
+ * Largest frame sent or accepted (4 MiB), and largest reconciliation message (64 KiB; both sides use the smaller
+ * of this and the frame limits): the session's own defaults.
+ */
+export { DEFAULT_MAX_FRAME_BYTES, DEFAULT_RECONCILE_MESSAGE_BYTES as MAX_RECONCILE_MESSAGE_BYTES } from '../sync/session.js'
 /** Periodic catch-up round per partner: 30 s. */
 export const DEFAULT_SYNC_INTERVAL_MS = 30_000
 /** First retry after a failed round: 1 s, doubling per failure, with ±50 % jitter. */
