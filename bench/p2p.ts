@@ -64,7 +64,7 @@ import { createInitiator, createResponder, type ReconcileSession, type Reconcile
 import { ChunkedReconcileSet } from '../src/sync/reconcile/set.js'
 import { runSession, WantClaims } from '../src/sync/session.js'
 import type { ServedSet } from '../src/sync/served-set.js'
-import { gc, prng, sameItems, sortedItems, T0 } from './util.js'
+import { gc, prng, sameItems, sortedItems, withDifferences } from './util.js'
 
 // ====================================================================== options and small helpers
 
@@ -374,28 +374,7 @@ async function benchReconcileP2P (sizes: number[], diffs: number[], sockets: Soc
 
       for (const d of warmup ? [1, 10, 100] : diffs) {
         // B = A with d differences: even k removes one of A's items from B, odd k adds an item A lacks
-        const setB = setA.clone()
-        const onlyA = new Set<string>()
-        const onlyB = new Set<string>()
-        const extra = new Uint8Array(32)
-        const extraWords = new Uint32Array(extra.buffer)
-        for (let k = 0; k < d; k++) {
-          if (k % 2 === 0) {
-            for (;;) {
-              const i = next() % n
-              const id = Buffer.from(ids.buffer, i * 32, 32).toString('hex')
-              if (onlyA.has(id)) continue
-              setB.delete(timestamps[i], id)
-              onlyA.add(id)
-              break
-            }
-          } else {
-            for (let w = 0; w < 8; w++) extraWords[w] = next()
-            const id = Buffer.from(extra).toString('hex')
-            setB.insert(T0 + (next() % Math.max(1, timestamps[n - 1] - T0)), id)
-            onlyB.add(id)
-          }
-        }
+        const { set: setB, onlyBase: onlyA, onlyCopy: onlyB } = withDifferences(setA, timestamps, ids, d, next)
         responderSet = setB
         responderDone = Promise.withResolvers()
         const count: ChannelCount = { sent: {} }

@@ -13,7 +13,7 @@ import { performance } from 'node:perf_hooks'
 import { createInitiator, createResponder } from '../src/sync/reconcile/index.js'
 import type { ReconcileInit, ReconcileSession, ReconcileSet } from '../src/sync/reconcile/index.js'
 import { ChunkedReconcileSet } from '../src/sync/reconcile/set.js'
-import { prng, sameItems, sortedItems, T0 } from './util.js'
+import { prng, sameItems, sortedItems, withDifferences } from './util.js'
 
 export interface BenchReconcileOptions extends ReconcileInit {
   /** Set sizes. Default [1e4, 1e5, 1e6]. */
@@ -52,10 +52,6 @@ export interface BenchReconcileReport {
   /** Time to bulk-load the base set of each size, milliseconds. */
   buildMs: Record<string, number>
   results: BenchReconcileRow[]
-}
-
-function hex (ids: Uint8Array, k: number): string {
-  return Buffer.from(ids.buffer, ids.byteOffset + k * 32, 32).toString('hex')
 }
 
 type SessionRun = Pick<BenchReconcileRow, 'bytes' | 'bytesInitiatorToResponder' | 'bytesResponderToInitiator' | 'messages' | 'roundTrips' | 'ms'> & {
@@ -127,29 +123,7 @@ export async function benchReconcile (opts: BenchReconcileOptions = {}): Promise
     report.buildMs[String(n)] = Math.round(performance.now() - started)
     for (const d of diffs) {
       // a = base; b = a copy with d differences: even k removes one of a's items, odd k adds a new item
-      const b = base.clone()
-      const onlyA = new Set<string>()
-      const onlyB = new Set<string>()
-      const extra = new Uint8Array(32)
-      const extraWords = new Uint32Array(extra.buffer)
-      for (let k = 0; k < d; k++) {
-        if (k % 2 === 0) {
-          for (;;) {
-            const i = next() % n
-            const id = hex(ids, i)
-            if (onlyA.has(id)) continue
-            b.delete(timestamps[i], id)
-            onlyA.add(id)
-            break
-          }
-        } else {
-          for (let w = 0; w < 8; w++) extraWords[w] = next()
-          const ts = T0 + (next() % Math.max(1, timestamps[n - 1] - T0 + 1))
-          const id = Buffer.from(extra).toString('hex')
-          b.insert(ts, id)
-          onlyB.add(id)
-        }
-      }
+      const { set: b, onlyBase: onlyA, onlyCopy: onlyB } = withDifferences(base, timestamps, ids, d, next)
       const run = runSession(base, b, init)
       const { initiator, responder } = run
       const correct = sameItems(initiator.have, onlyA) && sameItems(initiator.need, onlyB) &&

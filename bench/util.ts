@@ -1,5 +1,5 @@
 /** Small helpers the benchmarks share. */
-import type { ReconcileItem } from '../src/sync/reconcile/index.js'
+import type { ReconcileItem, ReconcileSet } from '../src/sync/reconcile/index.js'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 
@@ -59,4 +59,36 @@ export function sortedItems (n: number, next: () => number): { timestamps: Float
 export function sameItems (got: readonly ReconcileItem[], want: Set<string>): boolean {
   if (got.length !== want.size) return false
   return got.every((item) => want.has(item.id))
+}
+
+/**
+ * A copy of `base` (which holds the items `timestamps`/`ids`) with `d` differences: even k removes one of the base's
+ * items, odd k adds a random item the base lacks. Returns the copy and the ids only in the base / only in the copy.
+ */
+export function withDifferences (base: ReconcileSet, timestamps: Float64Array, ids: Uint8Array, d: number, next: () => number):
+{ set: ReconcileSet, onlyBase: Set<string>, onlyCopy: Set<string> } {
+  const n = timestamps.length
+  const set = base.clone()
+  const onlyBase = new Set<string>()
+  const onlyCopy = new Set<string>()
+  const extra = new Uint8Array(32)
+  const extraWords = new Uint32Array(extra.buffer)
+  for (let k = 0; k < d; k++) {
+    if (k % 2 === 0) {
+      for (;;) {
+        const i = next() % n
+        const id = Buffer.from(ids.buffer, ids.byteOffset + i * 32, 32).toString('hex')
+        if (onlyBase.has(id)) continue
+        set.delete(timestamps[i], id)
+        onlyBase.add(id)
+        break
+      }
+    } else {
+      for (let w = 0; w < 8; w++) extraWords[w] = next()
+      const id = Buffer.from(extra).toString('hex')
+      set.insert(T0 + (next() % Math.max(1, timestamps[n - 1] - T0 + 1)), id)
+      onlyCopy.add(id)
+    }
+  }
+  return { set, onlyBase, onlyCopy }
 }
