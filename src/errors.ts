@@ -128,6 +128,11 @@ export class ReconcileProtocolError extends MindooError {
   }
 }
 
+/** A share's write policy does not let the change's author write this document (or under this key, or type). */
+export class WriteDeniedError extends ChangeRejectedError {
+  static override readonly code: string = 'WRITE_DENIED'
+}
+
 /** A change sent by a peer that was not asked for. */
 export class UnrequestedChangeError extends ChangeRejectedError {
   static override readonly code: string = 'UNREQUESTED'
@@ -177,7 +182,7 @@ export const ERROR_CODES: Readonly<Record<string, { readonly code: string, proto
     InvalidKeyFormatError, KeyNotFoundError, KeyExistsError, DecryptionError, TenantExistsError, TenantNotFoundError,
     DocumentNotFoundError, DocumentDeletedError, ChangeNotFoundError, InvalidArgumentError, ClosedError,
     LockedError, AbortError, ChangeRejectedError, UnrequestedChangeError, InvalidFilterError, SyncProtocolError,
-    SyncRemoteError, ShareDisabledError, SessionIdleError, ReconcileProtocolError
+    SyncRemoteError, ShareDisabledError, SessionIdleError, ReconcileProtocolError, WriteDeniedError
   ].map((c) => [c.code, c])
 )
 

@@ -79,8 +79,11 @@ export interface MindooDBInit {
   defaultKeyId?: string
 }
 
-/** Listener for documents whose materialised state changed. */
-export type DocumentsChangedListener = (event: { docIds: DocId[] }) => void
+/**
+ * Listener for documents whose materialised state changed: `docIds`, and `applied`, the changes applied to them
+ * in that batch (their documents are materialised with them when the listener runs).
+ */
+export type DocumentsChangedListener = (event: { docIds: DocId[], applied: Array<{ hash: ChangeHash, docId: DocId, time: number }> }) => void
 
 const CHUNK = 256
 const FLUSH_OPS = 4000
@@ -123,7 +126,7 @@ const validateHashes = (hashes: unknown): ChangeHash[] => {
 class Batch {
   readonly ops: Op[] = []
   readonly dirty = new Map<DocId, DocState>()
-  readonly applied = new Set<ChangeHash>()
+  readonly applied = new Map<ChangeHash, { docId: DocId, time: number }>()
   /** Changes waiting for a dependency, registered in this batch: dep -> waiting hashes. */
   readonly waiting = new Map<ChangeHash, ChangeHash[]>()
   appliedCount = 0
@@ -609,7 +612,7 @@ export class MindooDB {
     state.meta.modifiedAt = Math.max(state.meta.modifiedAt, change.time)
     state.meta.createdAt = Math.min(state.meta.createdAt, change.time)
     batch.dirty.set(change.docId, state)
-    batch.applied.add(change.hash)
+    batch.applied.set(change.hash, { docId: change.docId, time: change.time })
     batch.ops.push({ type: 'put', key: 'ap!' + change.hash, value: EMPTY })
     batch.appliedCount++
     return true
@@ -634,9 +637,10 @@ export class MindooDB {
     for (const [docId, state] of batch.dirty) this.#remember(docId, state)
     if (batch.dirty.size > 0) {
       const docIds = [...batch.dirty.keys()]
+      const applied = [...batch.applied].map(([hash, { docId, time }]) => ({ hash, docId, time }))
       for (const listener of this.#listeners) {
         try {
-          listener({ docIds })
+          listener({ docIds, applied })
         } catch (err) {
           this.#log.error({ err: String(err) }, 'documents-changed listener failed')
         }
