@@ -13,10 +13,9 @@
  *     is one of these (a document this side does not have yet passes only if the author created it).
  * - Anything else is refused with WriteDeniedError (code WRITE_DENIED), counted, and never stored.
  */
-import { createHash } from 'node:crypto'
 import type { MindooDB } from '../core/index.js'
 import { DocumentNotFoundError, WriteDeniedError, type ChangeRejectedError } from '../errors.js'
-import type { DocId, StoreChange } from '../store/change.js'
+import { docCreatedBy, type DocId, type StoreChange } from '../store/change.js'
 import type { ServedSet } from './served-set.js'
 import type { AdmitChange } from './session.js'
 import type { WritePolicy } from './share.js'
@@ -34,18 +33,6 @@ export interface WritePolicyInit {
 
 /** The default: documents the author created and documents this share serves to it. */
 export const DEFAULT_WRITE_POLICY: Exclude<WritePolicy, 'none'> = { created: true, served: true }
-
-/**
- * True when `docId` is a v2 document id created by `author` (base64url raw Ed25519 key): the id starts with the
- * first 16 bytes of SHA-256 of the creator's key. Local stand-in for `docCreatedBy` of src/store/change.ts.
- */
-export function docCreatedBy (docId: DocId, author: string): boolean {
-  if (typeof docId !== 'string' || docId.length !== 54 || !/^[A-Za-z0-9_-]+$/.test(docId)) return false
-  const raw = Buffer.from(docId, 'base64url')
-  if (raw.length !== 40) return false
-  const fp = createHash('sha256').update(Buffer.from(author, 'base64url')).digest().subarray(0, 16)
-  return raw.subarray(0, 16).equals(fp)
-}
 
 /** Builds the session's `admit` for one share. */
 export function createWritePolicy (init: WritePolicyInit): AdmitChange {
