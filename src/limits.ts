@@ -24,16 +24,19 @@ export const SESSION_CLAIM_WAIT_MS = 20_000
 
 /**
  * Reconciliation work a session accepts, in ranges of the peer's messages handled: at most
- * `RECONCILE_WORK_PER_LEVEL * ceil(log2(setSize + 2)) + RECONCILE_WORK_PER_FOUND * found` where `found` is the
- * number of differences found so far (have + need). Each range costs a binary search and a fingerprint (a few µs
- * on a large set), so a session costs at most O(log n + difference) of them, whatever the peer sends; over budget
- * the session fails with ReconcileProtocolError reason BUDGET. Honest sessions stay far below: a mismatching
- * range splits into 32 (the branching factor) and the tree over 10^6 items is 4 levels deep, so a difference
- * costs about 32 ranges per level and the first levels before any difference is found about 32 * 32.
+ * `RECONCILE_WORK_PER_LEVEL * ceil(log2(setSize + 2)) + RECONCILE_WORK_PER_FOUND * found + (b + 2) * mismatches`,
+ * where `found` counts the differences found so far (have + need), `b` is the branching factor (32) and
+ * `mismatches` the peer's fingerprints that differed from ours, capped by the size of the split tree over our set
+ * (about levels * n / 64). The budget is checked before a message is worked on; over it the session fails with
+ * ReconcileProtocolError reason BUDGET. Each range costs a binary search and a fingerprint (a few µs on a large
+ * set), so a peer can no longer make a session cost 10,000 messages of thousands of ranges: a message with more
+ * ranges than the budget allows (e.g. 3,000 fingerprints as the first reply over a 200k set) fails at once, and a
+ * whole session costs O(log n + difference), at most O(n) for a peer that fakes mismatches. An honest peer
+ * answers each mismatch with at most b + 1 ranges, so honest sessions stay within it at any difference.
  */
 export const RECONCILE_WORK_PER_LEVEL = 128
-/** See RECONCILE_WORK_PER_LEVEL: ranges allowed per difference found (32 ranges at each of up to 4-5 levels, doubled). */
-export const RECONCILE_WORK_PER_FOUND = 256
+/** See RECONCILE_WORK_PER_LEVEL: ranges allowed per difference found. */
+export const RECONCILE_WORK_PER_FOUND = 64
 
 /**
  * Refusals remembered per peer (hashes whose bytes were refused for a reason tied to them: an untrusted author,
