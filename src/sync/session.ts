@@ -632,6 +632,7 @@ class SyncSession {
     const claimWaitMs = Math.min(SESSION_CLAIM_WAIT_MS, Math.floor(this.#idleMs / 2))
     // hashes another session was fetching are waited for, then asked for here if that session failed or held
     // them past the claim deadline (I4)
+    let takeOver = false
     for (let attempt = 0; attempt < 3 && need.length > 0; attempt++) {
       const busy: ChangeHash[] = []
       let i = 0
@@ -643,8 +644,8 @@ class SyncSession {
           if (refusals?.has(peer, h) !== true && !await store.has(h)) candidates.push(h)
         }
         let hashes: ChangeHash[]
-        if (attempt === 2) {
-          // the last attempt: hashes still claimed were held past the deadline; ask this peer for them too
+        if (takeOver || attempt === 2) {
+          // hashes still claimed were held past the deadline (or on the last attempt): ask this peer for them too
           hashes = claims.takeOver(candidates, this.#owner)
         } else {
           const claimed = claims.claim(candidates, this.#owner)
@@ -661,27 +662,33 @@ class SyncSession {
         if (inFlight.length >= pipeline) await inFlight.shift()
       }
       await Promise.all(inFlight.splice(0))
-      if (busy.length > 0) await this.#awaitClaims(busy, claimWaitMs, options)
+      if (busy.length > 0) takeOver = !await this.#awaitClaims(busy, claimWaitMs, options)
       need = busy
     }
     await this.#send({ type: 'want', hashes: [], done: true }, options)
   }
 
-  /** Waits for other sessions to release `hashes`, at most `ms` and never past an abort or this session's failure (I4, I5). */
-  async #awaitClaims (hashes: ChangeHash[], ms: number, options: AbortOptions): Promise<void> {
+  /**
+   * Waits for other sessions to release `hashes`, at most `ms` and never past an abort or this session's failure
+   * (I4, I5). Returns false when the deadline passed first.
+   */
+  async #awaitClaims (hashes: ChangeHash[], ms: number, options: AbortOptions): Promise<boolean> {
     const deadline = new AbortController()
     const timer = setTimeout(() => { deadline.abort(new SessionIdleError('claim wait over')) }, ms)
     const signals = [deadline.signal]
     if (options.signal !== undefined) signals.push(options.signal)
     const signal = AbortSignal.any(signals)
+    let released = true
     try {
       await Promise.all(hashes.map(async (h) => { await this.#c.claims.released(h, { signal }) }))
     } catch (err) {
       if (options.signal?.aborted === true) throw err
       // past the deadline: the caller asks its own peer for what is still claimed
+      released = false
     } finally {
       clearTimeout(timer)
     }
     if (this.#failed !== undefined) throw this.#failed
+    return released
   }
 }
