@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises'
 import { loadConfig } from '../daemon/config.js'
 import { RpcClient, RpcError, RpcUnavailableError } from '../daemon/rpc-client.js'
 import { MindooError } from '../errors.js'
+import { cleanJson, cleanText } from './sanitize.js'
 
 /** Exit codes: stable, documented in the README. */
 export const EXIT = {
@@ -77,10 +78,23 @@ export function defaultContext (options: GlobalOptions): CliContext {
       return new RpcClient({ socketPath, ...clientOptions })
     },
     print: (value, human) => {
-      process.stdout.write((json ? JSON.stringify(value, null, 2) : human(value)) + '\n')
+      process.stdout.write((json ? cleanJson(value) : human(value)) + '\n')
     },
     note: (text) => { process.stderr.write(text + '\n') },
     readStdin: async () => await readAll(process.stdin)
+  }
+}
+
+/**
+ * The context commands get: human output, notes and progress lines pass through `cleanText` (remote and daemon
+ * text never reaches the terminal with control characters or escape sequences); `--json` output is written by the
+ * context's own `print` (the default one escapes what JSON.stringify leaves raw, see `cleanJson`).
+ */
+export function safeContext (c: CliContext): CliContext {
+  return {
+    ...c,
+    print: (value, human) => { c.print(value, (v) => cleanText(human(v))) },
+    note: (text) => { c.note(cleanText(text)) }
   }
 }
 

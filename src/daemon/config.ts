@@ -31,6 +31,8 @@ export interface ConfigFile {
   listen?: string[]
   bootstrap?: string[]
   dht?: boolean
+  announcePrivateAddresses?: boolean
+  allowPeers?: string[]
   rpc?: { socket?: string, http?: { port: number, tokenFile: string } }
   metrics?: { port: number }
   logLevel?: LogLevel
@@ -48,6 +50,10 @@ export interface DaemonConfig {
   listen?: string[]
   bootstrap: string[]
   dht: boolean
+  /** Announce loopback and private addresses (default false). */
+  announcePrivateAddresses: boolean
+  /** Peer ids the connection gater admits besides partners and bootstrap peers (default none). */
+  allowPeers: string[]
   rpc: { socket: string, http?: { port: number, tokenFile: string } }
   metrics?: { port: number }
   logLevel: LogLevel
@@ -116,6 +122,8 @@ export async function resolveConfig (input: unknown, file?: string): Promise<Dae
     listen: raw.listen,
     bootstrap: raw.bootstrap ?? [],
     dht: raw.dht ?? true,
+    announcePrivateAddresses: raw.announcePrivateAddresses ?? false,
+    allowPeers: raw.allowPeers ?? [],
     rpc: {
       socket: abs(raw.rpc?.socket ?? join(dataDir, DEFAULT_SOCKET_NAME)),
       http: raw.rpc?.http === undefined ? undefined : { port: raw.rpc.http.port, tokenFile: abs(raw.rpc.http.tokenFile) }

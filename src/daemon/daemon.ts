@@ -85,6 +85,20 @@ export async function openOrCreateTenant (factory: TenantFactory, tenantId: stri
   return tenant
 }
 
+/**
+ * Node options of the connection boundary (see MindooNodeInit): whether loopback and private addresses are
+ * announced, and which peers the connection gater admits besides partners and bootstrap peers. Passed as a spread
+ * so this compiles against a node that does not take them yet (they are then ignored).
+ */
+export interface NodeSecurityOptions {
+  announcePrivateAddresses: boolean
+  allowPeers: string[]
+}
+
+function nodeSecurityOptions (config: DaemonConfig): NodeSecurityOptions {
+  return { announcePrivateAddresses: config.announcePrivateAddresses, allowPeers: [...config.allowPeers] }
+}
+
 export class Daemon {
   #config: DaemonConfig
   readonly #log: Logger
@@ -148,7 +162,8 @@ export class Daemon {
         backoffMaxMs: config.sync.backoffMaxMs,
         maxFrameBytes: config.sync.maxFrameBytes,
         metricsRegistry: registry,
-        logger: this.#log
+        logger: this.#log,
+        ...nodeSecurityOptions(config)
       })
       await this.#node.start()
       this.#rpc = new RpcServer(this.#context(), {
@@ -159,7 +174,7 @@ export class Daemon {
       await mkdir(join(config.rpc.socket, '..'), { recursive: true, mode: 0o700 })
       await this.#rpc.start()
       if (config.metrics !== undefined) {
-        this.#metrics = new MetricsServer({ port: config.metrics.port, registry })
+        this.#metrics = new MetricsServer({ port: config.metrics.port, registry, token })
         await this.#metrics.start()
       }
     } catch (err) {

@@ -7,6 +7,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import type { MindooDoc, MindooTenant, ProcessChangesCursor } from '../core/index.js'
 import { InvalidArgumentError, KeyExistsError } from '../errors.js'
 import type { MindooNode } from '../p2p/index.js'
+import { MIN_TOPIC_SECRET_CHARS } from './constants.js'
 import type { ShareConfig, ShareUpdate } from '../sync/share.js'
 
 /** What the handlers need from the daemon. */
@@ -86,6 +87,14 @@ export function applyMergePatch (target: Record<string, unknown>, patch: Record<
 }
 
 const shareSchema = { type: 'object', description: 'A share, as in the config file (see config/mindoodb.schema.json)' }
+
+/** A topic secret given over RPC must be as long as the config schema asks (the share's other fields: validateShare). */
+function checkTopicSecret (at: string, value: unknown): void {
+  if (value === undefined && at.endsWith('update.topicSecret')) return
+  if (typeof value !== 'string' || value.length < MIN_TOPIC_SECRET_CHARS) {
+    throw new InvalidParamsError(`${at}: must be a string of ${MIN_TOPIC_SECRET_CHARS} or more characters (\`mindoodb share secret\` prints one)`)
+  }
+}
 
 export const METHODS: Record<string, RpcMethod> = {
   health: {
@@ -231,6 +240,7 @@ export const METHODS: Record<string, RpcMethod> = {
     params: obj({ share: shareSchema }, ['share']),
     result: shareSchema,
     handler: async (p: { share: Partial<ShareConfig> & { id: string } }, ctx) => {
+      checkTopicSecret('params.share.topicSecret', p.share.topicSecret)
       await ctx.addShare({ direction: 'both', enabled: true, filter: { kind: 'all' }, ...p.share } as ShareConfig)
       return redact(ctx.node.getShare(p.share.id), ctx)
     }
@@ -241,6 +251,7 @@ export const METHODS: Record<string, RpcMethod> = {
     result: shareSchema,
     handler: async (p: { id: string, update: ShareUpdate }, ctx) => {
       if ('id' in p.update) throw new InvalidParamsError('params.update.id: a share\'s id cannot change')
+      checkTopicSecret('params.update.topicSecret', p.update.topicSecret)
       await ctx.updateShare(p.id, p.update)
       return redact(ctx.node.getShare(p.id), ctx)
     }
