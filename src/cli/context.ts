@@ -3,8 +3,8 @@
  */
 import { readFile } from 'node:fs/promises'
 import { loadConfig } from '../daemon/config.js'
-import { RpcClient, RpcError, RpcUnavailableError } from '../daemon/rpc-client.js'
-import { MindooError } from '../errors.js'
+import { RpcClient } from '../daemon/rpc-client.js'
+import { MindooError, RpcError, RpcUnavailableError, UsageError } from '../errors.js'
 import { cleanJson, cleanText } from './sanitize.js'
 
 /** Exit codes: stable, documented in the README. */
@@ -52,10 +52,7 @@ export interface CliContext {
   isTTY: boolean
 }
 
-/** Bad usage found by a command itself (an unreadable file, a malformed JSON argument): exit code 2. */
-export class UsageError extends MindooError {
-  static override readonly code: string = 'USAGE'
-}
+export { UsageError }
 
 async function readAll (stream: NodeJS.ReadableStream): Promise<string> {
   const chunks: Buffer[] = []
@@ -71,7 +68,11 @@ export function defaultContext (options: GlobalOptions): CliContext {
     progressStream: process.stderr,
     client: async (clientOptions = {}) => {
       if (options.url !== undefined) {
-        const token = options.tokenFile === undefined ? undefined : (await readFile(options.tokenFile, 'utf8')).trim()
+        const token = options.tokenFile === undefined
+          ? undefined
+          : (await readFile(options.tokenFile, 'utf8').catch((err: NodeJS.ErrnoException) => {
+              throw new UsageError(`cannot read token file ${options.tokenFile ?? ''}: ${err.code ?? String(err)}`, { cause: err })
+            })).trim()
         return new RpcClient({ url: options.url, token, ...clientOptions })
       }
       const socketPath = options.socket ?? (await loadConfig(options.config)).rpc.socket

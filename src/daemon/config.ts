@@ -5,21 +5,12 @@
 import { readFile } from 'node:fs/promises'
 import { isAbsolute, join, resolve } from 'node:path'
 import { Ajv, type ErrorObject } from 'ajv'
-import { MindooError } from '../errors.js'
+import { ConfigError } from '../errors.js'
 import { compileSelector, InvalidFilterError } from '../sync/filter.js'
 import { validateShare, type ShareConfig } from '../sync/share.js'
 import { DEFAULT_DATA_DIR, DEFAULT_LOG_LEVEL, DEFAULT_SOCKET_NAME, DEFAULT_TENANT } from './constants.js'
 
-/** A config file that cannot be used; `key` is the JSON pointer of the offending key ('' for the whole file). */
-export class ConfigError extends MindooError {
-  static override readonly code: string = 'INVALID_CONFIG'
-  readonly key: string
-
-  constructor (key: string, message: string, options?: ErrorOptions) {
-    super(`config ${key === '' ? '(file)' : key}: ${message}`, options)
-    this.key = key
-  }
-}
+export { ConfigError }
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'
 

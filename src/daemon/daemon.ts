@@ -6,13 +6,14 @@
  */
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdir, open, readFile, rename } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Level } from 'level'
 import { createTenantFactory, type MindooTenant, type TenantFactory } from '../core/index.js'
-import { LockedError, MindooError, TenantNotFoundError } from '../errors.js'
+import { LockedError, NotStartedError, TenantNotFoundError } from '../errors.js'
 import { createMindooNode, type MindooNode } from '../p2p/index.js'
 import { validateShare, type ShareConfig, type ShareUpdate } from '../sync/share.js'
+import { writeFileAtomic } from '../util/atomic-file.js'
 import { silentLogger, type Logger } from '../util/logger.js'
 import { loadConfig, ConfigError, type DaemonConfig } from './config.js'
 import { GENERATED_PASSWORD_FILE, LOCK_FILE } from './constants.js'
@@ -54,21 +55,9 @@ async function lockDataDir (dataDir: string): Promise<Level<string, string>> {
   } catch (err) {
     const code = (err as { cause?: { code?: string } }).cause?.code ?? (err as { code?: string }).code
     if (code === 'LEVEL_LOCKED') throw new LockedError(`data directory ${dataDir} is in use by another daemon`, { cause: err })
-    throw err
+    throw new ConfigError('/dataDir', `cannot open ${dataDir}: ${code ?? String(err)}`, { cause: err })
   }
   return lock
-}
-
-async function writePrivateFile (path: string, content: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`
-  const handle = await open(tmp, 'w', 0o600)
-  try {
-    await handle.writeFile(content)
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-  await rename(tmp, path)
 }
 
 /** Opens the tenant, creating it on first start with a generated password kept in the data directory. */
@@ -79,7 +68,7 @@ export async function openOrCreateTenant (factory: TenantFactory, tenantId: stri
     if (!(err instanceof TenantNotFoundError)) throw err
   }
   const password = randomBytes(24).toString('base64url')
-  await writePrivateFile(join(dataDir, GENERATED_PASSWORD_FILE), password + '\n')
+  await writeFileAtomic(join(dataDir, GENERATED_PASSWORD_FILE), password + '\n')
   const tenant = await factory.createTenant({ tenantId, tenantEncryptionKeyPassword: password })
   log.info({ tenant: tenantId, passwordFile: join(dataDir, GENERATED_PASSWORD_FILE) }, 'tenant encryption key password generated')
   return tenant
@@ -120,7 +109,7 @@ export class Daemon {
   }
 
   get node (): MindooNode {
-    if (this.#node === undefined) throw new MindooError('daemon is not started')
+    if (this.#node === undefined) throw new NotStartedError('daemon is not started')
     return this.#node
   }
 
@@ -139,7 +128,9 @@ export class Daemon {
   async start (): Promise<void> {
     const config = this.#config
     this.#startedAt = Date.now()
-    await mkdir(config.dataDir, { recursive: true, mode: 0o700 })
+    await mkdir(config.dataDir, { recursive: true, mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+      throw new ConfigError('/dataDir', `cannot create ${config.dataDir}: ${err.code ?? String(err)}`, { cause: err })
+    })
     const passphrase = config.passphraseFile === undefined ? undefined : await readSecretFile(config.passphraseFile, 'passphrase', '/passphraseFile')
     const token = config.rpc.http === undefined ? undefined : await readSecretFile(config.rpc.http.tokenFile, 'token', '/rpc/http/tokenFile')
     this.#lock = await lockDataDir(config.dataDir)
@@ -278,7 +269,7 @@ export class Daemon {
   }
 
   async #saveRpcShares (): Promise<void> {
-    await writePrivateFile(join(this.#config.dataDir, RPC_SHARES_FILE), JSON.stringify(this.#rpcShares, null, 2))
+    await writeFileAtomic(join(this.#config.dataDir, RPC_SHARES_FILE), JSON.stringify(this.#rpcShares, null, 2))
   }
 
   /** Tells systemd (Type=notify) that the daemon is ready, when it runs under systemd. */

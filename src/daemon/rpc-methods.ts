@@ -5,7 +5,7 @@
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import type { MindooDoc, MindooTenant, ProcessChangesCursor } from '../core/index.js'
-import { InvalidArgumentError, KeyExistsError } from '../errors.js'
+import { InvalidParamsError, KeyExistsError } from '../errors.js'
 import type { MindooNode } from '../p2p/index.js'
 import { MIN_TOPIC_SECRET_CHARS } from './constants.js'
 import type { ShareConfig, ShareUpdate } from '../sync/share.js'
@@ -36,10 +36,7 @@ export interface RpcMethod {
   handler: (params: any, ctx: RpcContext) => Promise<unknown> // eslint-disable-line @typescript-eslint/no-explicit-any
 }
 
-/** A bad parameter; becomes JSON-RPC error -32602 with this message. */
-export class InvalidParamsError extends InvalidArgumentError {
-  static override readonly code: string = 'INVALID_PARAMS'
-}
+export { InvalidParamsError }
 
 const id = { type: 'string', pattern: '^[A-Za-z0-9._:@-]{1,128}$' }
 const keyId = { type: 'string', pattern: '^[A-Za-z0-9._:@/-]{1,256}$' }
