@@ -8,6 +8,7 @@ import type { MindooDoc, MindooTenant, ProcessChangesCursor } from '../core/inde
 import { InvalidParamsError, KeyExistsError } from '../errors.js'
 import type { MindooNode } from '../p2p/index.js'
 import { MIN_TOPIC_SECRET_CHARS } from './constants.js'
+import type { RevocationResult } from './daemon.js'
 import type { ShareConfig, ShareUpdate } from '../sync/share.js'
 
 /** What the handlers need from the daemon. */
@@ -23,6 +24,8 @@ export interface RpcContext {
   removeShare: (id: string) => Promise<void>
   /** Shares that came from the config file (their changes over RPC last until the next reload). */
   configShareIds: () => Set<string>
+  /** Revokes a partner on every share (see Daemon.revokePartner). */
+  revokePartner: (who: string, password: string) => Promise<RevocationResult>
 }
 
 export type JsonSchema = Record<string, unknown>
@@ -293,6 +296,25 @@ export const METHODS: Record<string, RpcMethod> = {
     handler: async (_p, ctx) => ({
       partners: ctx.node.status().flatMap((s) => s.partners.map((p) => ({ share: s.id, ...p })))
     })
+  },
+  'partner.revoke': {
+    summary: 'Revokes a partner (peer id, tenant id or signing key) on every share: its sessions close, changes it signs from now on are rejected (what is stored stays), the named keys the shares let it hold are rotated. Returns per rotated key all versions wrapped under the password and the remaining partners that should import it.',
+    params: obj({ partner: { type: 'string', minLength: 1, maxLength: 256 }, password }, ['partner', 'password']),
+    result: obj({
+      revoked: { type: 'array', items: obj({ peerId: { type: 'string' }, tenantId: { type: 'string' }, signingPublicKey: { type: 'string' } }) },
+      shares: { type: 'array', items: { type: 'string' } },
+      rotated: {
+        type: 'array',
+        items: obj({
+          keyId,
+          versions: { type: 'integer' },
+          blob: { type: 'string' },
+          importers: { type: 'array', items: obj({ share: { type: 'string' }, peerId: { type: 'string' }, tenantId: { type: 'string' } }) }
+        })
+      },
+      alreadyRevoked: { type: 'boolean' }
+    }),
+    handler: async (p: { partner: string, password: string }, ctx) => await ctx.revokePartner(p.partner, p.password)
   },
   'sync.now': {
     summary: 'Starts a round with every partner of a share (or of all enabled shares); with wait, returns when done.',
