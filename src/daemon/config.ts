@@ -79,8 +79,9 @@ export async function resolveConfig (input: unknown, file?: string): Promise<Dae
   const raw = structuredClone(input ?? {}) as ConfigFile
   if (!validate(raw)) {
     // oneOf failures report every branch; the most specific error is the deepest one
-    const errors = [...(validate.errors ?? [])].sort((a, b) => b.instancePath.length - a.instancePath.length)
-    throw describe(errors[0])
+    // (an unknown key's error names the key itself, one level below where ajv reports it)
+    const errors = (validate.errors ?? []).map(describe).sort((a, b) => b.key.length - a.key.length)
+    throw errors[0]
   }
   const abs = (p: string): string => isAbsolute(p) ? p : resolve(p)
   const dataDir = abs(raw.dataDir ?? DEFAULT_DATA_DIR)
