@@ -170,6 +170,44 @@ export class SessionIdleError extends MindooError {
   static override readonly code: string = 'SESSION_IDLE'
 }
 
+// ---- the node (src/p2p) ----
+
+/** The node was used before start() or after stop(). */
+export class NodeNotStartedError extends MindooError {
+  static override readonly code: string = 'NODE_NOT_STARTED'
+}
+
+/** The node is stopping: its rounds, dials and lookups are aborted with this reason. */
+export class NodeStoppingError extends MindooError {
+  static override readonly code: string = 'NODE_STOPPING'
+}
+
+/** A network step (a hello, a goodbye, a dial) took longer than its deadline. */
+export class TimeoutError extends MindooError {
+  static override readonly code: string = 'TIMEOUT'
+}
+
+/**
+ * An inbound sync stream was reset before it was read: too many streams not yet authorised, from this peer or
+ * from all peers (see MAX_PENDING_SESSIONS in src/limits.ts).
+ */
+export class TooManySessionsError extends MindooError {
+  static override readonly code: string = 'TOO_MANY_SESSIONS'
+}
+
+/** An inbound sync stream was refused (not authorised, share disabled, bad hello); `reason` is the code sent. */
+export class SessionRefusedError extends MindooError {
+  static override readonly code: string = 'SESSION_REFUSED'
+}
+
+/**
+ * No round was run with a partner: it is not connected and is not to be dialled (`dial: false`) or has no known
+ * address. Not a failure: such a partner syncs when it connects.
+ */
+export class PeerNotDialledError extends MindooError {
+  static override readonly code: string = 'PEER_NOT_DIALLED'
+}
+
 /** Every error class, by code; used to document codes and to map them over RPC. */
 export const ERROR_CODES: Readonly<Record<string, { readonly code: string, prototype: MindooError }>> = Object.fromEntries(
   [
@@ -177,7 +215,8 @@ export const ERROR_CODES: Readonly<Record<string, { readonly code: string, proto
     InvalidKeyFormatError, KeyNotFoundError, KeyExistsError, DecryptionError, TenantExistsError, TenantNotFoundError,
     DocumentNotFoundError, DocumentDeletedError, ChangeNotFoundError, InvalidArgumentError, ClosedError,
     LockedError, AbortError, ChangeRejectedError, UnrequestedChangeError, InvalidFilterError, SyncProtocolError,
-    SyncRemoteError, ShareDisabledError, SessionIdleError, ReconcileProtocolError
+    SyncRemoteError, ShareDisabledError, SessionIdleError, ReconcileProtocolError,
+    NodeNotStartedError, NodeStoppingError, TimeoutError, TooManySessionsError, SessionRefusedError, PeerNotDialledError
   ].map((c) => [c.code, c])
 )
 
