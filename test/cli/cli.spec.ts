@@ -300,7 +300,7 @@ describe('cli', () => {
         '--partner-file', join(dir, 'bob.json'), '--filter', '{"kind":"type","types":["order"]}')).to.equal(EXIT.OK)
       expect(h.client.calls).to.deep.equal([{
         method: 'share.add',
-        params: { share: { id: 'orders', database: 'orders', direction: 'serve', topicSecret: 'a-very-secret-topic', partners: share.partners, filter: { kind: 'type', types: ['order'] } } }
+        params: { share: { id: 'orders', database: 'orders', direction: 'serve', topicSecret: 'a-very-secret-topic-0123', partners: share.partners, filter: { kind: 'type', types: ['order'] } } }
       }])
       expect(h.out[0]).to.equal([
         'share orders (enabled, both, filter type order) -> database orders, from rpc',
