@@ -215,6 +215,11 @@ export class SessionRefusedError extends MindooError {
   static override readonly code: string = 'SESSION_REFUSED'
 }
 
+/** A sync stream failed below the protocol: the peer reset it, the connection closed; `cause` has libp2p's error. */
+export class StreamError extends MindooError {
+  static override readonly code: string = 'STREAM_ERROR'
+}
+
 /**
  * No round was run with a partner: it is not connected and is not to be dialled (`dial: false`) or has no known
  * address. Not a failure: such a partner syncs when it connects.
@@ -232,7 +237,8 @@ export const ERROR_CODES: Readonly<Record<string, { readonly code: string, proto
     LockedError, AbortError, ChangeRejectedError, UnrequestedChangeError, InvalidFilterError, SyncProtocolError,
     SyncRemoteError, ShareDisabledError, SessionIdleError, ReconcileProtocolError, KeyMismatchError, NotCreatorError,
     WriteDeniedError,
-    NodeNotStartedError, NodeStoppingError, TimeoutError, TooManySessionsError, SessionRefusedError, PeerNotDialledError
+    NodeNotStartedError, NodeStoppingError, TimeoutError, TooManySessionsError, SessionRefusedError, PeerNotDialledError,
+    StreamError
   ].map((c) => [c.code, c])
 )
 

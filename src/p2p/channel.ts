@@ -3,6 +3,7 @@ import { byteStream } from '@libp2p/utils'
 import * as varint from 'uint8-varint'
 import { Uint8ArrayList } from 'uint8arraylist'
 import type { AbortOptions } from '../store/types.js'
+import { MindooError, StreamError } from '../errors.js'
 import { SyncProtocolError, type MessageChannel, type SyncMessage } from '../sync/messages.js'
 import { HELLO_READ_SLACK_BYTES } from '../limits.js'
 import { decodeFrame, encodeFrame } from './codec.js'
@@ -57,6 +58,13 @@ export function streamChannel (stream: Stream, options: StreamChannelOptions | n
   }
   stream.addEventListener('message', onMessage)
 
+  /** libp2p's own failures become StreamErrors; an abort keeps its reason for the session to read. */
+  const typed = (err: unknown, options?: AbortOptions): unknown => {
+    if (overflow !== undefined) return overflow
+    if (options?.signal?.aborted === true || err instanceof MindooError) return err
+    return new StreamError(`sync stream failed: ${String((err as Error)?.message ?? err)}`, { cause: err })
+  }
+
   /** The length of the next frame, once its whole prefix is buffered. */
   const frameLength = (): { length: number, prefix: number } | undefined => {
     try {
@@ -83,7 +91,11 @@ export function streamChannel (stream: Stream, options: StreamChannelOptions | n
       options?.signal?.throwIfAborted()
       const frame = encodeFrame(message)
       if (frame.length > maxFrameBytes) throw new SyncProtocolError(`frame of ${frame.length} bytes exceeds the limit`)
-      await bytes.write(new Uint8ArrayList(varint.encode(frame.length), frame), options)
+      try {
+        await bytes.write(new Uint8ArrayList(varint.encode(frame.length), frame), options)
+      } catch (err) {
+        throw typed(err, options)
+      }
     },
 
     async receive (options?: AbortOptions): Promise<SyncMessage | undefined> {
@@ -103,8 +115,7 @@ export function streamChannel (stream: Stream, options: StreamChannelOptions | n
         try {
           chunk = await bytes.read(options)
         } catch (err) {
-          if (overflow !== undefined) throw overflow
-          throw err
+          throw typed(err, options)
         }
         if (chunk === null) {
           if (buffer.byteLength === 0) return undefined

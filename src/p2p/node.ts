@@ -266,6 +266,8 @@ export class MindooNode {
   #started = false
   /** Peer ids the connection gater admits: partners of some share, bootstrap peers, allowPeers. */
   #allowed = new Set<string>()
+  /** The configured shares while start() is adding them. */
+  #starting: ShareConfig[] = []
   /** Inbound sync streams whose hello is not authorised yet, per peer, and their total. */
   readonly #pending = new Map<string, number>()
   #pendingTotal = 0
@@ -314,6 +316,7 @@ export class MindooNode {
     this.#stopping = new AbortController()
     const useDht = this.#init.dht ?? true
     const privateKey = await loadOrCreatePeerKey(this.#init.dataDir)
+    this.#starting = [...this.#init.shares ?? []]
     this.#refreshAllowed()
     const denied = (peerId: PeerId): boolean => !this.#allowed.has(peerId.toString())
     const announcePrivate = this.#init.announcePrivateAddresses ?? false
@@ -353,7 +356,12 @@ export class MindooNode {
       }
     })
     await this.#libp2p.start()
-    for (const share of this.#init.shares ?? []) await this.addShare(share)
+    try {
+      for (const share of this.#init.shares ?? []) await this.addShare(share)
+    } finally {
+      this.#starting = []
+      this.#refreshAllowed()
+    }
     await this.#libp2p.handle(SYNC_PROTOCOL, (stream, connection) => this.#onInbound(stream, connection), {
       maxInboundStreams: MAX_INBOUND_STREAMS, maxOutboundStreams: MAX_OUTBOUND_STREAMS
     })
@@ -561,14 +569,13 @@ export class MindooNode {
 
   /** Recomputes the peers the connection gater admits: partners of every share, bootstrap peers, allowPeers. */
   #refreshAllowed (): void {
-    const shares = this.#shares.size > 0 || this.#started ? [...this.#shares.values()].map((rt) => rt.config) : []
     const allowed = new Set<string>(this.#init.allowPeers ?? [])
     for (const addr of this.#init.bootstrap ?? []) {
       const id = peerIdOfAddress(addr)
       if (id !== undefined) allowed.add(id)
     }
-    // before the shares are added at start, their partners are admitted already
-    for (const config of [...shares, ...(this.#shares.size === 0 ? this.#init.shares ?? [] : [])]) {
+    // while start() adds the configured shares, their partners are admitted already
+    for (const config of [...[...this.#shares.values()].map((rt) => rt.config), ...this.#starting]) {
       for (const p of config.partners) allowed.add(p.peerId)
     }
     this.#allowed = allowed

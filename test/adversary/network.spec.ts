@@ -85,6 +85,21 @@ describe('adversary: strangers and unauthorised streams (network limits)', funct
     })
   })
 
+  describe('a partner removed from every share', () => {
+    it('should be disconnected and turned away from then on', async () => {
+      await expectHonestRound(b)
+      expect(a.node.getPeers().map((p) => p.peerId)).to.include(b.node.peerId)
+      await a.node.removeShare('shared')
+      expect(a.node.isAdmitted(b.node.peerId)).to.equal(false)
+      await waitFor(() => a.node.getPeers().every((p) => p.peerId !== b.node.peerId), 'A to close B\'s connection')
+      const [round] = await b.node.syncNow('shared', { signal: AbortSignal.timeout(10_000) })
+      expect(round.ok).to.equal(false)
+      let refused: unknown
+      await openRawStream(b, a).then((s) => { s.abort() }, (err: unknown) => { refused = err })
+      expect(refused).to.be.instanceOf(Error)
+    })
+  })
+
   describe('an admitted peer before its hello is authorised', () => {
     it('should refuse a hello frame longer than the hello limit as soon as its length is read', async () => {
       const stream = await openRawStream(b, a)

@@ -293,7 +293,7 @@ describe('cli', () => {
   describe('share', () => {
     it('should add a share from a file with flags over it', async () => {
       await writeFile(join(dir, 'share.json'), JSON.stringify({ id: 'orders', database: 'wrong', direction: 'serve' }))
-      await writeFile(join(dir, 'topic'), 'a-very-secret-topic\n')
+      await writeFile(join(dir, 'topic'), 'a-very-secret-topic-0123\n')
       await writeFile(join(dir, 'bob.json'), JSON.stringify(share.partners[0]))
       const h = harness({ 'share.add': () => share })
       expect(await h.run('share', 'add', '--file', join(dir, 'share.json'), '--database', 'orders', '--topic-secret-file', join(dir, 'topic'),
