@@ -15,7 +15,7 @@ import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import type { MindooDB, MindooTenant } from '../core/index.js'
 import {
-  InvalidArgumentError, NodeNotStartedError, NodeStoppingError, PeerNotDialledError, SessionRefusedError, TimeoutError,
+  InvalidArgumentError, NotStartedError, NodeStoppingError, PeerNotDialledError, SessionRefusedError, TimeoutError,
   TooManySessionsError
 } from '../errors.js'
 import type { AbortOptions } from '../store/types.js'
@@ -535,7 +535,7 @@ export class MindooNode {
   // ------------------------------------------------------------------ internals
 
   #node (): Libp2p<Services> {
-    if (this.#libp2p === undefined) throw new NodeNotStartedError('node is not started')
+    if (this.#libp2p === undefined) throw new NotStartedError('node is not started')
     return this.#libp2p
   }
 
