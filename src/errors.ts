@@ -185,6 +185,44 @@ export class SessionIdleError extends MindooError {
   static override readonly code: string = 'SESSION_IDLE'
 }
 
+// ---- the node (src/p2p) ----
+
+/** The node is stopping: its rounds, dials and lookups are aborted with this reason. */
+export class NodeStoppingError extends MindooError {
+  static override readonly code: string = 'NODE_STOPPING'
+}
+
+/** A network step (a hello, a goodbye, a dial) took longer than its deadline. */
+export class TimeoutError extends MindooError {
+  static override readonly code: string = 'TIMEOUT'
+}
+
+/**
+ * An inbound sync stream was reset before it was read: too many streams not yet authorised, from this peer or
+ * from all peers (see MAX_PENDING_SESSIONS in src/limits.ts).
+ */
+export class TooManySessionsError extends MindooError {
+  static override readonly code: string = 'TOO_MANY_SESSIONS'
+}
+
+/** An inbound sync stream was refused (not authorised, share disabled, bad hello); `reason` is the code sent. */
+export class SessionRefusedError extends MindooError {
+  static override readonly code: string = 'SESSION_REFUSED'
+}
+
+/** A sync stream failed below the protocol: the peer reset it, the connection closed; `cause` has libp2p's error. */
+export class StreamError extends MindooError {
+  static override readonly code: string = 'STREAM_ERROR'
+}
+
+/**
+ * No round was run with a partner: it is not connected and is not to be dialled (`dial: false`) or has no known
+ * address. Not a failure: such a partner syncs when it connects.
+ */
+export class PeerNotDialledError extends MindooError {
+  static override readonly code: string = 'PEER_NOT_DIALLED'
+}
+
 // ---- the daemon, its JSON-RPC API and the CLI ----
 
 /** A config file that cannot be used; `key` is the JSON pointer of the offending key ('' for the whole file). */
@@ -271,7 +309,8 @@ export const ERROR_CODES: Readonly<Record<string, ErrorClass>> = errorTable([
   SyncRemoteError, ShareDisabledError, SessionIdleError, ReconcileProtocolError, KeyMismatchError, NotCreatorError,
   WriteDeniedError,
   ConfigError, InvalidParamsError, NotStartedError, PartnerNotFoundError, RpcError, RpcUnavailableError, UsageError,
-  RoundsFailedError, StoreCorruptError
+  RoundsFailedError, StoreCorruptError,
+  NodeStoppingError, TimeoutError, TooManySessionsError, SessionRefusedError, PeerNotDialledError, StreamError
 ])
 
 /** Throws AbortError if the signal is aborted. */

@@ -47,3 +47,81 @@ export const REFUSALS_PER_PEER = 10_000
 export const REFUSALS_MAX_PEERS = 256
 
 // ---------------------------------------------------------------- the node and its connections (src/p2p)
+//
+// A node admits connections only from peers it has a reason to talk to (the connection gater: partners of some
+// share, bootstrap peers, `allowPeers`); every bound below applies to those admitted peers too, since a partner
+// of one share is not trusted on another and may misbehave within what its keys allow.
+
+/**
+ * Largest frame read from an inbound sync stream before its hello is authorised (4 KiB). A hello is a 32-byte
+ * topic, a version, at most 32 short capability names and a frame limit: well under 1 KiB. Until the hello is
+ * checked the peer is unknown on the topic, so it may make this node buffer no more than this (plus
+ * `HELLO_READ_SLACK_BYTES`), instead of the session's 4 MiB frame limit.
+ */
+export const MAX_HELLO_FRAME_BYTES = 4 * 1024
+
+/**
+ * Bytes a stream may have buffered beyond the current frame limit before it is reset (1 KiB): room for the
+ * length prefix and a small frame right behind the one being read. An honest initiator sends nothing after its
+ * hello until it gets the welcome, so before authorisation this never binds an honest peer.
+ */
+export const HELLO_READ_SLACK_BYTES = 1024
+
+/**
+ * A peer must send its hello within this time (10 s), or the stream is closed. Bounds how long an
+ * unauthorised stream holds one of the slots below.
+ */
+export const HELLO_TIMEOUT_MS = 10_000
+
+/**
+ * Inbound sync streams not yet authorised (hello not yet received and checked), over every peer (64). Over the
+ * cap a new stream is reset at once, before a byte of it is read. 64 × (4 KiB + slack) bounds the memory held
+ * for unauthenticated peers at about 320 KiB; honest partners open one stream per share per round, and rounds
+ * that this node initiates are not counted, so they go on even while the cap is full.
+ */
+export const MAX_PENDING_SESSIONS = 64
+
+/**
+ * Inbound sync streams not yet authorised from one peer (4). An honest partner has at most one session per
+ * share being opened at a time, and pairs rarely share more than a few shares; one peer alone can take at most
+ * 4 of the `MAX_PENDING_SESSIONS` slots.
+ */
+export const MAX_PENDING_SESSIONS_PER_PEER = 4
+
+/**
+ * Sync streams a peer may have open to this node at once, per connection (8; libp2p's default is 32). One
+ * session per share in each direction is what an honest partner uses; more only multiplies the memory a
+ * partner can hold (each authorised stream may buffer up to a frame).
+ */
+export const MAX_INBOUND_STREAMS = 8
+
+/** Sync streams this node opens at once on one connection (32): one per share and round. */
+export const MAX_OUTBOUND_STREAMS = 32
+
+/**
+ * Streams of any protocol a peer may open on one connection (yamux, 256; yamux's default is 1000): sync,
+ * Kad-DHT (32 inbound per protocol by its own default), identify and ping together stay well below it.
+ */
+export const MAX_MUXED_STREAMS = 256
+
+/**
+ * Connections this node keeps open before libp2p prunes the least useful ones (128). A node talks to its
+ * partners, bootstrap and DHT peers only (the gater admits no one else), which is tens, not hundreds.
+ */
+export const MAX_CONNECTIONS = 128
+
+/**
+ * Inbound connections still being upgraded (Noise handshake, muxer negotiation) at once (16; libp2p's default
+ * is 10). The gater can only decide once Noise has proven the remote peer id, so this bounds the CPU and memory
+ * strangers can take before they are turned away.
+ */
+export const MAX_PENDING_INBOUND_CONNECTIONS = 16
+
+/**
+ * Time an inbound connection has to finish its upgrade (5 s; libp2p's default is 10 s), so the slots above
+ * free quickly when a stranger stalls the handshake.
+ */
+export const INBOUND_UPGRADE_TIMEOUT_MS = 5_000
+
+/** Rejected changes remembered per share for status (20): enough to see what goes wrong, bounded memory. */
+export const MAX_RECENT_REJECTIONS = 20

@@ -3,18 +3,67 @@ import { byteStream } from '@libp2p/utils'
 import * as varint from 'uint8-varint'
 import { Uint8ArrayList } from 'uint8arraylist'
 import type { AbortOptions } from '../store/types.js'
+import { MindooError, StreamError } from '../errors.js'
 import { SyncProtocolError, type MessageChannel, type SyncMessage } from '../sync/messages.js'
+import { HELLO_READ_SLACK_BYTES } from '../limits.js'
 import { decodeFrame, encodeFrame } from './codec.js'
 
+/** A MessageChannel whose receive limit can be raised once the peer is authorised. */
+export interface StreamChannel extends MessageChannel {
+  /** The largest frame `receive` accepts now. */
+  readonly receiveLimit: number
+  /**
+   * Sets the largest frame `receive` accepts (at most the channel's `maxFrameBytes`). An inbound stream is read
+   * with the small hello limit until its hello is authorised, then with the session's frame limit.
+   */
+  setReceiveLimit: (bytes: number) => void
+}
+
+export interface StreamChannelOptions {
+  /** Largest frame sent, and the most `setReceiveLimit` may allow. */
+  maxFrameBytes: number
+  /** Largest frame received until `setReceiveLimit` is called. Default `maxFrameBytes`. */
+  receiveLimit?: number
+}
+
 /**
- * A MessageChannel over one libp2p stream: varint length-prefixed protobuf frames, at most `maxFrameBytes`
- * each. A frame over the limit, a truncated frame and a malformed one are SyncProtocolErrors; a clean end of
- * the peer's writes is `undefined` from `receive`.
+ * A MessageChannel over one libp2p stream: varint length-prefixed protobuf frames. A frame over the limit, a
+ * truncated frame and a malformed one are SyncProtocolErrors; a clean end of the peer's writes is `undefined`
+ * from `receive`.
+ *
+ * Memory: whatever the peer sends is buffered by libp2p's byteStream until read, up to `maxFrameBytes` plus
+ * `HELLO_READ_SLACK_BYTES` (then the stream is reset). While the receive limit is lowered (before the hello is
+ * authorised), the stream is reset as soon as the bytes held (read or not) exceed that limit plus the slack,
+ * so an unauthorised peer can make it hold a few KiB only, whatever it sends.
  */
-export function streamChannel (stream: Stream, maxFrameBytes: number): MessageChannel {
-  const bytes = byteStream(stream, { maxBufferSize: maxFrameBytes + 1024 })
+export function streamChannel (stream: Stream, options: StreamChannelOptions | number): StreamChannel {
+  if (typeof options === 'number') options = { maxFrameBytes: options }
+  const { maxFrameBytes } = options
+  let limit = Math.min(options.receiveLimit ?? maxFrameBytes, maxFrameBytes)
+  // byteStream's own bound is fixed at creation: the largest limit this channel can ever have
+  const bytes = byteStream(stream, { maxBufferSize: maxFrameBytes + HELLO_READ_SLACK_BYTES })
   const buffer = new Uint8ArrayList()
-  const maxLengthBytes = varint.encodingLength(maxFrameBytes)
+  let overflow: SyncProtocolError | undefined
+  // bytes the peer sent, and bytes of them returned as frames: the difference is what this side holds
+  let arrived = 0
+  let consumed = 0
+  const onMessage = (evt: { data: { byteLength: number } }): void => {
+    arrived += evt.data.byteLength
+    if (overflow !== undefined || limit >= maxFrameBytes) return
+    const held = arrived - consumed
+    if (held > limit + varint.encodingLength(limit) + HELLO_READ_SLACK_BYTES) {
+      overflow = new SyncProtocolError(`peer sent ${held} bytes beyond what a frame of ${limit} bytes needs`)
+      queueMicrotask(() => { stream.abort(overflow as Error) })
+    }
+  }
+  stream.addEventListener('message', onMessage)
+
+  /** libp2p's own failures become StreamErrors; an abort keeps its reason for the session to read. */
+  const typed = (err: unknown, options?: AbortOptions): unknown => {
+    if (overflow !== undefined) return overflow
+    if (options?.signal?.aborted === true || err instanceof MindooError) return err
+    return new StreamError(`sync stream failed: ${String((err as Error)?.message ?? err)}`, { cause: err })
+  }
 
   /** The length of the next frame, once its whole prefix is buffered. */
   const frameLength = (): { length: number, prefix: number } | undefined => {
@@ -22,18 +71,31 @@ export function streamChannel (stream: Stream, maxFrameBytes: number): MessageCh
       const length = varint.decode(buffer)
       return { length, prefix: varint.encodingLength(length) }
     } catch (err) {
-      if (err instanceof RangeError && buffer.byteLength < maxLengthBytes) return undefined
+      if (err instanceof RangeError && buffer.byteLength < varint.encodingLength(limit)) return undefined
       throw new SyncProtocolError('invalid frame length', { cause: err })
     }
   }
 
   return {
+    get receiveLimit (): number {
+      return limit
+    },
+
+    setReceiveLimit (n: number): void {
+      if (!Number.isInteger(n) || n < 1 || n > maxFrameBytes) throw new TypeError(`receive limit must be 1..${maxFrameBytes}`)
+      limit = n
+    },
+
     async send (message: SyncMessage, options?: AbortOptions): Promise<void> {
       // checked here too: a write or read that need not wait would otherwise never notice the abort
       options?.signal?.throwIfAborted()
       const frame = encodeFrame(message)
       if (frame.length > maxFrameBytes) throw new SyncProtocolError(`frame of ${frame.length} bytes exceeds the limit`)
-      await bytes.write(new Uint8ArrayList(varint.encode(frame.length), frame), options)
+      try {
+        await bytes.write(new Uint8ArrayList(varint.encode(frame.length), frame), options)
+      } catch (err) {
+        throw typed(err, options)
+      }
     },
 
     async receive (options?: AbortOptions): Promise<SyncMessage | undefined> {
@@ -41,14 +103,20 @@ export function streamChannel (stream: Stream, maxFrameBytes: number): MessageCh
       while (true) {
         const next = buffer.byteLength > 0 ? frameLength() : undefined
         if (next !== undefined) {
-          if (next.length > maxFrameBytes) throw new SyncProtocolError(`frame of ${next.length} bytes exceeds the limit`)
+          if (next.length > limit) throw new SyncProtocolError(`frame of ${next.length} bytes exceeds the limit of ${limit}`)
           if (buffer.byteLength >= next.prefix + next.length) {
             const frame = buffer.sublist(next.prefix, next.prefix + next.length)
             buffer.consume(next.prefix + next.length)
+            consumed += next.prefix + next.length
             return decodeFrame(frame)
           }
         }
-        const chunk = await bytes.read(options)
+        let chunk: Uint8ArrayList | null
+        try {
+          chunk = await bytes.read(options)
+        } catch (err) {
+          throw typed(err, options)
+        }
         if (chunk === null) {
           if (buffer.byteLength === 0) return undefined
           throw new SyncProtocolError('stream ended inside a frame')

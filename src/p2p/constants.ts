@@ -21,13 +21,26 @@ export const DEFAULT_ANNOUNCE_INTERVAL_MS = 3_600_000
 export const DEFAULT_DISCOVERY_INTERVAL_MS = 60_000
 /** Wait this long after a change before starting live rounds, so bursts share one round. */
 export const DEFAULT_LIVE_DEBOUNCE_MS = 5
-/** A peer must send its hello within this time. */
-export const HELLO_TIMEOUT_MS = 10_000
-/** Sync streams a peer may open to us at once, per connection. */
-export const MAX_INBOUND_STREAMS = 16
+/**
+ * The limits of the node and its connections live in src/limits.ts (with why each value is safe); re-exported
+ * here for the code that reads them beside the defaults.
+ */
+export {
+  HELLO_READ_SLACK_BYTES, HELLO_TIMEOUT_MS, INBOUND_UPGRADE_TIMEOUT_MS, MAX_CONNECTIONS, MAX_HELLO_FRAME_BYTES,
+  MAX_INBOUND_STREAMS, MAX_MUXED_STREAMS, MAX_OUTBOUND_STREAMS, MAX_PENDING_INBOUND_CONNECTIONS,
+  MAX_PENDING_SESSIONS, MAX_PENDING_SESSIONS_PER_PEER, MAX_RECENT_REJECTIONS
+} from '../limits.js'
+/**
+ * Length of a DHT epoch (24 h). A topic's provider key changes every epoch (an HMAC of its secret and the
+ * epoch number, see `topicDhtKeyOf`), so records of one day cannot be linked to the next day's without the
+ * secret. A node announces under the current epoch, and also under the next one during the last
+ * `DHT_EPOCH_LEAD_MS` of an epoch; it looks up the current and the previous epoch, so nodes whose clocks
+ * differ by less than the lead still find each other.
+ */
+export const DHT_EPOCH_MS = 24 * 3_600_000
+/** Before an epoch ends, announce under the next epoch's key too (2 h: twice the default announce interval). */
+export const DHT_EPOCH_LEAD_MS = 2 * 3_600_000
 /** File in the data directory that holds the node's libp2p private key. */
 export const PEER_KEY_FILE = 'peer-key'
-/** Rejected changes remembered per share for status. */
-export const MAX_RECENT_REJECTIONS = 20
 /** Refused change hashes remembered per share so that they are not asked for again. */
 export const MAX_REFUSED = 10_000

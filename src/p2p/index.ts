@@ -11,6 +11,6 @@
  * console.log(node.status('orders'))
  * ```
  */
-export { createMindooNode, MindooNode } from './node.js'
+export { announceEpochs, createMindooNode, dhtEpochOf, lookupEpochs, MindooNode, topicCidOf } from './node.js'
 export type { MindooNodeInit, PartnerStatus, RoundProgress, RoundResult, ShareStatus, ShareTotals } from './node.js'
-export { DHT_PROTOCOL, SYNC_PROTOCOL } from './constants.js'
+export { DHT_EPOCH_LEAD_MS, DHT_EPOCH_MS, DHT_PROTOCOL, SYNC_PROTOCOL } from './constants.js'

@@ -6,6 +6,7 @@ import { kadDHT, type KadDHT } from '@libp2p/kad-dht'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
+import { isLinkLocal, isLoopback, isPrivate } from '@libp2p/utils'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
 import { prometheusMetrics } from '@libp2p/prometheus-metrics'
@@ -13,21 +14,26 @@ import type { Registry } from 'prom-client'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import type { MindooDB, MindooTenant } from '../core/index.js'
-import { InvalidArgumentError, MindooError } from '../errors.js'
+import {
+  InvalidArgumentError, NotStartedError, NodeStoppingError, PeerNotDialledError, SessionRefusedError, TimeoutError,
+  TooManySessionsError
+} from '../errors.js'
 import type { AbortOptions } from '../store/types.js'
 import { SYNC_PROTOCOL_VERSION, SyncProtocolError, SyncRemoteError, isHello, type MessageChannel, type SyncErrorCode } from '../sync/messages.js'
 import { createInitiator, createReconcileSet, createResponder, type ReconcileSet } from '../sync/reconcile/index.js'
 import { Refusals } from '../sync/refusals.js'
 import { ServedSet } from '../sync/served-set.js'
 import { runSession, ShareDisabledError, WantClaims, type SessionResult, type SessionStats } from '../sync/session.js'
-import { policyOf, topicDhtKeyOf, topicIdOf, validateShare, type ShareConfig, type ShareUpdate } from '../sync/share.js'
+import { participantKeysOf, policyOf, topicDhtKeyOf, topicIdOf, validateShare, type ShareConfig, type ShareUpdate } from '../sync/share.js'
 import { createWritePolicy } from '../sync/write-policy.js'
 import { silentLogger, type Logger } from '../util/logger.js'
 import { streamChannel } from './channel.js'
 import {
   DEFAULT_ANNOUNCE_INTERVAL_MS, DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, DEFAULT_DISCOVERY_INTERVAL_MS,
-  DEFAULT_LISTEN, DEFAULT_LIVE_DEBOUNCE_MS, DEFAULT_MAX_FRAME_BYTES, DEFAULT_SYNC_INTERVAL_MS, DHT_PROTOCOL,
-  HELLO_TIMEOUT_MS, MAX_INBOUND_STREAMS, MAX_RECENT_REJECTIONS, MAX_RECONCILE_MESSAGE_BYTES, SYNC_PROTOCOL
+  DEFAULT_LISTEN, DEFAULT_LIVE_DEBOUNCE_MS, DEFAULT_MAX_FRAME_BYTES, DEFAULT_SYNC_INTERVAL_MS, DHT_EPOCH_LEAD_MS,
+  DHT_EPOCH_MS, DHT_PROTOCOL, HELLO_TIMEOUT_MS, INBOUND_UPGRADE_TIMEOUT_MS, MAX_CONNECTIONS, MAX_HELLO_FRAME_BYTES,
+  MAX_INBOUND_STREAMS, MAX_MUXED_STREAMS, MAX_OUTBOUND_STREAMS, MAX_PENDING_INBOUND_CONNECTIONS, MAX_PENDING_SESSIONS,
+  MAX_PENDING_SESSIONS_PER_PEER, MAX_RECENT_REJECTIONS, MAX_RECONCILE_MESSAGE_BYTES, SYNC_PROTOCOL
 } from './constants.js'
 import { loadOrCreatePeerKey } from './identity.js'
 
@@ -38,8 +44,26 @@ export interface MindooNodeInit {
   dataDir: string
   /** Multiaddrs to listen on. Default: a random TCP port on 127.0.0.1. */
   listen?: string[]
-  /** Multiaddrs (with /p2p/<peer id>) of participants to connect to at start (DHT bootstrap). */
+  /**
+   * Multiaddrs (with /p2p/<peer id>) of participants to connect to at start (DHT bootstrap). Their peer ids are
+   * admitted by the connection gater.
+   */
   bootstrap?: string[]
+  /**
+   * Further peer ids the connection gater admits (DHT-only peers, for example). Besides these and the bootstrap
+   * peers, only partners of some share may connect to this node or be dialled by it. Default none.
+   */
+  allowPeers?: string[]
+  /**
+   * Announce loopback, private (RFC 1918, CGNAT...) and link-local addresses to peers (identify, DHT provider
+   * records). Default false: only public addresses are announced. Tests and LAN-only meshes that rely on DHT
+   * discovery set it.
+   */
+  announcePrivateAddresses?: boolean
+  /** Inbound sync streams not yet authorised, over all peers. Default `MAX_PENDING_SESSIONS` (src/limits.ts). */
+  maxPendingSessions?: number
+  /** Inbound sync streams not yet authorised, per peer. Default `MAX_PENDING_SESSIONS_PER_PEER` (src/limits.ts). */
+  maxPendingSessionsPerPeer?: number
   /** Shares to start with. */
   shares?: ShareConfig[]
   /** Periodic catch-up round per partner, ms. Default 30 000; 0 disables. */
@@ -68,6 +92,10 @@ export interface PartnerStatus {
   peerId: string
   tenantId: string
   connected: boolean
+  /** This node dials the partner (`dial` in the share, default true). */
+  dial: boolean
+  /** Connected, or to be dialled and with a known address: a round can be run now. */
+  reachable: boolean
   rounds: number
   roundsFailed: number
   lastRoundAt?: number
@@ -127,11 +155,15 @@ export interface RoundResult {
   share: string
   peerId: string
   ok: boolean
+  /** No round was run: the partner is not connected, and not to be dialled or without a known address. */
+  skipped?: boolean
   result?: SessionResult
   error?: { code: string, message: string }
 }
 
 interface PartnerState extends PartnerStatus {
+  /** Its peer store entry has an address (from the share, the DHT or identify). */
+  addressKnown: boolean
   running?: Promise<RoundResult>
   again: boolean
   retryTimer?: NodeJS.Timeout
@@ -141,7 +173,6 @@ interface PartnerState extends PartnerStatus {
 interface ShareRuntime {
   config: ShareConfig
   topicKey: string
-  cid: CID
   db: MindooDB
   served: ServedSet
   participants: Set<string>
@@ -164,7 +195,7 @@ type Services = { dht?: KadDHT, identify: unknown, ping: unknown }
 /** Runs `fn` with a signal that aborts after `ms` or with `parent`; the timer is cleared when `fn` settles. */
 async function withTimeout<T> (ms: number, parent: AbortSignal, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const controller = new AbortController()
-  const timer = setTimeout(() => { controller.abort(new MindooError(`timed out after ${ms} ms`)) }, ms)
+  const timer = setTimeout(() => { controller.abort(new TimeoutError(`timed out after ${ms} ms`)) }, ms)
   try {
     return await fn(AbortSignal.any([controller.signal, parent]))
   } finally {
@@ -176,6 +207,38 @@ function errorInfo (err: unknown): { code: string, message: string } {
   if (err instanceof SyncRemoteError) return { code: err.remoteCode, message: err.message }
   const e = err as { code?: string, name?: string, message?: string }
   return { code: e?.code ?? e?.name ?? 'ERROR', message: String(e?.message ?? err) }
+}
+
+/** The DHT epoch a time falls in (see DHT_EPOCH_MS). */
+export function dhtEpochOf (time: number): number {
+  return Math.floor(time / DHT_EPOCH_MS)
+}
+
+/** The DHT content id a topic is announced under in one epoch. */
+export function topicCidOf (topicSecret: string, epoch: number): CID {
+  return CID.createV1(0x55, Digest.create(0x12, topicDhtKeyOf(topicSecret, epoch)))
+}
+
+/** Epochs a node announces a topic under at `time`: the current one, and the next one near its end. */
+export function announceEpochs (time: number): number[] {
+  const epoch = dhtEpochOf(time)
+  return (epoch + 1) * DHT_EPOCH_MS - time <= DHT_EPOCH_LEAD_MS ? [epoch, epoch + 1] : [epoch]
+}
+
+/** Epochs a node looks a topic up under at `time`: the current one and the previous one. */
+export function lookupEpochs (time: number): number[] {
+  const epoch = dhtEpochOf(time)
+  return epoch > 0 ? [epoch, epoch - 1] : [epoch]
+}
+
+/** Addresses worth announcing to peers: public ones only, unless private ones are wanted too. */
+function isPublicAddress (ma: Multiaddr): boolean {
+  return !isPrivate(ma) && !isLoopback(ma) && !isLinkLocal(ma)
+}
+
+/** The peer id at the end of a multiaddr (`/p2p/<id>`), if any. */
+function peerIdOfAddress (addr: string): string | undefined {
+  return multiaddr(addr).getComponents().findLast((c) => c.name === 'p2p')?.value
 }
 
 /**
@@ -205,6 +268,15 @@ export class MindooNode {
   #timers: NodeJS.Timeout[] = []
   #stopping = new AbortController()
   #started = false
+  /** Peer ids the connection gater admits: partners of some share, bootstrap peers, allowPeers. */
+  #allowed = new Set<string>()
+  /** The configured shares while start() is adding them. */
+  #starting: ShareConfig[] = []
+  /** Inbound sync streams whose hello is not authorised yet, per peer, and their total. */
+  readonly #pending = new Map<string, number>()
+  #pendingTotal = 0
+  /** Every address the node has (the last list libp2p filtered for announcement). */
+  #allAddrs: Multiaddr[] = []
 
   constructor (init: MindooNodeInit) {
     this.#init = init
@@ -217,8 +289,20 @@ export class MindooNode {
     return this.#node().peerId.toString()
   }
 
+  /** Every address the node can be reached at (loopback and private ones too), with /p2p/<peer id>. */
   getMultiaddrs (): string[] {
+    this.#node().getMultiaddrs()
+    return this.#allAddrs.map((a) => a.toString())
+  }
+
+  /** The addresses announced to peers (identify, DHT records): public ones only unless announcePrivateAddresses. */
+  getAnnouncedMultiaddrs (): string[] {
     return this.#node().getMultiaddrs().map((a) => a.toString())
+  }
+
+  /** True when the connection gater admits the peer (a partner of some share, bootstrap or allowPeers). */
+  isAdmitted (peerId: string): boolean {
+    return this.#allowed.has(peerId)
   }
 
   /** Connected peers (any protocol). */
@@ -236,14 +320,37 @@ export class MindooNode {
     this.#stopping = new AbortController()
     const useDht = this.#init.dht ?? true
     const privateKey = await loadOrCreatePeerKey(this.#init.dataDir)
+    this.#starting = [...this.#init.shares ?? []]
+    this.#refreshAllowed()
+    const denied = (peerId: PeerId): boolean => !this.#allowed.has(peerId.toString())
+    const announcePrivate = this.#init.announcePrivateAddresses ?? false
     this.#libp2p = await createLibp2p({
       privateKey,
       start: false,
       metrics: this.#init.metricsRegistry === undefined ? undefined : prometheusMetrics({ registry: this.#init.metricsRegistry, collectDefaultMetrics: false }),
-      addresses: { listen: this.#init.listen ?? DEFAULT_LISTEN },
+      addresses: {
+        listen: this.#init.listen ?? DEFAULT_LISTEN,
+        announceFilter: (addrs) => {
+          this.#allAddrs = addrs
+          return announcePrivate ? addrs : addrs.filter(isPublicAddress)
+        }
+      },
       transports: [tcp()],
       connectionEncrypters: [noise()],
-      streamMuxers: [yamux()],
+      streamMuxers: [yamux({ maxInboundStreams: MAX_MUXED_STREAMS })],
+      // only partners of some share, bootstrap peers and allowPeers connect, in either direction: a stranger is
+      // turned away as soon as Noise proves its peer id, so it can open no stream, DHT queries included; and
+      // peers learned from the DHT outside that list are never dialled
+      connectionGater: {
+        denyDialPeer: denied,
+        denyInboundEncryptedConnection: denied,
+        denyOutboundEncryptedConnection: denied
+      },
+      connectionManager: {
+        maxConnections: MAX_CONNECTIONS,
+        maxIncomingPendingConnections: MAX_PENDING_INBOUND_CONNECTIONS,
+        inboundUpgradeTimeout: INBOUND_UPGRADE_TIMEOUT_MS
+      },
       services: {
         identify: identify(),
         ping: ping(),
@@ -253,9 +360,14 @@ export class MindooNode {
       }
     })
     await this.#libp2p.start()
-    for (const share of this.#init.shares ?? []) await this.addShare(share)
+    try {
+      for (const share of this.#init.shares ?? []) await this.addShare(share)
+    } finally {
+      this.#starting = []
+      this.#refreshAllowed()
+    }
     await this.#libp2p.handle(SYNC_PROTOCOL, (stream, connection) => this.#onInbound(stream, connection), {
-      maxInboundStreams: MAX_INBOUND_STREAMS, maxOutboundStreams: MAX_INBOUND_STREAMS * 4
+      maxInboundStreams: MAX_INBOUND_STREAMS, maxOutboundStreams: MAX_OUTBOUND_STREAMS
     })
     this.#libp2p.addEventListener('peer:connect', (evt) => { this.#onPeerConnect(evt.detail) })
     for (const addr of this.#init.bootstrap ?? []) void this.#dial(multiaddr(addr))
@@ -274,7 +386,7 @@ export class MindooNode {
   async stop (): Promise<void> {
     if (!this.#started) return
     this.#started = false
-    this.#stopping.abort(new MindooError('node stopping'))
+    this.#stopping.abort(new NodeStoppingError('node stopping'))
     for (const t of this.#timers) clearInterval(t)
     this.#timers = []
     for (const rt of this.#shares.values()) this.#deactivate(rt)
@@ -302,6 +414,7 @@ export class MindooNode {
     const rt = await this.#activate(config, topicKey)
     this.#shares.set(config.id, rt)
     this.#byTopic.set(topicKey, rt)
+    this.#refreshAllowed()
     if (config.enabled) this.#onShareEnabled(rt)
   }
 
@@ -309,8 +422,9 @@ export class MindooNode {
   async updateShare (id: string, update: ShareUpdate): Promise<void> {
     const rt = this.#share(id)
     const next = validateShare({ ...rt.config, ...update, id })
-    await this.removeShare(id)
+    await this.#removeShare(id)
     await this.addShare(next)
+    await this.#hangUpDenied()
   }
 
   async enableShare (id: string): Promise<void> {
@@ -328,13 +442,20 @@ export class MindooNode {
     this.#log.info({ share: id }, 'share disabled')
   }
 
+  /** Removes a share; its partners that are no partner of another share are disconnected. */
   async removeShare (id: string): Promise<void> {
+    await this.#removeShare(id)
+    await this.#hangUpDenied()
+  }
+
+  async #removeShare (id: string): Promise<void> {
     const rt = this.#share(id)
     rt.config = { ...rt.config, enabled: false }
     this.#deactivate(rt)
     await Promise.allSettled([...rt.partners.values()].map((p) => p.running))
     this.#shares.delete(id)
     this.#byTopic.delete(rt.topicKey)
+    this.#refreshAllowed()
   }
 
   getShare (id: string): ShareConfig {
@@ -360,6 +481,8 @@ export class MindooNode {
         peerId: p.peerId,
         tenantId: p.tenantId,
         connected: this.#connected(p.peerId),
+        dial: p.dial,
+        reachable: this.#connected(p.peerId) || (p.dial && p.addressKnown),
         rounds: p.rounds,
         roundsFailed: p.roundsFailed,
         lastRoundAt: p.lastRoundAt,
@@ -391,17 +514,24 @@ export class MindooNode {
     const node = this.#node()
     for (const rt of this.#shares.values()) {
       if (!rt.config.enabled) continue
-      const missing = [...rt.partners.values()].filter((p) => !this.#connected(p.peerId))
+      const missing = [...rt.partners.values()].filter((p) => p.dial && !this.#connected(p.peerId))
       if (missing.length === 0) continue
-      try {
-        for await (const provider of node.contentRouting.findProviders(rt.cid, { signal: this.#signal(options) })) {
-          const id = provider.id.toString()
-          if (id === this.peerId || !rt.partners.has(id) || this.#connected(id)) continue
-          await node.peerStore.merge(provider.id, { multiaddrs: provider.multiaddrs })
-          void this.#dialPeer(provider.id)
+      for (const epoch of lookupEpochs(Date.now())) {
+        try {
+          for await (const provider of node.contentRouting.findProviders(topicCidOf(rt.config.topicSecret, epoch), { signal: this.#signal(options) })) {
+            const id = provider.id.toString()
+            const p = rt.partners.get(id)
+            // a provider that is not a partner of this share to dial is never dialled (the gater agrees)
+            if (id === this.peerId || p === undefined || !p.dial || this.#connected(id)) continue
+            if (provider.multiaddrs.length > 0) {
+              await node.peerStore.merge(provider.id, { multiaddrs: provider.multiaddrs })
+              p.addressKnown = true
+            }
+            void this.#dialPeer(provider.id)
+          }
+        } catch (err) {
+          this.#log.debug({ share: rt.config.id, err: String(err) }, 'provider lookup failed')
         }
-      } catch (err) {
-        this.#log.debug({ share: rt.config.id, err: String(err) }, 'provider lookup failed')
       }
     }
   }
@@ -409,7 +539,7 @@ export class MindooNode {
   // ------------------------------------------------------------------ internals
 
   #node (): Libp2p<Services> {
-    if (this.#libp2p === undefined) throw new MindooError('node is not started')
+    if (this.#libp2p === undefined) throw new NotStartedError('node is not started')
     return this.#libp2p
   }
 
@@ -424,13 +554,49 @@ export class MindooNode {
   }
 
   #connected (peerId: string): boolean {
-    return this.#libp2p !== undefined && this.#libp2p.getConnections(peerIdFromString(peerId)).length > 0
+    return this.#connectionTo(peerId) !== undefined
+  }
+
+  #connectionTo (peerId: string): Connection | undefined {
+    return this.#libp2p?.getConnections(peerIdFromString(peerId)).find((c) => c.status === 'open')
+  }
+
+  /** Whether the peer store holds an address of the partner (kept in `addressKnown` for status). */
+  async #addressKnown (p: PartnerState): Promise<boolean> {
+    try {
+      p.addressKnown = (await this.#node().peerStore.get(peerIdFromString(p.peerId))).addresses.length > 0
+    } catch {
+      p.addressKnown = false
+    }
+    return p.addressKnown
+  }
+
+  /** Recomputes the peers the connection gater admits: partners of every share, bootstrap peers, allowPeers. */
+  #refreshAllowed (): void {
+    const allowed = new Set<string>(this.#init.allowPeers ?? [])
+    for (const addr of this.#init.bootstrap ?? []) {
+      const id = peerIdOfAddress(addr)
+      if (id !== undefined) allowed.add(id)
+    }
+    // while start() adds the configured shares, their partners are admitted already
+    for (const config of [...[...this.#shares.values()].map((rt) => rt.config), ...this.#starting]) {
+      for (const p of config.partners) allowed.add(p.peerId)
+    }
+    this.#allowed = allowed
+  }
+
+  /** Closes the connections of peers the gater no longer admits (a partner removed from every share). */
+  async #hangUpDenied (): Promise<void> {
+    const node = this.#libp2p
+    if (node === undefined) return
+    const denied = node.getConnections().filter((c) => !this.#allowed.has(c.remotePeer.toString()))
+    await Promise.allSettled(denied.map(async (c) => { await c.close({ signal: AbortSignal.timeout(HELLO_TIMEOUT_MS) }) }))
   }
 
   async #activate (config: ShareConfig, topicKey: string): Promise<ShareRuntime> {
     const tenant = this.#init.tenant
     const db = await tenant.openDB(config.database)
-    for (const p of config.partners) await db.trustPartner(p.tenant)
+    for (const p of [...config.partners, ...config.participants ?? []]) await db.trustPartner(p.tenant)
     const served = new ServedSet({ db, index: createReconcileSet(), logger: this.#log.child({ share: config.id }) }, {
       policy: policyOf(config.filter),
       direction: config.direction,
@@ -439,18 +605,21 @@ export class MindooNode {
     await served.start()
     const partners = new Map<string, PartnerState>()
     for (const p of config.partners) {
-      partners.set(p.peerId, { peerId: p.peerId, tenantId: p.tenant.tenantId, connected: false, rounds: 0, roundsFailed: 0, failures: 0, again: false })
-      if (p.addresses !== undefined && p.addresses.length > 0) {
+      const addressKnown = p.addresses !== undefined && p.addresses.length > 0
+      partners.set(p.peerId, {
+        peerId: p.peerId, tenantId: p.tenant.tenantId, connected: false, dial: p.dial ?? true, reachable: false, addressKnown,
+        rounds: 0, roundsFailed: 0, failures: 0, again: false
+      })
+      if (p.addresses !== undefined && addressKnown) {
         await this.#node().peerStore.merge(peerIdFromString(p.peerId), { multiaddrs: p.addresses.map((a) => multiaddr(a)) })
       }
     }
     const rt: ShareRuntime = {
       config,
       topicKey,
-      cid: CID.createV1(0x55, Digest.create(0x12, topicDhtKeyOf(config.topicSecret))),
       db,
       served,
-      participants: new Set([tenant.getPublicInfo().signingPublicKey, ...config.partners.map((p) => p.tenant.signingPublicKey)]),
+      participants: participantKeysOf(config, tenant.getPublicInfo().signingPublicKey),
       partners,
       totals: { changesSent: 0, bytesSent: 0, changesReceived: 0, bytesReceived: 0, rejected: {}, rounds: 0, roundsFailed: 0, errors: {} },
       sessions: new Set(),
@@ -490,9 +659,11 @@ export class MindooNode {
   #announce (rt: ShareRuntime): void {
     const node = this.#libp2p
     if (node === undefined) return
-    node.contentRouting.provide(rt.cid, { signal: this.#stopping.signal }).catch((err: unknown) => {
-      this.#log.debug({ share: rt.config.id, err: String(err) }, 'announce failed; retried on the next announce')
-    })
+    for (const epoch of announceEpochs(Date.now())) {
+      node.contentRouting.provide(topicCidOf(rt.config.topicSecret, epoch), { signal: this.#stopping.signal }).catch((err: unknown) => {
+        this.#log.debug({ share: rt.config.id, err: String(err) }, 'announce failed; retried on the next announce')
+      })
+    }
   }
 
   async #dial (addr: Multiaddr): Promise<void> {
@@ -566,6 +737,13 @@ export class MindooNode {
   async #round (rt: ShareRuntime, p: PartnerState, options: AbortOptions): Promise<RoundResult> {
     clearTimeout(p.retryTimer)
     p.retryTimer = undefined
+    const connection = this.#connectionTo(p.peerId)
+    if (connection === undefined && !(p.dial && await this.#addressKnown(p))) {
+      // nothing to dial (or not to be dialled): no round, no failure; it syncs when it connects
+      const why = p.dial ? 'not connected and no known address' : 'not connected and not to be dialled'
+      const error = new PeerNotDialledError(why)
+      return { share: rt.config.id, peerId: p.peerId, ok: false, skipped: true, error: { code: error.code, message: why } }
+    }
     const controller = new AbortController()
     rt.sessions.add(controller)
     p.rounds++
@@ -574,7 +752,10 @@ export class MindooNode {
     let stream: Stream | undefined
     try {
       const signal = AbortSignal.any([controller.signal, this.#signal(options)])
-      stream = await this.#node().dialProtocol(peerIdFromString(p.peerId), SYNC_PROTOCOL, { signal })
+      // over a connection the partner opened, if any: a partner with dial: false is never dialled
+      stream = connection !== undefined && connection.status === 'open'
+        ? await connection.newStream(SYNC_PROTOCOL, { signal })
+        : await this.#node().dialProtocol(peerIdFromString(p.peerId), SYNC_PROTOCOL, { signal })
       const channel = streamChannel(stream, this.#maxFrame)
       const result = await this.#runSession(rt, p, channel, 'initiator', undefined, signal)
       p.failures = 0
@@ -682,7 +863,36 @@ export class MindooNode {
   /** An inbound sync stream: authorise the hello before anything else, then answer as responder. */
   async #onInbound (stream: Stream, connection: Connection): Promise<void> {
     const remote = connection.remotePeer.toString()
-    const channel = streamChannel(stream, this.#maxFrame)
+    // bounded before authorisation: over the caps the stream is reset before a byte of it is read
+    const pendingOfPeer = this.#pending.get(remote) ?? 0
+    if (this.#pendingTotal >= (this.#init.maxPendingSessions ?? MAX_PENDING_SESSIONS) ||
+      pendingOfPeer >= (this.#init.maxPendingSessionsPerPeer ?? MAX_PENDING_SESSIONS_PER_PEER)) {
+      this.#log.warn({ peer: remote, pending: pendingOfPeer, total: this.#pendingTotal }, 'too many sync streams not yet authorised; reset')
+      stream.abort(new TooManySessionsError('too many sync streams not yet authorised'))
+      return
+    }
+    this.#pending.set(remote, pendingOfPeer + 1)
+    this.#pendingTotal++
+    let counted = true
+    const authorised = (): void => {
+      if (!counted) return
+      counted = false
+      this.#pendingTotal--
+      const left = (this.#pending.get(remote) ?? 1) - 1
+      if (left > 0) this.#pending.set(remote, left)
+      else this.#pending.delete(remote)
+    }
+    try {
+      await this.#onInboundCounted(stream, remote, authorised)
+    } finally {
+      authorised()
+    }
+  }
+
+  /** The inbound stream once it holds a pending slot; `authorised` frees the slot once the hello is decided. */
+  async #onInboundCounted (stream: Stream, remote: string, authorised: () => void): Promise<void> {
+    // until the hello is authorised the peer is unknown on the topic: a few KiB only
+    const channel = streamChannel(stream, { maxFrameBytes: this.#maxFrame, receiveLimit: Math.min(MAX_HELLO_FRAME_BYTES, this.#maxFrame) })
     const refuse = async (code: SyncErrorCode, message: string): Promise<void> => {
       this.#log.warn({ peer: remote, code }, 'sync session refused')
       try {
@@ -691,7 +901,7 @@ export class MindooNode {
           await channel.close({ signal })
         })
       } catch {
-        stream.abort(new MindooError(code))
+        stream.abort(new SessionRefusedError(code))
       }
     }
     let rt: ShareRuntime | undefined
@@ -721,7 +931,10 @@ export class MindooNode {
       if (err instanceof SyncProtocolError) await refuse('PROTOCOL_ERROR', err.message)
       else stream.abort(err as Error)
       return
+    } finally {
+      authorised()
     }
+    channel.setReceiveLimit(this.#maxFrame)
     const controller = new AbortController()
     rt.sessions.add(controller)
     try {

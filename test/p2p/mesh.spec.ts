@@ -1,8 +1,6 @@
 import { expect } from 'chai'
-import { CID } from 'multiformats/cid'
-import * as Digest from 'multiformats/hashes/digest'
-import type { MindooDB, ShareConfig, SharePartner } from '../../src/index.js'
-import { topicDhtKeyOf } from '../../src/sync/share.js'
+import type { MindooDB, ShareConfig, ShareParticipant, SharePartner } from '../../src/index.js'
+import { dhtEpochOf, topicCidOf } from '../../src/p2p/node.js'
 import { createOrg, shareKey, waitFor, type TestOrg } from '../utils/orgs.js'
 
 const TOPIC = 'mesh-topic-secret-0123456789'
@@ -16,8 +14,8 @@ function partnerOf (org: TestOrg, withAddresses: boolean): SharePartner {
   }
 }
 
-function share (partners: SharePartner[]): ShareConfig {
-  return { id: 'shared', topicSecret: TOPIC, database: 'shared', direction: 'both', filter: { kind: 'all' }, enabled: true, partners }
+function share (partners: SharePartner[], participants?: ShareParticipant[]): ShareConfig {
+  return { id: 'shared', topicSecret: TOPIC, database: 'shared', direction: 'both', filter: { kind: 'all' }, enabled: true, partners, participants }
 }
 
 function connectedTo (org: TestOrg, other: TestOrg): boolean {
@@ -42,16 +40,21 @@ describe('mesh', () => {
 
   describe('discovery through the DHT', () => {
     it('should let two partners that only know a bootstrap node find each other and sync', async () => {
-      const fast = { dht: true, discoveryIntervalMs: 250, announceIntervalMs: 250, backoffBaseMs: 200, backoffMaxMs: 1000 }
-      // A takes no part in the share: it is only a DHT participant both others know the address of
+      // on 127.0.0.1 the DHT records must carry loopback addresses
+      const fast = { dht: true, announcePrivateAddresses: true, discoveryIntervalMs: 250, announceIntervalMs: 250, backoffBaseMs: 200, backoffMaxMs: 1000 }
+      // A takes no part in the share: it is only a DHT participant both others know the address of, and that
+      // admits them (allowPeers), as they admit it (bootstrap)
       const a = await createOrg('org-a', fast)
       orgs.push(a)
+      const b = await createOrg('org-b', fast)
+      orgs.push(b)
+      const c = await createOrg('org-c', fast)
+      orgs.push(c)
+      await a.restart({ allowPeers: [b.node.peerId, c.node.peerId] })
       const bootstrap = a.node.getMultiaddrs()
       expect(bootstrap).to.have.length.greaterThan(0)
-      const b = await createOrg('org-b', { ...fast, bootstrap })
-      orgs.push(b)
-      const c = await createOrg('org-c', { ...fast, bootstrap })
-      orgs.push(c)
+      await b.restart({ bootstrap })
+      await c.restart({ bootstrap })
       await shareKey([b, c], 'k')
 
       // each side's only route to the other is the DHT provider record of the topic
@@ -75,7 +78,7 @@ describe('mesh', () => {
       const partner = c.node.status('shared')[0].partners[0]
       expect(partner).to.include({ peerId: b.node.peerId, connected: true })
       // the topic's provider record is on the DHT and names B with an address C can dial
-      const cid = CID.createV1(0x55, Digest.create(0x12, topicDhtKeyOf(TOPIC)))
+      const cid = topicCidOf(TOPIC, dhtEpochOf(Date.now()))
       const found = new Map<string, number>()
       for await (const p of c.node.libp2p.contentRouting.findProviders(cid, { signal: AbortSignal.timeout(5000) })) {
         found.set(p.id.toString(), Math.max(found.get(p.id.toString()) ?? 0, p.multiaddrs.length))
@@ -110,9 +113,12 @@ describe('mesh', () => {
       for (const org of holders) await write(org, 'cold')
 
       for (const [i, org] of orgs.entries()) {
-        // every participant is listed (its authors are trusted), only neighbours with an address
-        const partners = orgs.filter((o) => o !== org).map((o) => partnerOf(o, Math.abs(orgs.indexOf(o) - i) === 1))
-        await org.node.addShare(share(partners))
+        // neighbours are partners (with an address); everyone else is a participant: its authors are trusted
+        // when a neighbour relays their changes, and this node never tries to reach it
+        const neighbour = (o: TestOrg): boolean => Math.abs(orgs.indexOf(o) - i) === 1
+        const partners = orgs.filter((o) => o !== org && neighbour(o)).map((o) => partnerOf(o, true))
+        const participants = orgs.filter((o) => o !== org && !neighbour(o)).map((o) => ({ tenant: o.tenant.getPublicInfo() }))
+        await org.node.addShare(share(partners, participants))
       }
       for (const org of holders) await write(org, 'live')
       const total = created.length * 2

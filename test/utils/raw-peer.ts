@@ -13,6 +13,7 @@ import { SYNC_PROTOCOL } from '../../src/p2p/constants.js'
 import { createInitiator, createReconcileSet, type ReconcileItem } from '../../src/sync/reconcile/index.js'
 import { CAPABILITIES, SYNC_PROTOCOL_VERSION, type SyncMessage } from '../../src/sync/messages.js'
 import type { TestOrg } from './orgs.js'
+import { rawNodeOf, type RawLibp2p } from './raw-node.js'
 
 /** What the peer did next: sent a frame, ended its writes cleanly, or reset/aborted the stream. */
 export type RawEvent =
@@ -136,11 +137,23 @@ export class RawPeer {
   }
 }
 
-/** Opens a raw sync stream from `from`'s libp2p to `to`'s node. */
-export async function openRawStream (from: TestOrg, to: TestOrg): Promise<RawPeer> {
+/**
+ * Opens a raw sync stream to `to`'s node from a bare libp2p host carrying `from`'s identity (so `to`'s gater
+ * sees `from`'s peer id, whatever `from`'s own node would admit), or from the raw host `from`. A host made here
+ * stops when the stream closes.
+ */
+export async function openRawStream (from: TestOrg | RawLibp2p, to: TestOrg): Promise<RawPeer> {
   const [addr] = to.node.getMultiaddrs()
-  const stream = await from.node.libp2p.dialProtocol(multiaddr(addr), SYNC_PROTOCOL, { signal: AbortSignal.timeout(10_000) })
-  return new RawPeer(stream)
+  const own = 'node' in from ? await rawNodeOf(from) : undefined
+  const host = own ?? from as RawLibp2p
+  try {
+    const stream = await host.dialProtocol(multiaddr(addr), SYNC_PROTOCOL, { signal: AbortSignal.timeout(10_000) })
+    if (own !== undefined) stream.addEventListener('close', () => { void own.stop() })
+    return new RawPeer(stream)
+  } catch (err) {
+    await own?.stop()
+    throw err
+  }
 }
 
 /** True when `needle` occurs anywhere in `haystack`. */
