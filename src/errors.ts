@@ -300,6 +300,14 @@ export function errorTable (classes: readonly ErrorClass[]): Readonly<Record<str
   return Object.freeze(table)
 }
 
+/**
+ * An internal invariant broke: a bug in this project, never caused by input. The operation stops and nothing is
+ * stored half-way; please report it with the log line.
+ */
+export class InternalError extends MindooError {
+  static override readonly code: string = 'INTERNAL'
+}
+
 /** Every error class, by code; used to document codes and to map them over RPC. A duplicate code throws at load. */
 export const ERROR_CODES: Readonly<Record<string, ErrorClass>> = errorTable([
   MalformedChangeError, HashMismatchError, InvalidSignatureError, UntrustedAuthorError, WrongPasswordError,
@@ -310,7 +318,8 @@ export const ERROR_CODES: Readonly<Record<string, ErrorClass>> = errorTable([
   WriteDeniedError,
   ConfigError, InvalidParamsError, NotStartedError, PartnerNotFoundError, RpcError, RpcUnavailableError, UsageError,
   RoundsFailedError, StoreCorruptError,
-  NodeStoppingError, TimeoutError, TooManySessionsError, SessionRefusedError, PeerNotDialledError, StreamError
+  NodeStoppingError, TimeoutError, TooManySessionsError, SessionRefusedError, PeerNotDialledError, StreamError,
+  InternalError
 ])
 
 /** Throws AbortError if the signal is aborted. */

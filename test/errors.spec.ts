@@ -1,5 +1,6 @@
 import { expect } from 'chai'
-import { readFile } from 'node:fs/promises'
+import { readdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import * as cli from '../src/cli/index.js'
 import * as daemonConfig from '../src/daemon/config.js'
 import * as rpcClient from '../src/daemon/rpc-client.js'
@@ -65,5 +66,19 @@ describe('error codes', () => {
     expect(missing).to.deep.equal([])
     const unknown = [...documented].filter((code) => ERROR_CODES[code] === undefined)
     expect(unknown).to.deep.equal([])
+  })
+
+  it('should throw only typed errors from the sources: no bare Error or MindooError reaches a user', async () => {
+    const root = new URL('../../src/', import.meta.url).pathname
+    const files = (await readdir(root, { recursive: true })).filter((f) => f.endsWith('.ts') && f !== 'errors.ts')
+    expect(files.length).to.be.greaterThan(40)
+    const bare: string[] = []
+    for (const file of files) {
+      const lines = (await readFile(join(root, file), 'utf8')).split('\n')
+      lines.forEach((line, i) => {
+        if (/new (Mindoo)?Error\(/.test(line)) bare.push(`src/${file}:${i + 1}: ${line.trim()}`)
+      })
+    }
+    expect(bare).to.deep.equal([])
   })
 })

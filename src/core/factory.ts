@@ -1,4 +1,4 @@
-import { mkdir, open, readFile, readdir, rename } from 'node:fs/promises'
+import { mkdir, readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import {
@@ -7,6 +7,7 @@ import {
 import { InvalidArgumentError, InvalidKeyFormatError, TenantExistsError, TenantNotFoundError, WrongPasswordError } from '../errors.js'
 import { isValidId } from '../store/change.js'
 import { silentLogger, type Logger } from '../util/logger.js'
+import { writeFileAtomic } from '../util/atomic-file.js'
 import { KeyRing, type KeyRingJson } from './keyring.js'
 import { MindooTenant, TENANT_KEY_PREFIX } from './tenant.js'
 
@@ -235,15 +236,7 @@ export class TenantFactory {
           salt: protector.salt,
           data: Buffer.from(encrypt(protector.key, Buffer.from(JSON.stringify(secrets)))).toString('base64')
         }
-    const tmp = join(dir, `tenant.json.${process.pid}.tmp`)
-    const handle = await open(tmp, 'w', 0o600)
-    try {
-      await handle.writeFile(JSON.stringify(file, null, 2))
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-    await rename(tmp, join(dir, 'tenant.json'))
+    await writeFileAtomic(join(dir, 'tenant.json'), JSON.stringify(file, null, 2), 0o600)
   }
 }
 

@@ -1,8 +1,9 @@
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
-import { chmod, mkdir, open, readFile, rename } from 'node:fs/promises'
+import { chmod, mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { InvalidKeyFormatError } from '../errors.js'
+import { ConfigError, InvalidKeyFormatError } from '../errors.js'
+import { writeFileAtomic } from '../util/atomic-file.js'
 import { PEER_KEY_FILE } from './constants.js'
 
 /**
@@ -19,18 +20,16 @@ export async function loadOrCreatePeerKey (dataDir: string): Promise<PrivateKey>
       throw new InvalidKeyFormatError(`${path} does not hold a libp2p private key`, { cause: err })
     }
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === undefined && err instanceof InvalidKeyFormatError) throw err
+    if (code !== 'ENOENT') throw new ConfigError('/dataDir', `cannot read the node identity ${path}: ${code ?? String(err)}`, { cause: err })
   }
-  await mkdir(dataDir, { recursive: true, mode: 0o700 })
   const key = await generateKeyPair('Ed25519')
-  const tmp = `${path}.${process.pid}.tmp`
-  const handle = await open(tmp, 'wx', 0o600)
   try {
-    await handle.writeFile(privateKeyToProtobuf(key))
-    await handle.sync()
-  } finally {
-    await handle.close()
+    await mkdir(dataDir, { recursive: true, mode: 0o700 })
+    await writeFileAtomic(path, privateKeyToProtobuf(key), 0o600)
+  } catch (err) {
+    throw new ConfigError('/dataDir', `cannot write the node identity ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err })
   }
-  await rename(tmp, path)
   return key
 }

@@ -2,7 +2,7 @@
  * The messages of the sync protocol, as a union on `type`, transport-free. The p2p layer encodes them as
  * length-prefixed protobuf frames; tests pass them through an in-memory channel.
  */
-import { SyncProtocolError, SyncRemoteError } from '../errors.js'
+import { InternalError, SyncProtocolError, SyncRemoteError } from '../errors.js'
 import type { AbortOptions } from '../store/types.js'
 
 /** Protocol version spoken here. */
@@ -114,7 +114,7 @@ class QueueEnd implements MessageChannel {
 
   async send (message: SyncMessage, options: AbortOptions = {}): Promise<void> {
     if (this.#aborted !== undefined) throw this.#aborted
-    if (this.#closed) throw new Error('channel closed for writing')
+    if (this.#closed) throw new InternalError('channel closed for writing')
     while (this.peer.#inbox.length >= this.#capacity) {
       await waitIn(this.peer.#spaceWaiters, options)
       if (this.#aborted !== undefined) throw this.#aborted

@@ -30,7 +30,7 @@
  */
 import type { MindooDB } from '../core/index.js'
 import {
-  MindooError, ReconcileProtocolError, SessionIdleError, ShareDisabledError, SyncProtocolError, SyncRemoteError,
+  InternalError, MindooError, ReconcileProtocolError, SessionIdleError, ShareDisabledError, SyncProtocolError, SyncRemoteError,
   UnrequestedChangeError, UntrustedAuthorError, type ChangeRejectedError
 } from '../errors.js'
 import { SESSION_CLAIM_WAIT_MS, SESSION_MAX_NOOP_FRAMES } from '../limits.js'
@@ -423,7 +423,7 @@ class SyncSession {
   }
 
   get #rec (): ReconcileSession {
-    if (this.#reconciler === undefined) throw new Error('reconciler used before the opening exchange')
+    if (this.#reconciler === undefined) throw new InternalError('reconciler used before the opening exchange')
     return this.#reconciler
   }
 

@@ -103,7 +103,8 @@ describe('two nodes', () => {
     const filter = { kind: 'selector' as const, selector: { type: 'order', visibility: 'public' } }
     await a.node.addShare(shareWith([b], { database: 'orders', filter, direction: 'serve' }))
     await b.node.addShare(shareWith([a], { database: 'orders-from-a', direction: 'receive' }))
-    await b.node.syncNow('shared')
+    const rounds = await b.node.syncNow('shared')
+    expect(rounds.map((r) => r.ok), JSON.stringify(rounds)).to.deep.equal([true])
     const dbB = await b.tenant.openDB('orders-from-a')
     expect((await dbB.getAllDocumentIds()).sort()).to.deep.equal(expected.sort())
     expect(await dbB.getStore().count()).to.equal(expected.length * 2)

@@ -183,19 +183,28 @@ export async function syncAndWait (c: CliContext, client: CliClient, share: stri
   }
 }
 
+/** A round that ran and failed (a partner that was not dialled is no failure: it syncs when it connects). */
+function isFailure (x: { ok: boolean, skipped?: boolean }): boolean {
+  return !x.ok && x.skipped !== true
+}
+
 export function formatResults (r: SyncNowResult, shares: ShareStatus[]): string {
   const results = r.results ?? []
   if (results.length === 0) return 'no partners to sync with'
   const tenantOf = new Map(shares.flatMap((s) => s.partners.map((p) => [p.peerId, p.tenantId] as const)))
   const lines = results.map((x) => {
     const who = `${tenantOf.get(x.peerId) ?? '?'} ${x.peerId}`
+    if (x.skipped === true) return `${who} skipped (${x.error?.code ?? ''}): ${x.error?.message ?? ''}`
     if (!x.ok || x.result === undefined) return `${who} FAILED ${x.error?.code ?? ''}: ${x.error?.message ?? ''}`
     const s = x.result
     const rejected = Object.entries(s.rejected).map(([k, v]) => `${k} ${v}`).join(', ')
     return `${who} ok: received ${s.received} (${bytes(s.bytesReceived)}), sent ${s.sent} (${bytes(s.bytesSent)})${rejected === '' ? '' : `, rejected ${rejected}`}`
   })
-  const failed = results.filter((x) => !x.ok).length
-  lines.push(failed === 0 ? `${count(results.length, 'round')} ok` : `${failed} of ${count(results.length, 'round')} FAILED`)
+  const failed = results.filter(isFailure).length
+  const skipped = results.filter((x) => x.skipped === true).length
+  const ran = count(results.length - skipped, 'round')
+  const skips = skipped === 0 ? '' : `, ${count(skipped, 'partner')} not dialled`
+  lines.push(failed === 0 ? `${ran} ok${skips}` : `${failed} of ${ran} FAILED${skips}`)
   return lines.join('\n')
 }
 
@@ -222,7 +231,7 @@ partners' lag is known), plain lines once a second otherwise. The results go to 
       const client = await c.client({ timeoutMs: opts.timeout === undefined ? 0 : opts.timeout * 1000 })
       const { result, shares } = await syncAndWait(c, client, opts.share)
       c.print(result, (r: SyncNowResult) => formatResults(r, shares))
-      const failed = (result.results ?? []).filter((x) => !x.ok).length
+      const failed = (result.results ?? []).filter(isFailure).length
       if (failed > 0) throw new RoundsFailedError(`${failed} of ${count(result.results?.length ?? 0, 'round')} failed`)
     })
 }

@@ -18,7 +18,7 @@
  * ```
  * Varints are unsigned LEB128 up to 2^53. Ranges after the last one are settled (trailing Skips are left out).
  */
-import { ReconcileProtocolError } from '../../errors.js'
+import { InternalError, ReconcileProtocolError } from '../../errors.js'
 import { FINGERPRINT_BYTES, ID_BYTES, MAX_TIMESTAMP, PROTOCOL_VERSION } from './constants.js'
 import { MAX_VARINT, MAX_VARINT_BYTES, varintLength, writeVarint } from './varint.js'
 
@@ -364,7 +364,7 @@ export class MessageWriter {
   }
 
   #writeBound (b: Bound): void {
-    if (compareBounds(b, this.#lastBound) <= 0) throw new Error('reconcile: internal error, bounds written out of order')
+    if (compareBounds(b, this.#lastBound) <= 0) throw new InternalError('reconcile: internal error, bounds written out of order')
     if (b.ts === Infinity) {
       this.#varint(0)
       this.#varint(0)

@@ -27,7 +27,7 @@
  * 8. `have` and `need` only take ids checked against our set (an IdDiff cannot make us claim what we lack, or
  *    lack what we have), each id once.
  */
-import { InvalidArgumentError, ReconcileProtocolError } from '../../errors.js'
+import { InternalError, InvalidArgumentError, ReconcileProtocolError } from '../../errors.js'
 import { RECONCILE_WORK_PER_FOUND, RECONCILE_WORK_PER_LEVEL } from '../../limits.js'
 import { silentLogger } from '../../util/logger.js'
 import type { Logger } from '../../util/logger.js'
@@ -168,7 +168,7 @@ export class Session implements ReconcileSession {
     if (this.role !== 'initiator') throw new TypeError('only the initiator calls initiate()') // (1)
     if (this.#state !== 'idle') throw new TypeError('initiate() was already called') // (1)
     const first = this.#decide({ type: 'start' })
-    if (first === null) throw new Error('reconcile: internal error, no first message')
+    if (first === null) throw new InternalError('reconcile: internal error, no first message')
     return first
   }
 
@@ -223,7 +223,7 @@ export class Session implements ReconcileSession {
 
   #send (w: MessageWriter): Uint8Array {
     const bytes = w.finish()
-    if (bytes.length > this.#maxMessageBytes) throw new Error('reconcile: internal error, message over the frame limit') // (4)
+    if (bytes.length > this.#maxMessageBytes) throw new InternalError('reconcile: internal error, message over the frame limit') // (4)
     this.#stats.messagesSent++
     this.#stats.bytesSent += bytes.length
     if (w.hasRequests) this.#state = 'awaiting' // (2)
@@ -249,7 +249,7 @@ export class Session implements ReconcileSession {
       const handler = this.#handlers[range.type] as (turn: Turn, range: WireRange) => Outcome
       const outcome = handler(turn, range)
       if (outcome.kind === 'cut' || outcome.kind === 'blocked') {
-        if (outcome.kind === 'blocked' && !answeredAny) throw new Error('reconcile: internal error, no progress') // (5)
+        if (outcome.kind === 'blocked' && !answeredAny) throw new InternalError('reconcile: internal error, no progress') // (5)
         this.#defer(turn.w, ranges, k, outcome) // (4)
         break
       }
