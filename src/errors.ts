@@ -284,6 +284,52 @@ export class StoreCorruptError extends MindooError {
   static override readonly code: string = 'STORE_CORRUPT'
 }
 
+// ---- event stream and audit trail ----
+
+/**
+ * An `events.since` cursor that no longer resumes: its events fell out of the daemon's bounded buffer, or it comes
+ * from a previous run of the daemon. Resync: read the state you need (status, documents) and call again without a
+ * cursor.
+ */
+export class EventsCursorStaleError extends MindooError {
+  static override readonly code: string = 'EVENTS_CURSOR_STALE'
+}
+
+/** Where in the audit trail a check failed: the file (name in the audit directory), its 1-based line, the sequence number. */
+export interface AuditLocation {
+  file: string
+  line: number
+  seq?: number
+}
+
+/**
+ * The audit trail's hash chain is broken: a line was edited, removed, inserted or reordered (or a file is missing);
+ * `location` says where the chain first breaks.
+ */
+export class AuditTamperedError extends MindooError {
+  static override readonly code: string = 'AUDIT_TAMPERED'
+  readonly location: AuditLocation
+
+  constructor (location: AuditLocation, message: string) {
+    super(`${location.file} line ${location.line}: ${message}`)
+    this.location = location
+  }
+}
+
+/**
+ * The last line of the newest audit file is incomplete (a crash during its append): every line before it verifies.
+ * The daemon cuts it off at its next start and records that in the chain.
+ */
+export class AuditTornError extends MindooError {
+  static override readonly code: string = 'AUDIT_TORN'
+  readonly location: AuditLocation
+
+  constructor (location: AuditLocation, message: string) {
+    super(`${location.file} line ${location.line}: ${message}`)
+    this.location = location
+  }
+}
+
 export type ErrorClass = (abstract new (...args: any[]) => MindooError) & { readonly code: string } // eslint-disable-line @typescript-eslint/no-explicit-any
 
 /**
@@ -319,7 +365,7 @@ export const ERROR_CODES: Readonly<Record<string, ErrorClass>> = errorTable([
   ConfigError, InvalidParamsError, NotStartedError, PartnerNotFoundError, RpcError, RpcUnavailableError, UsageError,
   RoundsFailedError, StoreCorruptError,
   NodeStoppingError, TimeoutError, TooManySessionsError, SessionRefusedError, PeerNotDialledError, StreamError,
-  InternalError
+  InternalError, EventsCursorStaleError, AuditTamperedError, AuditTornError
 ])
 
 /** Throws AbortError if the signal is aborted. */

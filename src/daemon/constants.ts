@@ -22,3 +22,26 @@ export const MIN_TOPIC_SECRET_CHARS = 22
 export const TOPIC_SECRET_BYTES = 32
 /** The daemon keeps the list of revoked partners here, in the data directory (mode 0600). */
 export const REVOKED_FILE = 'revoked.json'
+/** Events the daemon keeps for `events.since`: a cursor older than the oldest of them is stale. */
+export const EVENTS_BUFFER_SIZE = 1024
+/** Most events one `events.since` answer carries (`more: true` says there are others). */
+export const EVENTS_MAX_PER_CALL = 500
+/** `events.since` waits at most this long for an event, ms (below the RPC client's default timeout of 60 s). */
+export const EVENTS_MAX_TIMEOUT_MS = 50_000
+/** `events.since` waits this long when `timeoutMs` is not given, ms. */
+export const EVENTS_DEFAULT_TIMEOUT_MS = 30_000
+/** Document ids one `documents.changed` event lists (its `count` has them all). */
+export const EVENTS_MAX_DOC_IDS = 100
+/** The audit trail lives in this directory of the data directory (mode 0700, files 0600). */
+export const AUDIT_DIR = 'audit'
+/** An audit file is closed and a new one started when the next line would make it larger than this: 4 MiB. */
+export const AUDIT_MAX_FILE_BYTES = 4 * 1024 * 1024
+/**
+ * Sessions accepted and refused are written to the audit trail once per window and key (peer, share, direction,
+ * code): the first at once, the rest counted and written as one line at the window's end. 60 s.
+ */
+export const AUDIT_SESSION_WINDOW_MS = 60_000
+/** Distinct (peer, share, direction, code) keys counted at once; the rest are counted under peer `*`. */
+export const AUDIT_MAX_SESSION_KEYS = 256
+/** Most audit records one `audit.show` answer carries. */
+export const AUDIT_MAX_SHOW = 10_000

@@ -16,7 +16,10 @@ import { validateShare, type ShareConfig, type ShareUpdate } from '../sync/share
 import { writeFileAtomic } from '../util/atomic-file.js'
 import { silentLogger, type Logger } from '../util/logger.js'
 import { loadConfig, ConfigError, type DaemonConfig } from './config.js'
-import { GENERATED_PASSWORD_FILE, LOCK_FILE } from './constants.js'
+import { AuditLog } from './audit.js'
+import { AuditFeed } from './audit-feed.js'
+import { AUDIT_DIR, EVENTS_MAX_DOC_IDS, GENERATED_PASSWORD_FILE, LOCK_FILE } from './constants.js'
+import { EventBus, type EventType } from './events.js'
 import { createShareMetrics, MetricsServer } from './metrics.js'
 import type { Registry } from 'prom-client'
 import type { RpcContext } from './rpc-methods.js'
@@ -112,6 +115,12 @@ export class Daemon {
   #revoked: RevocationList | undefined
   #configShareIds = new Set<string>()
   #startedAt = 0
+  #events = new EventBus()
+  #audit: AuditLog | undefined
+  #feed: AuditFeed | undefined
+  /** Listeners to remove at stop: the node's events, the databases' documents-changed. */
+  #offs: Array<() => void> = []
+  readonly #watched = new Set<string>()
 
   constructor (init: DaemonInit) {
     this.#config = init.config
@@ -136,6 +145,16 @@ export class Daemon {
     return this.#metrics?.port
   }
 
+  /** The event stream of this run (a new one per start). */
+  get events (): EventBus {
+    return this.#events
+  }
+
+  /** Publishes a daemon event (and, for audited types, writes it to the audit trail). */
+  emit (type: EventType, data: Record<string, unknown>): void {
+    this.#events.publish(type, data)
+  }
+
   async start (): Promise<void> {
     const config = this.#config
     this.#startedAt = Date.now()
@@ -146,6 +165,11 @@ export class Daemon {
     const token = config.rpc.http === undefined ? undefined : await readSecretFile(config.rpc.http.tokenFile, 'token', '/rpc/http/tokenFile')
     this.#lock = await lockDataDir(config.dataDir)
     try {
+      this.#events = new EventBus()
+      this.#audit = new AuditLog({ dir: join(config.dataDir, AUDIT_DIR) })
+      const feed = this.#feed = new AuditFeed(this.#audit, { logger: this.#log })
+      this.#offs.push(this.#events.subscribe((e) => { feed.accept(e) }))
+      await this.#audit.open()
       this.#revoked = new RevocationList(config.dataDir)
       await this.#revoked.load()
       this.#rpcShares = withoutRevoked(await this.#loadRpcShares(), this.#revoked, this.#log, 'rpc')
@@ -169,7 +193,9 @@ export class Daemon {
         logger: this.#log,
         ...nodeSecurityOptions(config)
       })
+      this.#offs.push(this.#node.events.on(({ type, ...data }) => { this.emit(type, data) }))
       await this.#node.start()
+      await this.#watchDatabases()
       this.#rpc = new RpcServer(this.#context(), {
         socketPath: config.rpc.socket,
         http: config.rpc.http === undefined || token === undefined ? undefined : { port: config.rpc.http.port, token },
@@ -199,10 +225,16 @@ export class Daemon {
   async stop (): Promise<void> {
     await this.#metrics?.stop()
     this.#metrics = undefined
+    this.#events.close()
     await this.#rpc?.stop()
     this.#rpc = undefined
     await this.#node?.stop()
     this.#node = undefined
+    for (const off of this.#offs.splice(0)) off()
+    this.#watched.clear()
+    await this.#feed?.flush()
+    this.#feed = undefined
+    this.#audit = undefined
     await this.#factory?.close()
     this.#factory = undefined
     this.#tenant = undefined
@@ -220,16 +252,30 @@ export class Daemon {
     const node = this.node
     const current = new Map(node.listShares().map((s) => [s.id, s]))
     const wanted = withoutRevoked(next.shares.filter((s) => !this.#rpcShares.some((r) => r.id === s.id)), this.#revocations(), this.#log, 'config')
+    const changes = { added: [] as string[], updated: [] as string[], removed: [] as string[] }
     for (const id of this.#configShareIds) {
-      if (!wanted.some((s) => s.id === id) && current.has(id)) await node.removeShare(id)
+      if (!wanted.some((s) => s.id === id) && current.has(id)) {
+        await node.removeShare(id)
+        changes.removed.push(id)
+        this.emit('share.removed', { share: id, origin: 'config' })
+      }
     }
     for (const share of wanted) {
       const existing = current.get(share.id)
-      if (existing === undefined) await node.addShare(share)
-      else if (JSON.stringify(existing) !== JSON.stringify(share)) await node.updateShare(share.id, share)
+      if (existing === undefined) {
+        await node.addShare(share)
+        changes.added.push(share.id)
+        this.emit('share.added', shareEventData(share, 'config'))
+      } else if (JSON.stringify(existing) !== JSON.stringify(share)) {
+        await node.updateShare(share.id, share)
+        changes.updated.push(share.id)
+        this.emit('share.updated', { ...shareEventData(share, 'config'), fields: changedFields(existing, share) })
+      }
     }
     this.#configShareIds = new Set(wanted.map((s) => s.id))
     this.#config = { ...next, rpc: this.#config.rpc, dataDir: this.#config.dataDir }
+    await this.#watchDatabases()
+    this.emit('config.reloaded', { shares: [...this.#configShareIds], ...changes })
     this.#log.info({ shares: [...this.#configShareIds] }, 'config reloaded')
   }
 
@@ -242,12 +288,17 @@ export class Daemon {
       dataDir: this.#config.dataDir,
       startedAt: this.#startedAt,
       version: this.#version,
+      events: this.#events,
+      auditDir: join(this.#config.dataDir, AUDIT_DIR),
+      emit: (type, data) => { this.emit(type, data) },
       addShare: async (share) => {
         const valid = validateShare(share)
         this.#refuseRevoked(valid, 'params.share')
         await node.addShare(valid)
         this.#rpcShares.push(valid)
         await this.#saveRpcShares()
+        this.emit('share.added', shareEventData(valid, 'rpc'))
+        await this.#watchDatabases()
       },
       updateShare: async (id, update: ShareUpdate) => {
         const before = node.getShare(id)
@@ -264,12 +315,20 @@ export class Daemon {
         } else {
           this.#log.info({ share: id, enabled: before.enabled }, 'config share changed over RPC until the next reload')
         }
+        const origin = i >= 0 ? 'rpc' : 'config'
+        if (update.enabled !== undefined && Object.keys(update).length === 1) {
+          if (update.enabled !== before.enabled) this.emit(update.enabled ? 'share.enabled' : 'share.disabled', { share: id, origin })
+        } else {
+          this.emit('share.updated', { ...shareEventData(node.getShare(id), origin), fields: changedFields(before, node.getShare(id)) })
+          await this.#watchDatabases()
+        }
       },
       removeShare: async (id) => {
         await node.removeShare(id)
         this.#rpcShares = this.#rpcShares.filter((s) => s.id !== id)
         this.#configShareIds.delete(id)
         await this.#saveRpcShares()
+        this.emit('share.removed', { share: id, origin: 'rpc' })
       },
       configShareIds: () => this.#configShareIds,
       revokePartner: async (who, password) => await this.revokePartner(who, password)
@@ -353,6 +412,13 @@ export class Daemon {
       shares: affected.map((s) => s.id),
       rotated
     }
+    for (const r of rotated) this.emit('key.rotated', { keyId: r.keyId, versions: r.versions, reason: 'partner.revoked' })
+    this.emit('partner.revoked', {
+      partner: who,
+      revoked: result.revoked,
+      shares: result.shares,
+      rotatedKeys: rotated.map((r) => ({ keyId: r.keyId, versions: r.versions, importers: r.importers.length }))
+    })
     this.#log.info({
       partner: who,
       revoked: result.revoked,
@@ -360,6 +426,19 @@ export class Daemon {
       rotatedKeys: rotated.map((r) => ({ keyId: r.keyId, versions: r.versions, importers: r.importers.length }))
     }, 'partner revoked')
     return result
+  }
+
+  /** Publishes `documents.changed` for the databases of the shares (each watched once per run). */
+  async #watchDatabases (): Promise<void> {
+    const tenant = this.#tenant as MindooTenant
+    for (const database of new Set(this.node.listShares().map((s) => s.database))) {
+      if (this.#watched.has(database)) continue
+      this.#watched.add(database)
+      const db = await tenant.openDB(database)
+      this.#offs.push(db.onDocumentsChanged(({ docIds }) => {
+        this.emit('documents.changed', { database, docIds: docIds.slice(0, EVENTS_MAX_DOC_IDS), count: docIds.length })
+      }))
+    }
   }
 
   async #loadRpcShares (): Promise<ShareConfig[]> {
@@ -386,4 +465,25 @@ export class Daemon {
       })
     })
   }
+}
+
+/** What events and the audit trail tell of a share: ids and settings, never its topic secret or filter values. */
+function shareEventData (share: ShareConfig, origin: 'config' | 'rpc'): Record<string, unknown> {
+  return {
+    share: share.id,
+    database: share.database,
+    enabled: share.enabled,
+    direction: share.direction,
+    filter: share.filter.kind,
+    partners: share.partners.map((p) => ({ peerId: p.peerId, tenantId: p.tenant.tenantId })),
+    origin
+  }
+}
+
+/** Names of the top-level fields that differ (the topic secret by name only). */
+function changedFields (before: ShareConfig, after: ShareConfig): string[] {
+  const keys = new Set([...Object.keys(before), ...Object.keys(after)])
+  const b = before as unknown as Record<string, unknown>
+  const a = after as unknown as Record<string, unknown>
+  return [...keys].filter((k) => JSON.stringify(b[k]) !== JSON.stringify(a[k])).sort()
 }

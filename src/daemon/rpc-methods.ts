@@ -7,7 +7,9 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import type { MindooDoc, MindooTenant, ProcessChangesCursor } from '../core/index.js'
 import { InvalidParamsError, KeyExistsError } from '../errors.js'
 import type { MindooNode } from '../p2p/index.js'
-import { MIN_TOPIC_SECRET_CHARS } from './constants.js'
+import { readAudit, verifyAudit } from './audit.js'
+import { AUDIT_MAX_SHOW, EVENTS_MAX_TIMEOUT_MS, MIN_TOPIC_SECRET_CHARS } from './constants.js'
+import { EVENT_TYPES, type EventBus, type EventType } from './events.js'
 import type { RevocationResult } from './daemon.js'
 import type { ShareConfig, ShareUpdate } from '../sync/share.js'
 
@@ -26,6 +28,12 @@ export interface RpcContext {
   configShareIds: () => Set<string>
   /** Revokes a partner on every share (see Daemon.revokePartner). */
   revokePartner: (who: string, password: string) => Promise<RevocationResult>
+  /** The event stream of this run. */
+  events: EventBus
+  /** Where the audit trail is (`<dataDir>/audit`). */
+  auditDir: string
+  /** Publishes a daemon event (audited types also go to the audit trail). */
+  emit: (type: EventType, data: Record<string, unknown>) => void
 }
 
 export type JsonSchema = Record<string, unknown>
@@ -85,6 +93,13 @@ export function applyMergePatch (target: Record<string, unknown>, patch: Record<
     }
   }
 }
+
+function versionsOf (ctx: RpcContext, keyId: string): number {
+  return ctx.tenant.listNamedKeys().find((k) => k.keyId === keyId)?.versions ?? 0
+}
+
+const eventSchema = obj({ seq: { type: 'integer' }, time: { type: 'string' }, type: { enum: [...EVENT_TYPES] }, data: { type: 'object' } })
+const auditRecordSchema = obj({ seq: { type: 'integer' }, time: { type: 'string' }, type: { type: 'string' }, data: { type: 'object' }, prev: { type: 'string' }, hash: { type: 'string' } })
 
 const shareSchema = { type: 'object', description: 'A share, as in the config file (see config/mindoodb.schema.json)' }
 
@@ -196,7 +211,9 @@ export const METHODS: Record<string, RpcMethod> = {
     result: obj({ keyId, blob: { type: 'string' } }),
     handler: async (p: { keyId: string, password: string }, ctx) => {
       if (ctx.tenant.hasNamedKey(p.keyId)) throw new KeyExistsError(`key ${p.keyId} exists (use key.rotate)`)
-      return { keyId: p.keyId, blob: await ctx.tenant.createNamedKey(p.keyId, p.password) }
+      const blob = await ctx.tenant.createNamedKey(p.keyId, p.password)
+      ctx.emit('key.created', { keyId: p.keyId, versions: versionsOf(ctx, p.keyId) })
+      return { keyId: p.keyId, blob }
     }
   },
   'key.import': {
@@ -205,14 +222,19 @@ export const METHODS: Record<string, RpcMethod> = {
     result: obj({ keyId, versions: { type: 'integer' } }),
     handler: async (p: { keyId: string, blob: string, password: string }, ctx) => {
       await ctx.tenant.importNamedKey(p.keyId, p.blob, p.password)
-      return { keyId: p.keyId, versions: ctx.tenant.listNamedKeys().find((k) => k.keyId === p.keyId)?.versions ?? 0 }
+      ctx.emit('key.imported', { keyId: p.keyId, versions: versionsOf(ctx, p.keyId) })
+      return { keyId: p.keyId, versions: versionsOf(ctx, p.keyId) }
     }
   },
   'key.export': {
     summary: 'All versions of a named key wrapped under a password.',
     params: obj({ keyId, password }, ['keyId', 'password']),
     result: obj({ keyId, blob: { type: 'string' } }),
-    handler: async (p: { keyId: string, password: string }, ctx) => ({ keyId: p.keyId, blob: await ctx.tenant.exportNamedKey(p.keyId, p.password) })
+    handler: async (p: { keyId: string, password: string }, ctx) => {
+      const blob = await ctx.tenant.exportNamedKey(p.keyId, p.password)
+      ctx.emit('key.exported', { keyId: p.keyId, versions: versionsOf(ctx, p.keyId) })
+      return { keyId: p.keyId, blob }
+    }
   },
   'key.rotate': {
     summary: 'Adds a new version of a named key (it encrypts from now on); returns all versions wrapped.',
@@ -220,7 +242,8 @@ export const METHODS: Record<string, RpcMethod> = {
     result: obj({ keyId, blob: { type: 'string' }, versions: { type: 'integer' } }),
     handler: async (p: { keyId: string, password: string }, ctx) => {
       const blob = await ctx.tenant.rotateNamedKey(p.keyId, p.password)
-      return { keyId: p.keyId, blob, versions: ctx.tenant.listNamedKeys().find((k) => k.keyId === p.keyId)?.versions ?? 0 }
+      ctx.emit('key.rotated', { keyId: p.keyId, versions: versionsOf(ctx, p.keyId), reason: 'rpc' })
+      return { keyId: p.keyId, blob, versions: versionsOf(ctx, p.keyId) }
     }
   },
   'share.list': {
@@ -328,6 +351,44 @@ export const METHODS: Record<string, RpcMethod> = {
         return { started: true }
       }
       return { started: true, results: await rounds }
+    }
+  },
+  'events.since': {
+    summary: 'Events after a cursor, in order; waits up to timeoutMs for one when there is none (long poll). Pass the returned cursor to the next call; without a cursor, from the oldest event still buffered. A cursor whose events fell out of the buffer, or from a previous run of the daemon, gets EVENTS_CURSOR_STALE: resync, then call without one.',
+    params: obj({
+      cursor: { type: 'string', maxLength: 64 },
+      timeoutMs: { type: 'integer', minimum: 0, maximum: EVENTS_MAX_TIMEOUT_MS },
+      types: { type: 'array', items: { enum: [...EVENT_TYPES] }, maxItems: EVENT_TYPES.length }
+    }),
+    result: obj({ events: { type: 'array', items: eventSchema }, cursor: { type: 'string' }, more: { type: 'boolean' } }),
+    handler: async (p: { cursor?: string, timeoutMs?: number, types?: string[] }, ctx) => await ctx.events.since(p)
+  },
+  'audit.verify': {
+    summary: 'Checks the whole audit trail (every record\'s hash, its link to the one before, across rotated files, and the head). Fails with AUDIT_TAMPERED or AUDIT_TORN and data.location { file, line, seq } where the chain breaks.',
+    params: none,
+    result: obj({ ok: { const: true }, files: { type: 'array' }, records: { type: 'integer' }, firstSeq: { type: 'integer' }, lastSeq: { type: 'integer' }, lastHash: { type: 'string' } }),
+    handler: async (_p, ctx) => await verifyAudit(ctx.auditDir)
+  },
+  'audit.show': {
+    summary: 'Records of the audit trail, oldest first, from a seq number or an ISO time on (not verified: audit.verify checks the chain).',
+    params: obj({
+      since: { oneOf: [{ type: 'integer', minimum: 0 }, { type: 'string', minLength: 1, maxLength: 64 }] },
+      limit: { type: 'integer', minimum: 1, maximum: AUDIT_MAX_SHOW }
+    }),
+    result: obj({ records: { type: 'array', items: auditRecordSchema }, more: { type: 'boolean' } }),
+    handler: async (p: { since?: number | string, limit?: number }, ctx) => {
+      if (typeof p.since === 'string' && Number.isNaN(Date.parse(p.since))) throw new InvalidParamsError('params.since: not an ISO time')
+      const limit = p.limit ?? 1000
+      const records: unknown[] = []
+      let more = false
+      for await (const r of readAudit(ctx.auditDir, { since: p.since })) {
+        if (records.length === limit) {
+          more = true
+          break
+        }
+        records.push(r)
+      }
+      return { records, more }
     }
   },
   'sync.status': {

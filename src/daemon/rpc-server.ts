@@ -33,9 +33,15 @@ function toErrorResponse (id: JSONRPCID, err: unknown, log: Logger): JSONRPCErro
     ({ jsonrpc: '2.0', id, error: data === undefined ? { code, message } : { code, message, data } })
   if (err instanceof JSONRPCErrorException) return error(err.code, err.message, err.data)
   if (err instanceof InvalidArgumentError) return error(RPC_INVALID_PARAMS, err.message, { code: err.code })
-  if (err instanceof MindooError) return error(RPC_APPLICATION_ERROR, err.message, { code: err.code })
+  // an error that says where (an audit file and line) sends it along in data.location
+  if (err instanceof MindooError) return error(RPC_APPLICATION_ERROR, err.message, { code: err.code, ...locationOf(err) })
   log.error({ err: String(err) }, 'rpc method failed')
   return error(RPC_INTERNAL_ERROR, 'internal error', { code: 'INTERNAL' })
+}
+
+function locationOf (err: MindooError): { location?: unknown } {
+  const location = (err as { location?: unknown }).location
+  return location === undefined ? {} : { location }
 }
 
 export class RpcServer {

@@ -35,6 +35,7 @@ import {
   MAX_INBOUND_STREAMS, MAX_MUXED_STREAMS, MAX_OUTBOUND_STREAMS, MAX_PENDING_INBOUND_CONNECTIONS, MAX_PENDING_SESSIONS,
   MAX_PENDING_SESSIONS_PER_PEER, MAX_RECENT_REJECTIONS, MAX_RECONCILE_MESSAGE_BYTES, SYNC_PROTOCOL
 } from './constants.js'
+import { clip, NodeEvents } from './events.js'
 import { loadOrCreatePeerKey } from './identity.js'
 
 export interface MindooNodeInit {
@@ -277,11 +278,14 @@ export class MindooNode {
   #pendingTotal = 0
   /** Every address the node has (the last list libp2p filtered for announcement). */
   #allAddrs: Multiaddr[] = []
+  /** What happens on the node, for the daemon's event stream and audit trail (see src/p2p/events.ts). */
+  readonly events: NodeEvents
 
   constructor (init: MindooNodeInit) {
     this.#init = init
     this.#log = (init.logger ?? silentLogger).child({ component: 'node' })
     this.#maxFrame = init.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES
+    this.events = new NodeEvents((err) => { this.#log.error({ err: String(err) }, 'event listener failed') })
     if (!Number.isInteger(this.#maxFrame) || this.#maxFrame < 64 * 1024) throw new InvalidArgumentError('maxFrameBytes must be at least 65536')
   }
 
@@ -370,6 +374,7 @@ export class MindooNode {
       maxInboundStreams: MAX_INBOUND_STREAMS, maxOutboundStreams: MAX_OUTBOUND_STREAMS
     })
     this.#libp2p.addEventListener('peer:connect', (evt) => { this.#onPeerConnect(evt.detail) })
+    this.#libp2p.addEventListener('peer:disconnect', (evt) => { this.#emitPartner('partner.disconnected', evt.detail.toString()) })
     for (const addr of this.#init.bootstrap ?? []) void this.#dial(multiaddr(addr))
     const every = (ms: number, fn: () => void): void => {
       if (ms > 0) this.#timers.push(setInterval(fn, ms).unref())
@@ -682,8 +687,15 @@ export class MindooNode {
     }
   }
 
+  /** Tells listeners that a peer that is a partner of some share connected or left. */
+  #emitPartner (type: 'partner.connected' | 'partner.disconnected', peerId: string): void {
+    const shares = [...this.#shares.values()].filter((rt) => rt.partners.has(peerId)).map((rt) => rt.config.id)
+    if (shares.length > 0) this.events.emit({ type, peerId, shares })
+  }
+
   #onPeerConnect (peerId: PeerId): void {
     const id = peerId.toString()
+    this.#emitPartner('partner.connected', id)
     for (const rt of this.#shares.values()) {
       const p = rt.partners.get(id)
       if (p !== undefined && rt.config.enabled) void this.#requestRound(rt, p)
@@ -772,6 +784,9 @@ export class MindooNode {
       p.lastError = rt.lastError = { ...info, at: Date.now() }
       rt.totals.errors[info.code] = (rt.totals.errors[info.code] ?? 0) + 1
       this.#log.warn({ share: rt.config.id, peer: p.peerId, code: info.code, err: info.message }, 'sync round failed')
+      if (err instanceof SyncRemoteError) {
+        this.events.emit({ type: 'session.refused', peerId: p.peerId, share: rt.config.id, direction: 'outbound', code: clip(info.code, 64), message: clip(info.message) })
+      }
       this.#scheduleRetry(rt, p)
       return { share: rt.config.id, peerId: p.peerId, ok: false, error: info }
     } finally {
@@ -796,6 +811,14 @@ export class MindooNode {
   async #runSession (rt: ShareRuntime, partner: PartnerState | undefined, channel: MessageChannel, role: 'initiator' | 'responder', peerMaxFrameBytes: number | undefined, signal: AbortSignal): Promise<SessionResult> {
     const progress: RoundProgress = { startedAt: Date.now(), sent: 0, received: 0, bytesSent: 0, bytesReceived: 0 }
     if (partner !== undefined) partner.current = progress
+    const rejected: Record<string, number> = {}
+    const round = { share: rt.config.id, peerId: partner?.peerId ?? '', role }
+    this.events.emit({ type: 'round.started', ...round })
+    const finished = (error?: { code: string, message: string }): void => {
+      const { sent, received, bytesSent, bytesReceived } = progress
+      if (Object.keys(rejected).length > 0) this.events.emit({ type: 'changes.rejected', share: round.share, peerId: round.peerId, counts: { ...rejected } })
+      this.events.emit({ type: 'round.finished', ...round, ok: error === undefined, sent, received, bytesSent, bytesReceived, rejected: { ...rejected }, ...(error === undefined ? {} : { error: { code: clip(error.code, 64), message: clip(error.message) } }) })
+    }
     const stats: SessionStats = {
       sent: (n, bytes) => {
         rt.totals.changesSent += n
@@ -814,13 +837,19 @@ export class MindooNode {
         progress.toReceive = weLack
       },
       rejected: (code, hash) => {
+        rejected[code] = (rejected[code] ?? 0) + 1
         rt.totals.rejected[code] = (rt.totals.rejected[code] ?? 0) + 1
         rt.recentRejections.push({ hash, code, at: Date.now() })
         if (rt.recentRejections.length > MAX_RECENT_REJECTIONS) rt.recentRejections.shift()
       }
     }
     try {
-      return await this.#startSession(rt, partner?.peerId ?? '', channel, role, peerMaxFrameBytes, stats, signal)
+      const result = await this.#startSession(rt, partner?.peerId ?? '', channel, role, peerMaxFrameBytes, stats, signal)
+      finished()
+      return result
+    } catch (err) {
+      finished(errorInfo(err))
+      throw err
     } finally {
       if (partner !== undefined && partner.current === progress) partner.current = undefined
     }
@@ -893,8 +922,10 @@ export class MindooNode {
   async #onInboundCounted (stream: Stream, remote: string, authorised: () => void): Promise<void> {
     // until the hello is authorised the peer is unknown on the topic: a few KiB only
     const channel = streamChannel(stream, { maxFrameBytes: this.#maxFrame, receiveLimit: Math.min(MAX_HELLO_FRAME_BYTES, this.#maxFrame) })
+    let rt: ShareRuntime | undefined
     const refuse = async (code: SyncErrorCode, message: string): Promise<void> => {
       this.#log.warn({ peer: remote, code }, 'sync session refused')
+      this.events.emit({ type: 'session.refused', peerId: remote, ...(rt === undefined ? {} : { share: rt.config.id }), direction: 'inbound', code })
       try {
         await withTimeout(HELLO_TIMEOUT_MS, this.#stopping.signal, async (signal) => {
           await channel.send({ type: 'error', code, message }, { signal })
@@ -904,7 +935,6 @@ export class MindooNode {
         stream.abort(new SessionRefusedError(code))
       }
     }
-    let rt: ShareRuntime | undefined
     let peerMaxFrameBytes: number
     try {
       const hello = await withTimeout(HELLO_TIMEOUT_MS, this.#stopping.signal, async (signal) => await channel.receive({ signal }))
@@ -915,6 +945,7 @@ export class MindooNode {
       rt = this.#byTopic.get(Buffer.from(hello.topic).toString('hex'))
       // the same answer for an unknown topic and for a peer that is not a partner: nothing is revealed
       if (rt === undefined || !rt.partners.has(remote)) {
+        rt = undefined
         await refuse('NOT_AUTHORIZED', 'not a partner of this topic')
         return
       }
@@ -935,6 +966,7 @@ export class MindooNode {
       authorised()
     }
     channel.setReceiveLimit(this.#maxFrame)
+    this.events.emit({ type: 'session.accepted', peerId: remote, share: rt.config.id, direction: 'inbound' })
     const controller = new AbortController()
     rt.sessions.add(controller)
     try {
