@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises'
 import { loadConfig } from '../daemon/config.js'
 import { RpcClient } from '../daemon/rpc-client.js'
 import { MindooError, RpcError, RpcUnavailableError, UsageError } from '../errors.js'
-import { cleanJson, cleanText } from './sanitize.js'
+import { cleanJson, cleanJsonLine, cleanText } from './sanitize.js'
 
 /** Exit codes: stable, documented in the README. */
 export const EXIT = {
@@ -41,6 +41,8 @@ export interface CliContext {
   client: (options?: ClientOptions) => Promise<CliClient>
   /** Prints for people, or the raw value with --json. */
   print: (value: unknown, human: (value: any) => string) => void // eslint-disable-line @typescript-eslint/no-explicit-any
+  /** Like `print`, but with --json one compact line per value (JSON lines, for streams); `print` when absent. */
+  printLine?: (value: unknown, human: (value: any) => string) => void // eslint-disable-line @typescript-eslint/no-explicit-any
   /** Progress and notes go to stderr, so stdout stays parseable. */
   note: (text: string) => void
   /** Reads all of stdin (`--password-file -`). */
@@ -81,6 +83,9 @@ export function defaultContext (options: GlobalOptions): CliContext {
     print: (value, human) => {
       process.stdout.write((json ? cleanJson(value) : human(value)) + '\n')
     },
+    printLine: (value, human) => {
+      process.stdout.write((json ? cleanJsonLine(value) : human(value)) + '\n')
+    },
     note: (text) => { process.stderr.write(text + '\n') },
     readStdin: async () => await readAll(process.stdin)
   }
@@ -95,6 +100,7 @@ export function safeContext (c: CliContext): CliContext {
   return {
     ...c,
     print: (value, human) => { c.print(value, (v) => cleanText(human(v))) },
+    printLine: (value, human) => { (c.printLine ?? c.print)(value, (v) => cleanText(human(v))) },
     note: (text) => { c.note(cleanText(text)) }
   }
 }

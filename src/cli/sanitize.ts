@@ -39,3 +39,9 @@ export function cleanJson (value: unknown): string {
   const text = JSON.stringify(value, null, 2) ?? 'null'
   return text.replace(JSON_RAW, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'))
 }
+
+/** `cleanJson` on one line (JSON lines output: `events --json`). */
+export function cleanJsonLine (value: unknown): string {
+  const text = JSON.stringify(value) ?? 'null'
+  return text.replace(JSON_RAW, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'))
+}

@@ -119,7 +119,7 @@ export class AuditLog {
       let last: AuditRecord
       try {
         last = JSON.parse(lines[lines.length - 1]) as AuditRecord
-      } catch (err) {
+      } catch {
         throw new AuditTamperedError({ file: files[i].name, line: lineNo }, 'the last record is not JSON: run `mindoodb audit verify`')
       }
       if (!Number.isInteger(last.seq) || typeof last.hash !== 'string') throw new AuditTamperedError({ file: files[i].name, line: lineNo }, 'the last record has no seq or hash')

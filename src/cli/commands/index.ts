@@ -2,6 +2,7 @@ import type { Command } from 'commander'
 import type { CliContext } from '../context.js'
 import { registerDaemon } from './daemon.js'
 import { registerDoc } from './doc.js'
+import { registerEvents } from './events.js'
 import { registerInit } from './init.js'
 import { registerKey } from './key.js'
 import { registerPartner, registerPartners } from './partners.js'
@@ -23,5 +24,6 @@ export function registerCommands (program: Command, ctx: () => CliContext): void
   registerPartners(program, ctx)
   registerPartner(program, ctx)
   registerSync(program, ctx)
+  registerEvents(program, ctx)
   registerRpc(program, ctx)
 }
