@@ -10,11 +10,17 @@ import { time } from '../format.js'
 /** How long one `events.since` call of `events --follow` waits, ms. */
 const FOLLOW_POLL_MS = 30_000
 
-/** `key=value` pairs of an event's or record's data: strings as they are, the rest as compact JSON. */
+/** A string printed as it is: ids, codes, times (anything else is quoted as JSON, so one event stays one line). */
+const PLAIN = /^[\w.:@/+=-]*$/
+
+/**
+ * `key=value` pairs of an event's or record's data: plain strings as they are, other strings and values as compact
+ * JSON (a partner's message with newlines or escape sequences stays on its line; the sanitizer removes the rest).
+ */
 function fields (data: Record<string, unknown>): string {
   return Object.entries(data)
     .filter(([, v]) => v !== undefined)
-    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .map(([k, v]) => `${k}=${typeof v === 'string' && PLAIN.test(v) ? v : JSON.stringify(v)}`)
     .join(' ')
 }
 
