@@ -41,7 +41,7 @@ export interface DaemonEvent {
 }
 
 export interface SinceOptions {
-  /** Where the last answer ended; omitted: from the oldest event still buffered. */
+  /** Where the last answer ended; omitted: from the oldest event still buffered, answered at once (no wait). */
   cursor?: string
   /** How long to wait for an event when there is none after the cursor, ms (0: answer at once). */
   timeoutMs?: number
@@ -120,7 +120,8 @@ export class EventBus {
     }
     const after = this.#parseCursor(options.cursor)
     const types = options.types === undefined ? undefined : new Set(options.types)
-    return await this.#since(after, timeoutMs, types, options.signal)
+    // without a cursor the caller is (re)starting: it gets what is buffered and a cursor at once, never a wait
+    return await this.#since(after, options.cursor === undefined ? 0 : timeoutMs, types, options.signal)
   }
 
   #parseCursor (cursor: string | undefined): number {

@@ -354,7 +354,7 @@ export const METHODS: Record<string, RpcMethod> = {
     }
   },
   'events.since': {
-    summary: 'Events after a cursor, in order; waits up to timeoutMs for one when there is none (long poll). Pass the returned cursor to the next call; without a cursor, from the oldest event still buffered. A cursor whose events fell out of the buffer, or from a previous run of the daemon, gets EVENTS_CURSOR_STALE: resync, then call without one.',
+    summary: 'Events after a cursor, in order; waits up to timeoutMs for one when there is none (long poll). Pass the returned cursor to the next call; without a cursor, the events still buffered, at once (no wait). A cursor whose events fell out of the buffer, or from a previous run of the daemon, gets EVENTS_CURSOR_STALE: resync, then call without one.',
     params: obj({
       cursor: { type: 'string', maxLength: 64 },
       timeoutMs: { type: 'integer', minimum: 0, maximum: EVENTS_MAX_TIMEOUT_MS },

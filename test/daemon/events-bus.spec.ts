@@ -38,6 +38,12 @@ describe('event bus', () => {
     expect(empty.cursor).to.equal(next.cursor)
   })
 
+  it('should answer at once without a cursor, even when nothing is buffered', async () => {
+    const r = await bus.since({ timeoutMs: 30_000 })
+    expect(r.events).to.deep.equal([])
+    expect(r.cursor).to.equal(bus.cursor)
+  })
+
   it('should wait for the next event and answer with it (long poll)', async () => {
     const { cursor } = await bus.since({ timeoutMs: 0 })
     const waiting = bus.since({ cursor, timeoutMs: 30_000 })
@@ -86,7 +92,7 @@ describe('event bus', () => {
   })
 
   it('should answer waiting calls when closed', async () => {
-    const waiting = bus.since({ timeoutMs: 30_000 })
+    const waiting = bus.since({ cursor: bus.cursor, timeoutMs: 30_000 })
     bus.close()
     expect((await waiting).events).to.deep.equal([])
   })
