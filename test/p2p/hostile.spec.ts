@@ -1,6 +1,7 @@
 import { expect } from 'chai'
 import * as varint from 'uint8-varint'
 import type { MindooDB } from '../../src/index.js'
+import type { NodeEvent } from '../../src/p2p/events.js'
 import { encodeFrame } from '../../src/p2p/codec.js'
 import { DEFAULT_MAX_FRAME_BYTES } from '../../src/p2p/constants.js'
 import { decodeChange, encodeChange, type StoreChange } from '../../src/store/change.js'
@@ -285,6 +286,8 @@ describe('hostile peers', function () {
       ]
       expect(decodeChange(wire[1]).hash).to.equal(forged.hash)
 
+      const events: NodeEvent[] = []
+      const off = a.node.events.on((e) => { if (e.type !== 'partner.connected' && e.type !== 'partner.disconnected') events.push(e) })
       const raw = await openRawStream(m, a)
       await raw.hello(TOPIC)
       expect(await raw.frame()).to.include({ type: 'welcome' })
@@ -320,6 +323,16 @@ describe('hostile peers', function () {
       })
       expect(totals.changesReceived).to.equal(1)
       expect((await dbA.getDocument(good.docId)).getId()).to.equal(good.docId)
+
+      // the node told its listeners: the session accepted, one changes.rejected event for the session with the
+      // counts per reason, and the round's end with what it moved
+      await waitFor(() => events.some((e) => e.type === 'round.finished'), 'round.finished')
+      off()
+      const peerId = m.node.peerId
+      expect(events.map((e) => e.type)).to.deep.equal(['session.accepted', 'round.started', 'changes.rejected', 'round.finished'])
+      expect(events[0]).to.deep.equal({ type: 'session.accepted', peerId, share: 'shared', direction: 'inbound' })
+      expect(events[2]).to.deep.equal({ type: 'changes.rejected', share: 'shared', peerId, counts: totals.rejected })
+      expect(events[3]).to.deep.include({ ok: true, role: 'responder', received: 1, rejected: totals.rejected })
 
       // offering the same changes again: A does not ask for the ones it refused, nor the one it has
       const again = await openRawStream(m, a)
