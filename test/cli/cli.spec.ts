@@ -127,7 +127,7 @@ describe('cli', () => {
         'init', 'daemon', 'status', 'doc create', 'doc get', 'doc change', 'doc delete', 'doc list',
         'key create', 'key import', 'key export', 'key rotate', 'key list', 'share add', 'share update',
         'share enable', 'share disable', 'share remove', 'share list', 'share show', 'share secret', 'peers', 'partners',
-        'partner revoke', 'sync now', 'rpc'
+        'partner revoke', 'sync now', 'rpc', 'events', 'audit verify', 'audit show'
       ])
       for (const path of [[], ...all]) {
         const h = harness()
@@ -554,6 +554,45 @@ describe('cli', () => {
       expect(await missing.run('partner', 'revoke', 'x', '--password-file', join(dir, 'pw'))).to.equal(EXIT.FAILED)
       expect(missing.err.join('')).to.include('PARTNER_NOT_FOUND')
       expect(await harness().run('partner', 'revoke', 'x')).to.equal(EXIT.USAGE) // no password file
+    })
+  })
+
+  describe('events', () => {
+    const event = (seq: number, data: Record<string, unknown>): Record<string, unknown> => ({ seq, time: '2026-12-01T10:00:00.000Z', type: 'session.refused', data })
+
+    it('should follow with the returned cursors, note a stale cursor and go on from the buffer, and stop at --max', async () => {
+      let n = 0
+      const h = harness({
+        'events.since': () => {
+          n++
+          if (n === 1) return { events: [event(1, { peerId: 'p1', code: 'NOT_AUTHORIZED' })], cursor: 'r-1', more: false }
+          if (n === 2) return { events: [], cursor: 'r-1', more: false }
+          if (n === 3) throw new RpcError(-32000, 'events fell out of the buffer', 'EVENTS_CURSOR_STALE')
+          return { events: [event(9, { peerId: 'p2', message: 'line\n{"forged":1}\u001b[2J' }), event(10, { peerId: 'p3' })], cursor: 'r-10', more: false }
+        }
+      })
+      expect(await h.run('events', '--follow', '--types', 'session.refused', '--max', '2')).to.equal(EXIT.OK)
+      expect(h.client.calls.map((c) => c.params)).to.deep.equal([
+        { types: ['session.refused'], timeoutMs: 30_000 },
+        { cursor: 'r-1', types: ['session.refused'], timeoutMs: 30_000 },
+        { cursor: 'r-1', types: ['session.refused'], timeoutMs: 30_000 },
+        { types: ['session.refused'], timeoutMs: 30_000 }
+      ])
+      expect(h.notes.join('\n')).to.include('events were missed')
+      // one line per event; the partner's text quoted as JSON, its escape sequence gone
+      expect(h.out).to.deep.equal([
+        '2026-12-01T10:00:00Z #1 session.refused peerId=p1 code=NOT_AUTHORIZED',
+        '2026-12-01T10:00:00Z #9 session.refused peerId=p2 message="line\\n{\\"forged\\":1}\\u001b[2J"'
+      ])
+    })
+
+    it('should fail on a stale cursor without --follow, and refuse unknown types before calling', async () => {
+      const h = harness({ 'events.since': () => { throw new RpcError(-32000, 'stale', 'EVENTS_CURSOR_STALE') } })
+      expect(await h.run('events', '--cursor', 'x-1')).to.equal(EXIT.FAILED)
+      expect(h.err.join('')).to.include('EVENTS_CURSOR_STALE')
+      const bad = harness({})
+      expect(await bad.run('events', '--types', 'round.started,bogus')).to.equal(EXIT.USAGE)
+      expect(bad.client.calls).to.have.length(0)
     })
   })
 
