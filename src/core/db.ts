@@ -229,6 +229,11 @@ export class MindooDB {
     return this.#name
   }
 
+  /** Changes stored but not yet taken up by the materialiser (0 when documents are up to date with the store). */
+  getMaterialiseBacklog (): number {
+    return Math.max(0, this.#store.getLastSeq() - this.#meta.appliedSeq)
+  }
+
   /** The database's append-only store of signed, encrypted changes. */
   getStore (): AppendOnlyStore {
     return this.#store

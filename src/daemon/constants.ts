@@ -45,3 +45,5 @@ export const AUDIT_SESSION_WINDOW_MS = 60_000
 export const AUDIT_MAX_SESSION_KEYS = 256
 /** Most audit records one `audit.show` answer carries. */
 export const AUDIT_MAX_SHOW = 10_000
+/** How often the daemon looks at each shared database's materialisation backlog (an event when it changed), ms. */
+export const EVENTS_BACKLOG_POLL_MS = 5_000

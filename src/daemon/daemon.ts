@@ -18,7 +18,7 @@ import { silentLogger, type Logger } from '../util/logger.js'
 import { loadConfig, ConfigError, type DaemonConfig } from './config.js'
 import { AuditLog } from './audit.js'
 import { AuditFeed } from './audit-feed.js'
-import { AUDIT_DIR, EVENTS_MAX_DOC_IDS, GENERATED_PASSWORD_FILE, LOCK_FILE } from './constants.js'
+import { AUDIT_DIR, EVENTS_BACKLOG_POLL_MS, EVENTS_MAX_DOC_IDS, GENERATED_PASSWORD_FILE, LOCK_FILE } from './constants.js'
 import { EventBus, type EventType } from './events.js'
 import { createShareMetrics, MetricsServer } from './metrics.js'
 import type { Registry } from 'prom-client'
@@ -121,6 +121,8 @@ export class Daemon {
   /** Listeners to remove at stop: the node's events, the databases' documents-changed. */
   #offs: Array<() => void> = []
   readonly #watched = new Set<string>()
+  /** Per watched database, the materialisation backlog last published. */
+  readonly #backlog = new Map<string, number>()
 
   constructor (init: DaemonInit) {
     this.#config = init.config
@@ -196,6 +198,9 @@ export class Daemon {
       this.#offs.push(this.#node.events.on(({ type, ...data }) => { this.emit(type, data) }))
       await this.#node.start()
       await this.#watchDatabases()
+      const backlogTimer = setInterval(() => { void this.#publishBacklog() }, EVENTS_BACKLOG_POLL_MS)
+      backlogTimer.unref()
+      this.#offs.push(() => { clearInterval(backlogTimer) })
       this.#rpc = new RpcServer(this.#context(), {
         socketPath: config.rpc.socket,
         http: config.rpc.http === undefined || token === undefined ? undefined : { port: config.rpc.http.port, token },
@@ -232,6 +237,7 @@ export class Daemon {
     this.#node = undefined
     for (const off of this.#offs.splice(0)) off()
     this.#watched.clear()
+    this.#backlog.clear()
     await this.#feed?.flush()
     this.#feed = undefined
     this.#audit = undefined
@@ -438,6 +444,22 @@ export class Daemon {
       this.#offs.push(db.onDocumentsChanged(({ docIds }) => {
         this.emit('documents.changed', { database, docIds: docIds.slice(0, EVENTS_MAX_DOC_IDS), count: docIds.length })
       }))
+    }
+  }
+
+  /** Publishes `materialise.backlog` for each watched database whose backlog changed since the last look. */
+  async #publishBacklog (): Promise<void> {
+    const tenant = this.#tenant
+    if (tenant === undefined) return
+    for (const database of this.#watched) {
+      try {
+        const backlog = (await tenant.openDB(database)).getMaterialiseBacklog()
+        if (backlog === (this.#backlog.get(database) ?? 0)) continue
+        this.#backlog.set(database, backlog)
+        this.emit('materialise.backlog', { database, backlog })
+      } catch (err) {
+        this.#log.debug({ database, err: String(err) }, 'backlog not known')
+      }
     }
   }
 

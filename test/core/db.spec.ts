@@ -287,6 +287,14 @@ describe('MindooDB library', () => {
       expect(await feed(dbB)).to.have.length(1)
     })
 
+    it('should count stored changes not yet materialised as the backlog, down to 0 once read', async () => {
+      expect(dbB.getMaterialiseBacklog()).to.equal(0)
+      for (const change of changes) await dbB.getStore().append(change)
+      expect(dbB.getMaterialiseBacklog()).to.equal(changes.length)
+      await dbB.getDocument(changes[0].docId)
+      expect(dbB.getMaterialiseBacklog()).to.equal(0)
+    })
+
     it('should be idempotent', async () => {
       for (const change of changes) await dbB.getStore().append(change)
       const count = await dbB.getStore().count()
