@@ -154,6 +154,17 @@ describe('audit trail: chain and rotation', () => {
     expect(records[0].data).to.deep.equal({ file: last, droppedBytes: 23 })
   })
 
+  it('should refuse to open a trail whose newest complete line is no record (AUDIT_TAMPERED), and not change it', async () => {
+    const files = await auditFiles(dir)
+    const last = files[files.length - 1].name
+    await appendFile(join(dir, last), 'not a record\n')
+    const before = await readFile(join(dir, last), 'utf8')
+    const err = await failure(new AuditLog({ dir }).open())
+    expect(err.code).to.equal('AUDIT_TAMPERED')
+    expect(err.location.file).to.equal(last)
+    expect(await readFile(join(dir, last), 'utf8')).to.equal(before)
+  })
+
   it('should show records from a seq or a time on', async () => {
     const bySeq: number[] = []
     for await (const r of readAudit(dir, { since: 25 })) bySeq.push(r.seq)
