@@ -95,9 +95,12 @@ export class AuditLog {
     return this.#dir
   }
 
-  /** Finds the end of the chain; cuts off an incomplete last line and records that (invariant 2). */
-  async open (): Promise<void> {
-    if (this.#open) return
+  /**
+   * Finds the end of the chain; cuts off an incomplete last line and records that (`audit.recovered`, invariant 2),
+   * returning what was cut off.
+   */
+  async open (): Promise<{ file: string, droppedBytes: number } | undefined> {
+    if (this.#open) return undefined
     await mkdir(this.#dir, { recursive: true, mode: 0o700 })
     const files = await auditFiles(this.#dir)
     let torn: { file: string, bytes: number } | undefined
@@ -128,7 +131,10 @@ export class AuditLog {
       break
     }
     this.#open = true
-    if (torn !== undefined) await this.append('audit.recovered', { file: torn.file, droppedBytes: torn.bytes })
+    if (torn === undefined) return undefined
+    const recovered = { file: torn.file, droppedBytes: torn.bytes }
+    await this.append('audit.recovered', recovered)
+    return recovered
   }
 
   /** Appends one record (durable when this resolves: invariant 1). */

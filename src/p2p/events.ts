@@ -27,7 +27,10 @@ export interface PartnerConnectionEvent {
 export interface SessionEvent {
   type: 'session.accepted' | 'session.refused'
   peerId: string
-  /** Undefined when the hello named no topic of this node (the peer learns nothing more either). */
+  /**
+   * The share whose topic the hello named (also when the peer is no partner of it: the event stays on this node; the
+   * peer is told NOT_AUTHORIZED either way); undefined when the topic is none of this node's.
+   */
   share?: string
   direction: 'inbound' | 'outbound'
   code?: string

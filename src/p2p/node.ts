@@ -945,7 +945,6 @@ export class MindooNode {
       rt = this.#byTopic.get(Buffer.from(hello.topic).toString('hex'))
       // the same answer for an unknown topic and for a peer that is not a partner: nothing is revealed
       if (rt === undefined || !rt.partners.has(remote)) {
-        rt = undefined
         await refuse('NOT_AUTHORIZED', 'not a partner of this topic')
         return
       }
