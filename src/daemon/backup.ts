@@ -158,6 +158,7 @@ export async function writeBackup (
     ...header,
     level: relative(header.dataDir, tenantPaths(header.dataDir, header.tenantId).level)
   }
+  await refuseToOverwrite(path)
   const tmp = `${path}.${process.pid}.${Date.now()}.tmp`
   let handle: FileHandle
   try {
@@ -201,6 +202,27 @@ export async function writeBackup (
     createdAt: full.createdAt,
     tenantId: full.tenantId,
     peerId: full.peerId
+  }
+}
+
+/** A backup replaces only a backup: an existing file that is not one (a key file, the config) is never overwritten. */
+async function refuseToOverwrite (path: string): Promise<void> {
+  let handle: FileHandle
+  try {
+    handle = await open(path, 'r')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return
+    throw new InvalidParamsError(`params.path: cannot use ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err })
+  }
+  try {
+    const s = await handle.stat()
+    const first = Buffer.alloc(BACKUP_MAGIC.byteLength)
+    const { bytesRead } = s.isFile() ? await handle.read(first, 0, first.byteLength, 0) : { bytesRead: 0 }
+    if (bytesRead !== first.byteLength || !first.equals(BACKUP_MAGIC)) {
+      throw new InvalidParamsError(`params.path: ${path} exists and is not a MindooDB backup; it is not overwritten`)
+    }
+  } finally {
+    await handle.close()
   }
 }
 

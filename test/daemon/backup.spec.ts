@@ -242,6 +242,12 @@ describe('daemon: backup and restore', function () {
     const nowhere = await rpcError(d.client.call('backup.create', { path: join(dir, 'missing-dir', 'x.bak') }))
     expect(nowhere.rpcCode).to.equal(-32602)
     expect(nowhere.dataCode).to.equal('INVALID_PARAMS')
+    // a backup never replaces a file that is not a backup (the config, a key file)
+    const configFile = join(dir, 'delta.json')
+    const configBefore = await readFile(configFile)
+    const overwrite = await rpcError(d.client.call('backup.create', { path: configFile }))
+    expect(overwrite.rpcCode).to.equal(-32602)
+    expect(await readFile(configFile)).to.deep.equal(configBefore)
     // the good file still restores
     expect((await restoreBackup(good, join(dir, 'ok'))).tenantId).to.equal('delta')
   })
