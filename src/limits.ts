@@ -27,8 +27,9 @@ export const SESSION_CLAIM_WAIT_MS = 20_000
  * `RECONCILE_WORK_PER_LEVEL * ceil(log2(setSize + 2)) + RECONCILE_WORK_PER_FOUND * found + (b + 2) * mismatches`,
  * where `found` counts the differences found so far (have + need), `b` is the branching factor (32) and
  * `mismatches` the peer's fingerprints that differed from ours, capped by the size of the split tree over our set
- * (about levels * n / 64). The budget is checked before a message is worked on; over it the session fails with
- * ReconcileProtocolError reason BUDGET. Each range costs a binary search and a fingerprint (a few µs on a large
+ * (about levels * n / 64). The budget is charged range by range as the peer's ranges are handled; over it the
+ * session fails with ReconcileProtocolError reason BUDGET. Before any of that, a message with more ranges than
+ * an honest answer to our last message could have (b + 2 per request we sent) is refused at once. Each range costs a binary search and a fingerprint (a few µs on a large
  * set), so a peer can no longer make a session cost 10,000 messages of thousands of ranges: a message with more
  * ranges than the budget allows (e.g. 3,000 fingerprints as the first reply over a 200k set) fails at once, and a
  * whole session costs O(log n + difference), at most O(n) for a peer that fakes mismatches. An honest peer

@@ -272,7 +272,7 @@ export class MessageWriter {
   #pos = 1
   #lastTs = 0
   #lastBound: Bound = MIN_BOUND
-  #requests = false
+  #requests = 0
 
   constructor (capacity = 256) {
     this.#buf = new Uint8Array(Math.max(16, capacity))
@@ -286,6 +286,11 @@ export class MessageWriter {
 
   /** True once a range that asks for an answer (Fingerprint, IdList) was written. */
   get hasRequests (): boolean {
+    return this.#requests > 0
+  }
+
+  /** Ranges written that ask for an answer (Fingerprint, IdList). */
+  get requests (): number {
     return this.#requests
   }
 
@@ -321,7 +326,7 @@ export class MessageWriter {
     this.#writeBound(upper)
     this.#varint(MODE_FINGERPRINT)
     this.#bytes(fp)
-    this.#requests = true
+    this.#requests++
   }
 
   idList (upper: Bound, items: readonly WireItem[]): void {
@@ -329,7 +334,7 @@ export class MessageWriter {
     this.#writeBound(upper)
     this.#varint(MODE_ID_LIST)
     this.#items(items, base)
-    this.#requests = true
+    this.#requests++
   }
 
   idDiff (upper: Bound, senderOnly: readonly WireItem[], receiverOnly: readonly WireItem[]): void {

@@ -20,10 +20,13 @@
  * 6. Every incoming message is decoded and validated in full before it changes any state; an invalid one
  *    fails the session with ReconcileProtocolError.
  * 7. Bounded work: at most `maxMessages` messages are accepted; each is at most `maxMessageBytes`; the work per
- *    message is bounded by its size and our output budget; there is no recursion. Over the whole session the
- *    ranges handled stay within `workPerLevel * ceil(log2(set size + 2)) + workPerFound * (differences found)`
- *    (checked before a message is worked on; over it the session fails with reason BUDGET), so a peer can make
- *    a session cost O(log n + difference) range operations, however many messages it sends.
+ *    message is bounded by its size and our output budget; there is no recursion. A message longer than an
+ *    honest answer to our last one could be ((b + 2) ranges per request we sent) is refused before any work.
+ *    Over the whole session the ranges handled stay within `workPerLevel * ceil(log2(set size + 2)) +
+ *    workPerFound * (differences found) + (b + 2) * (mismatches, capped by the split tree of our set)`, charged
+ *    range by range as they are handled (so what one range finds counts before the next is judged); over it the
+ *    session fails with reason BUDGET. A peer can make a session cost O(log n + difference) range operations,
+ *    at most O(n) by faking mismatches, however many messages it sends.
  * 8. `have` and `need` only take ids checked against our set (an IdDiff cannot make us claim what we lack, or
  *    lack what we have), each id once.
  */
@@ -98,6 +101,8 @@ export class Session implements ReconcileSession {
   #work = 0
   /** Peer fingerprints that did not match ours (each proves a difference below it, or a lying peer) (7). */
   #mismatches = 0
+  /** Ranges of our last message that ask for an answer: what bounds the length of the peer's next message (7). */
+  #lastRequests = 0
   #state: State = 'idle'
   readonly #have: ReconcileItem[] = []
   readonly #need: ReconcileItem[] = []
@@ -207,18 +212,33 @@ export class Session implements ReconcileSession {
       else w.fingerprint(INF_BOUND, this.#set.fingerprintAt(0, size))
       return this.#send(w)
     }
-    for (const range of event.ranges) if (isIdDiffRange(range)) this.#recordPeerDiff(range) // (8)
-    // (7) the work this message asks for must fit the session's budget, before any of it is done
-    this.#work += event.ranges.length
-    if (this.#work > this.#budget()) {
-      this.#state = 'failed'
-      throw new ReconcileProtocolError(`reconciliation work over budget (${this.#work} ranges)`, { reason: 'BUDGET' })
+    // (7) an honest peer answers each request of our last message with at most b + 2 ranges (a skip, then a
+    // split into b, or one IdDiff; or one deferred fingerprint): a longer message is refused before any work
+    const allowed = (this.#branchingFactor + 2) * Math.max(1, this.#lastRequests) + 2
+    if (event.ranges.length > allowed) {
+      this.#overBudget(`a message of ${event.ranges.length} ranges answers ${this.#lastRequests} requests`)
     }
+    for (const range of event.ranges) if (isIdDiffRange(range)) this.#recordPeerDiff(range) // (8)
     if (!event.ranges.some(isRequest)) { // (2)
+      this.#charge(event.ranges.length)
       this.#finish()
       return null
     }
     return this.#send(this.#answer(event.ranges))
+  }
+
+  /**
+   * Counts `ranges` of the peer's work against the session's budget (7), range by range as they are handled, so
+   * that what a range finds (differences, mismatches) counts before the next one is judged.
+   */
+  #charge (ranges: number): void {
+    this.#work += ranges
+    if (this.#work > this.#budget()) this.#overBudget(`reconciliation work over budget (${this.#work} ranges)`)
+  }
+
+  #overBudget (why: string): never {
+    this.#state = 'failed'
+    throw new ReconcileProtocolError(why, { reason: 'BUDGET' })
   }
 
   #send (w: MessageWriter): Uint8Array {
@@ -226,6 +246,7 @@ export class Session implements ReconcileSession {
     if (bytes.length > this.#maxMessageBytes) throw new InternalError('reconcile: internal error, message over the frame limit') // (4)
     this.#stats.messagesSent++
     this.#stats.bytesSent += bytes.length
+    this.#lastRequests = w.requests
     if (w.hasRequests) this.#state = 'awaiting' // (2)
     else this.#finish()
     return bytes
@@ -245,6 +266,7 @@ export class Session implements ReconcileSession {
     }
     let answeredAny = false
     for (let k = 0; k < ranges.length; k++) {
+      this.#charge(1)
       const range = ranges[k]
       const handler = this.#handlers[range.type] as (turn: Turn, range: WireRange) => Outcome
       const outcome = handler(turn, range)
