@@ -14,3 +14,5 @@
 export { announceEpochs, createMindooNode, dhtEpochOf, lookupEpochs, MindooNode, topicCidOf } from './node.js'
 export type { MindooNodeInit, PartnerStatus, RoundProgress, RoundResult, ShareStatus, ShareTotals } from './node.js'
 export { DHT_EPOCH_LEAD_MS, DHT_EPOCH_MS, DHT_PROTOCOL, SYNC_PROTOCOL } from './constants.js'
+export { diagnose, findingsOf } from './doctor.js'
+export type { ConnectionInfo, DoctorReport, Finding, PartnerDiagnosis, ShareDiagnosis } from './doctor.js'

@@ -2,6 +2,7 @@ import type { Command } from 'commander'
 import type { CliContext } from '../context.js'
 import { registerDaemon } from './daemon.js'
 import { registerDoc } from './doc.js'
+import { registerDoctor } from './doctor.js'
 import { registerInit } from './init.js'
 import { registerKey } from './key.js'
 import { registerPartner, registerPartners } from './partners.js'
@@ -16,6 +17,7 @@ export function registerCommands (program: Command, ctx: () => CliContext): void
   registerInit(program, ctx)
   registerDaemon(program)
   registerStatus(program, ctx)
+  registerDoctor(program, ctx)
   registerDoc(program, ctx)
   registerKey(program, ctx)
   registerShare(program, ctx)
