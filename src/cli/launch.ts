@@ -57,8 +57,9 @@ export function unsupportedNodeMessage (version: string): string {
 
 /** Runs `script` again with `bin`, passes signals on, and ends this process as the child ended. */
 function reexec (bin: string, script: string): void {
+  // the IPC channel is how the child learns that this process is gone, however it ended (SIGKILL too)
   const child = spawn(bin, process.execArgv.concat([script], process.argv.slice(2)), {
-    stdio: 'inherit',
+    stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
     env: Object.assign({}, process.env, { [REEXEC_ENV]: '1' })
   })
   const handlers: Array<[NodeJS.Signals, () => void]> = FORWARDED.map((signal) => [signal, () => { child.kill(signal) }])
@@ -79,13 +80,28 @@ function reexec (bin: string, script: string): void {
 }
 
 /**
+ * In the re-executed process: when the launcher that started it is gone (killed with SIGKILL, say), stop as if
+ * sent SIGTERM (a daemon then closes its store and socket), so no process is left behind holding the data
+ * directory. The channel does not keep this process alive.
+ */
+function followLauncher (): void {
+  const channel = process.channel
+  if (channel === undefined) return
+  channel.unref()
+  process.on('disconnect', () => { process.kill(process.pid, 'SIGTERM') })
+}
+
+/**
  * Decides where the CLI runs: `true` when it can run in this process; otherwise it has re-executed the command
  * with the pinned Node (this process ends when that one ends) or printed why it cannot, and returns `false`.
  * `entryUrl` is the entry module's `import.meta.url`.
  */
 export function launch (entryUrl: string): boolean {
   const version = process.versions.node
-  if (nodeMajor(version) >= MIN_NODE_MAJOR) return true
+  if (nodeMajor(version) >= MIN_NODE_MAJOR) {
+    if (process.env[REEXEC_ENV] !== undefined) followLauncher()
+    return true
+  }
   const script = fileURLToPath(entryUrl)
   // dist/src/cli/main.js: the package root is three directories up
   const bin = process.env[REEXEC_ENV] === undefined ? findPinnedNode(join(dirname(script), '..', '..', '..')) : undefined

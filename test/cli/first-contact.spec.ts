@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { expect } from 'chai'
 import { findPinnedNode, MIN_NODE_MAJOR, nodeMajor, REEXEC_ENV, UNSUPPORTED_NODE_EXIT } from '../../src/cli/launch.js'
-import { CLI, killAll, runCli, startDaemon, testConfig, writeJson, type DaemonProcess } from '../utils/daemon-proc.js'
+import { CLI, eventually, killAll, runCli, startDaemon, testConfig, writeJson, type DaemonProcess } from '../utils/daemon-proc.js'
 import { removeDir, tempDir } from '../utils/tmp.js'
 
 const SYSTEM_NODE = '/usr/bin/node'
@@ -91,6 +91,19 @@ describe('first contact: the CLI on an older system Node', function () {
     expect(exit).to.deep.equal({ code: 0, signal: null })
     expect(d.lines.some((l) => l.msg === 'stopped')).to.equal(true)
     expect(existsSync(`/proc/${info.pid}`), 'the pinned Node process is gone').to.equal(false)
+  })
+
+  it('should stop the daemon when the launcher is killed with SIGKILL, leaving no process behind', async () => {
+    const d: DaemonProcess = await startDaemon(await writeJson(join(dir, 'org.json'), testConfig(dir, 'org')), { node: SYSTEM_NODE })
+    const { pid } = await d.client.call<{ pid: number }>('node.info')
+    expect(pid).to.not.equal(d.pid)
+    await d.stop('SIGKILL')
+    // the daemon stops as on SIGTERM: its socket goes, and a new daemon can take the data directory
+    await eventually(async () => existsSync(`/proc/${pid}`) ? undefined : true, 'the daemon to exit', 20_000)
+    expect(existsSync(d.ready.rpcSocket)).to.equal(false)
+    const again = await startDaemon(d.configFile)
+    expect((await again.client.call<{ status: string }>('health')).status).to.equal('ok')
+    await again.stop()
   })
 
   it('should run `npm exec -- mindoodb --help` from the checkout with the system Node first on the PATH', async () => {
