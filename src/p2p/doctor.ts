@@ -31,8 +31,11 @@ export interface PartnerDiagnosis {
   connections: ConnectionInfo[]
   /** Addresses in the peer store: from the share, the DHT or identify. */
   knownAddresses: string[]
-  /** The last round this node started with it, if any. */
-  lastRound?: { at: number, ok: boolean }
+  /**
+   * The last round this node started with it, if any: `ok`, `failed`, or `running` (neither a success nor an
+   * error came after its start yet).
+   */
+  lastRound?: { at: number, result: 'ok' | 'failed' | 'running' }
   lastSuccessAt?: number
   /** The last error with this partner (rounds it started and sessions it answered). */
   lastError?: { code: string, message: string, at: number }
@@ -104,8 +107,11 @@ function connectionsTo (node: MindooNode, peerId: string): ConnectionInfo[] {
 async function diagnosePartner (node: MindooNode, p: PartnerStatus): Promise<PartnerDiagnosis> {
   const connections = connectionsTo(node, p.peerId)
   const via = connections.length === 0 ? 'none' : connections.every((c) => c.relayed) ? 'relayed' : 'direct'
-  // a round this node started succeeded when a success came at or after it
-  const lastRound = p.lastRoundAt === undefined ? undefined : { at: p.lastRoundAt, ok: (p.lastSuccessAt ?? 0) >= p.lastRoundAt }
+  // a round this node started failed when an error came at or after its start, succeeded when a success did
+  const at = p.lastRoundAt
+  const lastRound = at === undefined
+    ? undefined
+    : { at, result: (p.lastError?.at ?? -1) >= at ? 'failed' as const : (p.lastSuccessAt ?? -1) >= at ? 'ok' as const : 'running' as const }
   return {
     peerId: p.peerId,
     tenantId: p.tenantId,
@@ -147,7 +153,7 @@ export function findingsOf (report: Omit<DoctorReport, 'findings'>, now: number 
       const retry = p.backoff.retryAt === undefined ? '' : `; next try in ${Math.max(0, Math.round((p.backoff.retryAt - now) / 1000))} s`
       if (p.connected) {
         if (p.via === 'relayed') findings.push({ level: 'note', code: 'RELAYED', ...base, text: `${who} is connected through a relay only: the relay's limits apply` })
-        if (p.lastRound !== undefined && !p.lastRound.ok) findings.push({ level: 'problem', code: 'ROUND_FAILED', ...base, text: `${who} is connected but the last round with it failed${error}${retry}` })
+        if (p.lastRound?.result === 'failed') findings.push({ level: 'problem', code: 'ROUND_FAILED', ...base, text: `${who} is connected but the last round with it failed${error}${retry}` })
         continue
       }
       if (!p.dial) {

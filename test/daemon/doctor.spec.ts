@@ -77,7 +77,7 @@ describe('daemon: mindoodb doctor', function () {
       const r = await a.client.call<DoctorReport>('node.doctor')
       const pb = partner(r, info.b.peerId)
       const pc = partner(r, info.c.peerId)
-      return pb.lastRound?.ok === true && pc.backoff.failures > 0 ? r : undefined
+      return pb.lastRound?.result === 'ok' && pc.backoff.failures > 0 ? r : undefined
     }, 'a round with B and a failed one with C')
     expect(report.peerId).to.equal(info.a.peerId)
     expect(report.listen).to.deep.equal(info.a.addresses)
@@ -99,7 +99,7 @@ describe('daemon: mindoodb doctor', function () {
     const pc = partner(report, info.c.peerId)
     expect(pc).to.include({ tenantId: 'gamma', dial: true, connected: false, via: 'none' })
     expect(pc.knownAddresses).to.deep.equal([wrong])
-    expect(pc.lastRound?.ok).to.equal(false)
+    expect(pc.lastRound?.result).to.equal('failed')
     expect(pc.lastError?.code).to.be.a('string')
     expect(pc.backoff.failures).to.be.at.least(1)
     const fc = report.findings.filter((f) => f.peerId === info.c.peerId)
@@ -120,8 +120,9 @@ describe('daemon: mindoodb doctor', function () {
     await d.client.call('share.add', { share: { id: 'mesh', topicSecret: TOPIC, database: 'mesh', partners: [{ peerId: info.a.peerId, tenant: info.a.tenant, addresses: info.a.addresses }] } })
     const pd = await eventually(async () => {
       const p = partner(await a.client.call<DoctorReport>('node.doctor'), info.d.peerId)
-      return p.connected ? p : undefined
-    }, 'D connected to A')
+      // A runs its rounds with D over the connection D opened
+      return p.connected && p.lastRound?.result === 'ok' ? p : undefined
+    }, 'D connected to A and a round with it')
     expect(pd.via).to.equal('direct')
     expect(pd.connections.map((c) => c.direction)).to.include('inbound')
     const report = await a.client.call<DoctorReport>('node.doctor')
@@ -151,7 +152,7 @@ describe('daemon: mindoodb doctor', function () {
       listen: [],
       announced: [],
       announcesPrivate: false,
-      shares: [{ id: 's', enabled: true, partners: [{ peerId: 'Q', tenantId: 't\u001b[31m', dial: true, connected: false, via: 'none', connections: [], knownAddresses: ['/ip4/1.2.3.4/tcp/1'], lastRound: { at: 1, ok: false }, lastError: { code: 'REMOTE_ERROR', message: evil, at: 1 }, backoff: { failures: 2 } }] }],
+      shares: [{ id: 's', enabled: true, partners: [{ peerId: 'Q', tenantId: 't\u001b[31m', dial: true, connected: false, via: 'none', connections: [], knownAddresses: ['/ip4/1.2.3.4/tcp/1'], lastRound: { at: 1, result: 'failed' }, lastError: { code: 'REMOTE_ERROR', message: evil, at: 1 }, backoff: { failures: 2 } }] }],
       findings: [{ level: 'problem', code: 'UNREACHABLE', share: 's', peerId: 'Q', text: `partner t could not be reached (last error REMOTE_ERROR: ${evil})` }]
     }
     const out: string[] = []

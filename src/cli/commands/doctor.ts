@@ -16,7 +16,7 @@ export function formatDoctor (r: DoctorReport, now = Date.now()): string {
       lines.push(`  partner ${p.tenantId} ${p.peerId}`)
       lines.push(`    ${p.dial ? 'dialled' : 'not dialled (dial: false)'}, ${how}`)
       lines.push(`    known addresses: ${p.knownAddresses.length === 0 ? 'none' : p.knownAddresses.join(' ')}`)
-      const round = p.lastRound === undefined ? 'none yet' : `${p.lastRound.ok ? 'ok' : 'FAILED'} ${ago(p.lastRound.at, now)}`
+      const round = p.lastRound === undefined ? 'none yet' : `${p.lastRound.result === 'failed' ? 'FAILED' : p.lastRound.result} (started ${ago(p.lastRound.at, now)})`
       const error = p.lastError === undefined ? '' : `; last error ${p.lastError.code} ${ago(p.lastError.at, now)}: ${p.lastError.message}`
       lines.push(`    last round: ${round}; last sync ${ago(p.lastSuccessAt, now)}${error}`)
       if (p.backoff.failures > 0) {
