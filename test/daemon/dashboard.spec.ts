@@ -76,6 +76,8 @@ describe('grafana/mindoodb.json against a real daemon\'s metrics', function () {
   let b: DaemonProcess
   let dashboard: Dashboard
   let scraped: Map<string, Set<string>>
+  /** The scrape's text. */
+  let connections: string
 
   before(async () => {
     dashboard = JSON.parse(await readFile(new URL('grafana/mindoodb.json', ROOT), 'utf8')) as Dashboard
@@ -102,6 +104,7 @@ describe('grafana/mindoodb.json against a real daemon\'s metrics', function () {
       return /mindoodb_share_partner_lag_changes\{[^}]*\} 0/.test(t) && /mindoodb_share_errors_total\{/.test(t) && /mindoodb_share_changes_sent_total\{[^}]*\} [1-9]/.test(t) ? t : undefined
     }, 'a scrape after a round with B and a failed one')
     scraped = parseExposition(text)
+    connections = text
   })
 
   after(async () => {
@@ -152,12 +155,19 @@ describe('grafana/mindoodb.json against a real daemon\'s metrics', function () {
     // what the issue asks the dashboard to show
     for (const name of ['mindoodb_share_partner_lag_changes', 'mindoodb_share_rounds_total', 'mindoodb_share_bytes_sent_total', 'mindoodb_share_bytes_received_total',
       'mindoodb_share_rejected_changes_total', 'mindoodb_share_errors_total', 'mindoodb_share_connected_partners', 'mindoodb_share_served_changes',
-      'libp2p_connection_manager_connections', 'mindoodb_process_process_resident_memory_bytes']) {
+      'libp2p_connection_manager_connections', 'mindoodb_connections', 'mindoodb_process_process_resident_memory_bytes']) {
       expect(used.has(name), `the dashboard shows ${name}`).to.equal(true)
     }
-    // every share metric the daemon serves is on the dashboard
-    const shareMetrics = [...scraped.keys()].filter((n) => n.startsWith('mindoodb_share_'))
+    // every metric of the daemon's own (not the process's) is on the dashboard
+    const shareMetrics = [...scraped.keys()].filter((n) => n.startsWith('mindoodb_') && !n.startsWith('mindoodb_process_'))
     expect(shareMetrics.filter((n) => !used.has(n))).to.deep.equal([])
+  })
+
+  it('should count A\'s connection with B as a direct one, and no relayed ones', () => {
+    // which side dialled first decides the direction
+    expect(connections).to.match(/^mindoodb_connections\{direction="(inbound|outbound)",kind="direct"\} [1-9]/m)
+    expect(connections).to.match(/^mindoodb_connections\{direction="outbound",kind="relayed"\} 0$/m)
+    expect(connections).to.match(/^mindoodb_connections\{direction="inbound",kind="relayed"\} 0$/m)
   })
 
   it('should catch a query on a metric or label that does not exist', () => {
