@@ -284,6 +284,21 @@ export class StoreCorruptError extends MindooError {
   static override readonly code: string = 'STORE_CORRUPT'
 }
 
+/** A backup file is not one, or is truncated or altered (its SHA-256 does not match, or its records do not parse). */
+export class BackupCorruptError extends MindooError {
+  static override readonly code: string = 'BACKUP_CORRUPT'
+}
+
+/** A backup file of a format version this build does not read (written by a newer one). */
+export class BackupVersionError extends MindooError {
+  static override readonly code: string = 'BACKUP_VERSION_UNSUPPORTED'
+}
+
+/** `mindoodb restore` was pointed at a data directory that is not empty (it never overwrites). */
+export class RestoreTargetNotEmptyError extends MindooError {
+  static override readonly code: string = 'RESTORE_TARGET_NOT_EMPTY'
+}
+
 export type ErrorClass = (abstract new (...args: any[]) => MindooError) & { readonly code: string } // eslint-disable-line @typescript-eslint/no-explicit-any
 
 /**
@@ -317,7 +332,7 @@ export const ERROR_CODES: Readonly<Record<string, ErrorClass>> = errorTable([
   SyncRemoteError, ShareDisabledError, SessionIdleError, ReconcileProtocolError, KeyMismatchError, NotCreatorError,
   WriteDeniedError,
   ConfigError, InvalidParamsError, NotStartedError, PartnerNotFoundError, RpcError, RpcUnavailableError, UsageError,
-  RoundsFailedError, StoreCorruptError,
+  RoundsFailedError, StoreCorruptError, BackupCorruptError, BackupVersionError, RestoreTargetNotEmptyError,
   NodeStoppingError, TimeoutError, TooManySessionsError, SessionRefusedError, PeerNotDialledError, StreamError,
   InternalError
 ])

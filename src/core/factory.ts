@@ -51,6 +51,12 @@ interface TenantFile {
   { protection: 'scrypt', N: number, r: number, p: number, salt: string, data: string }
 }
 
+/** Where a tenant's files live under a data directory: its directory, its key file and its LevelDB. */
+export function tenantPaths (dataDir: string, tenantId: string): { dir: string, keyFile: string, level: string } {
+  const dir = join(dataDir, 'tenants', tenantId)
+  return { dir, keyFile: join(dir, 'tenant.json'), level: join(dir, 'level') }
+}
+
 /**
  * Creates and opens tenants under one data directory (MindooDB's tenant factory).
  *
@@ -203,7 +209,7 @@ export class TenantFactory {
     const keyring = KeyRing.fromJSON(secrets.keys)
     const signer = new Signer(Buffer.from(secrets.signingPrivateKey, 'base64'))
     const tenant = new MindooTenant(tenantId, {
-      levelPath: join(dir, 'level'),
+      levelPath: tenantPaths(this.#dataDir, tenantId).level,
       signer,
       keyring,
       tenantKeyBlob: file.tenantKey,

@@ -12,9 +12,10 @@
  * for await (const { doc, cursor } of db.iterateChangesSince(null)) console.log(doc.getId(), cursor)
  * ```
  */
-export { createTenantFactory, TenantFactory } from './factory.js'
+export { createTenantFactory, TenantFactory, tenantPaths } from './factory.js'
 export type { CreateTenantOptions, OpenTenantOptions, TenantFactoryOptions } from './factory.js'
 export { MindooTenant, TENANT_KEY_PREFIX } from './tenant.js'
+export type { TenantSnapshot } from './tenant.js'
 export { MindooDB } from './db.js'
 export type {
   CreateDocumentOptions, DocumentsChangedListener, MaterialiseResult, OpenDBOptions, ProcessChangesCursor,

@@ -1,14 +1,26 @@
 import { Level } from 'level'
 import { createWrappedKey, randomKey, unwrapKey, type ScryptParams, type Signer } from '../crypto/index.js'
-import { ClosedError, InvalidArgumentError, KeyNotFoundError, LockedError } from '../errors.js'
+import { ClosedError, InvalidArgumentError, KeyNotFoundError, LockedError, throwIfAborted } from '../errors.js'
 import { isValidId } from '../store/change.js'
 import { LevelStore } from '../store/level-store.js'
+import type { AbortOptions } from '../store/types.js'
 import type { Logger } from '../util/logger.js'
 import { Mutex } from '../util/mutex.js'
 import { MindooDB, type KV, type OpenDBOptions, type TenantContext, type TenantPublicInfo } from './db.js'
 import type { KeyInfo, KeyRing } from './keyring.js'
 
 const DB_NAME = /^[A-Za-z0-9._-]{1,128}$/
+/** Entries read per step of a snapshot walk. */
+const SNAPSHOT_CHUNK = 256
+
+/** See `MindooTenant.openSnapshot`. */
+export interface TenantSnapshot<T> {
+  /** What the capture function returned, read at the snapshot's point in time. */
+  captured: T
+  /** The raw key/value pairs of the tenant's LevelDB at that point, in key order. */
+  entries: (options?: AbortOptions) => AsyncGenerator<[Uint8Array, Uint8Array]>
+  close: () => Promise<void>
+}
 
 /** What a tenant needs from the factory that created it: where it lives and how its secrets are saved. */
 export interface TenantComponents {
@@ -140,14 +152,54 @@ export class MindooTenant {
     this.#checkOpen()
     if (!isValidId(keyId)) throw new InvalidArgumentError('invalid keyId')
     const material = await unwrapKey(blob, password)
+    // the key file and what the databases do with the new key happen under one lock, so a snapshot (backup)
+    // sees both or neither
     const added = await this.#keyMutex.run(async () => {
       const n = this.#context.keyring.add(keyId, material)
-      if (n > 0) await this.#components.saveSecrets()
+      if (n === 0) return n
+      await this.#components.saveSecrets()
+      for (const db of this.#dbs.values()) await (await db).keyAdded(keyId)
       return n
     })
     if (added === 0) return
     this.#log.info({ keyId, versions: added }, 'named key imported')
-    for (const db of this.#dbs.values()) await (await db).keyAdded(keyId)
+  }
+
+  /**
+   * A consistent snapshot of the tenant for a backup: the LevelDB (every database's store and state) at one
+   * point in time, and whatever `capture` reads at that same point (the key file, the daemon's files). Key
+   * changes wait while the snapshot is taken (not while it is read). `entries()` yields the raw key/value pairs of
+   * the snapshot; `close()` releases it (call it however the read ends).
+   */
+  async openSnapshot<T> (capture: () => Promise<T>): Promise<TenantSnapshot<T>> {
+    const level = this.#checkOpen()
+    return await this.#keyMutex.run(async () => {
+      const snapshot = level.snapshot()
+      let captured: T
+      try {
+        captured = await capture()
+      } catch (err) {
+        await snapshot.close()
+        throw err
+      }
+      return {
+        captured,
+        entries: async function * (options: AbortOptions = {}) {
+          const it = level.iterator<Uint8Array, Uint8Array>({ snapshot, keyEncoding: 'view', valueEncoding: 'view' })
+          try {
+            while (true) {
+              throwIfAborted(options.signal)
+              const chunk = await it.nextv(SNAPSHOT_CHUNK)
+              if (chunk.length === 0) return
+              yield * chunk
+            }
+          } finally {
+            await it.close()
+          }
+        },
+        close: async () => { await snapshot.close() }
+      }
+    })
   }
 
   /** Creates a fresh named key (or a new version of an existing one: rotation) and returns it wrapped. */

@@ -22,6 +22,9 @@ import type { Registry } from 'prom-client'
 import type { RpcContext } from './rpc-methods.js'
 import { entryMatches, recipientsOf, RevocationList, servedNamedKeys, withoutRevoked, type KeyRecipient, type RevokedPartner, type ShareWithParticipants } from './revoke.js'
 import { RpcServer } from './rpc-server.js'
+import { captureFiles, writeBackup, type BackupResult } from './backup.js'
+import { Mutex } from '../util/mutex.js'
+import { previewShare, type SharePreview } from '../sync/preview.js'
 
 /** What `partner.revoke` returns: who was revoked, on which shares, and per rotated key what the others need. */
 export interface RevocationResult {
@@ -112,6 +115,8 @@ export class Daemon {
   #revoked: RevocationList | undefined
   #configShareIds = new Set<string>()
   #startedAt = 0
+  /** Changes to shares and revocations, and the moment a backup is taken, run one at a time. */
+  readonly #admin = new Mutex()
 
   constructor (init: DaemonInit) {
     this.#config = init.config
@@ -212,6 +217,10 @@ export class Daemon {
 
   /** SIGHUP: re-reads the config file and applies its shares (added, changed, removed) without a restart. */
   async reload (): Promise<void> {
+    await this.#admin.run(async () => { await this.#reload() })
+  }
+
+  async #reload (): Promise<void> {
     if (this.#config.file === undefined) {
       this.#log.info({}, 'reload: no config file, nothing to do')
       return
@@ -242,14 +251,14 @@ export class Daemon {
       dataDir: this.#config.dataDir,
       startedAt: this.#startedAt,
       version: this.#version,
-      addShare: async (share) => {
+      addShare: async (share) => await this.#admin.run(async () => {
         const valid = validateShare(share)
         this.#refuseRevoked(valid, 'params.share')
         await node.addShare(valid)
         this.#rpcShares.push(valid)
         await this.#saveRpcShares()
-      },
-      updateShare: async (id, update: ShareUpdate) => {
+      }),
+      updateShare: async (id, update: ShareUpdate) => await this.#admin.run(async () => {
         const before = node.getShare(id)
         if (update.enabled === true && Object.keys(update).length === 1) await node.enableShare(id)
         else if (update.enabled === false && Object.keys(update).length === 1) await node.disableShare(id)
@@ -264,15 +273,17 @@ export class Daemon {
         } else {
           this.#log.info({ share: id, enabled: before.enabled }, 'config share changed over RPC until the next reload')
         }
-      },
-      removeShare: async (id) => {
+      }),
+      removeShare: async (id) => await this.#admin.run(async () => {
         await node.removeShare(id)
         this.#rpcShares = this.#rpcShares.filter((s) => s.id !== id)
         this.#configShareIds.delete(id)
         await this.#saveRpcShares()
-      },
+      }),
       configShareIds: () => this.#configShareIds,
-      revokePartner: async (who, password) => await this.revokePartner(who, password)
+      revokePartner: async (who, password) => await this.#admin.run(async () => await this.revokePartner(who, password)),
+      backup: async (path) => await this.backup(path),
+      previewShare: async (share, options) => await this.previewShare(share, options)
     }
   }
 
@@ -360,6 +371,50 @@ export class Daemon {
       rotatedKeys: rotated.map((r) => ({ keyId: r.keyId, versions: r.versions, importers: r.importers.length }))
     }, 'partner revoked')
     return result
+  }
+
+  /**
+   * Writes a backup of this node to `path` (absolute; the daemon writes it, as its own user, mode 0600): one
+   * LevelDB snapshot of the tenant's databases, and at that same point (no share, key or revocation change in
+   * between) the key file as at rest, the node identity, the RPC shares, the revocation list and the config file.
+   * See backup.ts for the format. Written atomically: a crash leaves the previous file at `path`.
+   */
+  async backup (path: string): Promise<BackupResult> {
+    const tenant = this.#tenant
+    const node = this.node
+    if (tenant === undefined) throw new NotStartedError('daemon is not started')
+    const config = this.#config
+    const tenantId = tenant.getTenantId()
+    const snapshot = await this.#admin.run(async () =>
+      await tenant.openSnapshot(async () => await captureFiles(config.dataDir, tenantId, config.file)))
+    try {
+      const result = await writeBackup(path, { createdAt: Date.now(), tenantId, peerId: node.peerId, dataDir: config.dataDir, configFile: config.file }, snapshot)
+      this.#log.info({ path, bytes: result.bytes, entries: result.entries, sha256: result.sha256 }, 'backup written')
+      return result
+    } finally {
+      await snapshot.close()
+    }
+  }
+
+  /**
+   * What a share would serve, without starting it or contacting anyone: a share config (not added) or the id
+   * of an existing share. A database that does not exist yet is not created (it would serve nothing).
+   */
+  async previewShare (share: ShareConfig | undefined, options: { id?: string, sample?: number }): Promise<SharePreview & { share: string, database: string }> {
+    const tenant = this.#tenant
+    const node = this.node
+    if (tenant === undefined) throw new NotStartedError('daemon is not started')
+    const config = options.id !== undefined ? node.getShare(options.id) : share
+    if (config === undefined) throw new InvalidParamsError('params: give share or id')
+    const exists = (await tenant.listDatabases()).includes(config.database)
+    const db = exists ? await tenant.openDB(config.database) : undefined
+    const preview = await previewShare({ db, hasKey: (keyId) => tenant.hasNamedKey(keyId) }, {
+      filter: config.filter,
+      direction: config.direction,
+      ownAuthor: tenant.getPublicInfo().signingPublicKey,
+      sample: options.sample
+    })
+    return { share: config.id, database: config.database, ...preview }
   }
 
   async #loadRpcShares (): Promise<ShareConfig[]> {

@@ -5,11 +5,13 @@
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import type { MindooDoc, MindooTenant, ProcessChangesCursor } from '../core/index.js'
-import { InvalidParamsError, KeyExistsError } from '../errors.js'
+import { InvalidArgumentError, InvalidParamsError, KeyExistsError } from '../errors.js'
 import { diagnose, type MindooNode } from '../p2p/index.js'
 import { MIN_TOPIC_SECRET_CHARS } from './constants.js'
 import type { RevocationResult } from './daemon.js'
-import type { ShareConfig, ShareUpdate } from '../sync/share.js'
+import { validateShare, type ShareConfig, type ShareUpdate } from '../sync/share.js'
+import { PREVIEW_SAMPLE_MAX } from '../sync/preview.js'
+import type { BackupResult } from './backup.js'
 
 /** What the handlers need from the daemon. */
 export interface RpcContext {
@@ -26,6 +28,10 @@ export interface RpcContext {
   configShareIds: () => Set<string>
   /** Revokes a partner on every share (see Daemon.revokePartner). */
   revokePartner: (who: string, password: string) => Promise<RevocationResult>
+  /** Writes a backup file (see Daemon.backup). */
+  backup: (path: string) => Promise<BackupResult>
+  /** What a share (a config, or an existing share's id) would serve (see Daemon.previewShare). */
+  previewShare: (share: ShareConfig | undefined, options: { id?: string, sample?: number }) => Promise<unknown>
 }
 
 export type JsonSchema = Record<string, unknown>
@@ -295,6 +301,56 @@ export const METHODS: Record<string, RpcMethod> = {
       await ctx.removeShare(p.id)
       return { id: p.id, removed: true }
     }
+  },
+  'share.preview': {
+    summary: 'What a share would serve, without adding, starting or announcing it, or contacting anyone: give a share config (as for share.add; topicSecret may be left out) or the id of an existing share. Documents and changes by type and by key id, a sample of document ids, what a field filter would refuse because this node cannot read the document (fails closed), and what it leaves out.',
+    params: {
+      ...obj({ share: shareSchema, id, sample: { type: 'integer', minimum: 0, maximum: PREVIEW_SAMPLE_MAX } }),
+      oneOf: [{ required: ['share'] }, { required: ['id'] }]
+    },
+    result: obj({
+      share: { type: 'string' },
+      database: { type: 'string' },
+      filter: { type: 'string' },
+      direction: { type: 'string' },
+      databaseExists: { type: 'boolean' },
+      total: { type: 'object' },
+      served: { type: 'object', description: 'documents, changes, byType, byKey, sample' },
+      refused: { type: 'object', description: 'documents, changes, byKey, missingKey, sample: not readable here, so a field filter does not serve them' },
+      notServed: { type: 'object' }
+    }),
+    handler: async (p: { share?: Record<string, unknown>, id?: string, sample?: number }, ctx) => {
+      if (p.id !== undefined) {
+        ctx.node.getShare(p.id) // unknown share: its typed error
+        return await ctx.previewShare(undefined, { id: p.id, sample: p.sample })
+      }
+      let share: ShareConfig
+      try {
+        // the topic secret plays no part in what is served; a share file without one can be previewed
+        share = validateShare({
+          id: 'preview', direction: 'both', enabled: true, filter: { kind: 'all' }, partners: [], topicSecret: 'x'.repeat(MIN_TOPIC_SECRET_CHARS), ...p.share
+        })
+      } catch (err) {
+        if (err instanceof InvalidArgumentError) throw new InvalidParamsError(`params.${err.message}`, { cause: err })
+        throw err
+      }
+      return await ctx.previewShare(share, { sample: p.sample })
+    }
+  },
+  'backup.create': {
+    summary: 'Writes a backup of this node to an absolute path the daemon can write (mode 0600, atomically: temp file, fsync, rename): one consistent snapshot of the store and database state, the tenant key file as at rest, the node identity, the shares, the revocation list and the config. Restore it with `mindoodb restore` while no daemon runs.',
+    params: obj({ path: { type: 'string', minLength: 2, maxLength: 4096, pattern: '^/' } }, ['path']),
+    result: obj({
+      path: { type: 'string' },
+      bytes: { type: 'integer' },
+      sha256: { type: 'string' },
+      entries: { type: 'integer' },
+      files: { type: 'array', items: { type: 'string' } },
+      createdAt: { type: 'integer' },
+      tenantId: { type: 'string' },
+      peerId: { type: 'string' }
+    }),
+    handler: async (p: { path: string }, ctx) => await ctx.backup(p.path)
   },
   'peers.list': {
     summary: 'Peers connected now.',

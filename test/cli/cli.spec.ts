@@ -127,7 +127,7 @@ describe('cli', () => {
         'init', 'daemon', 'status', 'doc create', 'doc get', 'doc change', 'doc delete', 'doc list',
         'key create', 'key import', 'key export', 'key rotate', 'key list', 'share add', 'share update',
         'share enable', 'share disable', 'share remove', 'share list', 'share show', 'share secret', 'peers', 'partners',
-        'partner revoke', 'sync now', 'rpc'
+        'partner revoke', 'sync now', 'rpc', 'backup', 'restore', 'share preview'
       ])
       for (const path of [[], ...all]) {
         const h = harness()

@@ -1,5 +1,6 @@
 import type { Command } from 'commander'
 import type { CliContext } from '../context.js'
+import { registerBackup, registerRestore } from './backup.js'
 import { registerDaemon } from './daemon.js'
 import { registerDoc } from './doc.js'
 import { registerDoctor } from './doctor.js'
@@ -25,5 +26,7 @@ export function registerCommands (program: Command, ctx: () => CliContext): void
   registerPartners(program, ctx)
   registerPartner(program, ctx)
   registerSync(program, ctx)
+  registerBackup(program, ctx)
+  registerRestore(program, ctx)
   registerRpc(program, ctx)
 }

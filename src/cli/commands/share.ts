@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto'
-import { Option, type Command } from 'commander'
+import { InvalidArgumentError as CommanderArgumentError, Option, type Command } from 'commander'
 import { MIN_TOPIC_SECRET_CHARS, TOPIC_SECRET_BYTES } from '../../daemon/constants.js'
 import type { ShareConfig } from '../../sync/share.js'
 import { UsageError, type CliContext } from '../context.js'
-import { brief } from '../format.js'
+import { brief, count } from '../format.js'
 import { collect, jsonObjectArg, readInput, readJsonObject, readSecret } from '../input.js'
 
 /** A share as the daemon shows it: no topic secret, and where it came from. */
@@ -24,6 +24,41 @@ export function formatShare (s: ShareView): string {
     `share ${s.id} (${s.enabled ? 'enabled' : 'DISABLED'}, ${s.direction}, filter ${describeFilter(s.filter)}) -> database ${s.database}, from ${s.origin}`,
     ...(s.partners.length === 0 ? ['  no partners'] : s.partners.map((p) =>
       `  partner ${p.tenant.tenantId} ${p.peerId}${(p.addresses ?? []).length === 0 ? '' : ' ' + (p.addresses ?? []).join(' ')}`))
+  ].join('\n')
+}
+
+interface PreviewCount { documents: number, changes: number }
+/** What `share.preview` returns (see src/sync/preview.ts). */
+export interface PreviewView {
+  share: string
+  database: string
+  filter: string
+  direction: string
+  databaseExists: boolean
+  total: PreviewCount
+  served: PreviewCount & { byType: Record<string, PreviewCount>, byKey: Record<string, PreviewCount>, sample: string[] }
+  refused: PreviewCount & { byKey: Record<string, PreviewCount>, missingKey: number, sample: string[] }
+  notServed: PreviewCount
+}
+
+const counted = (c: PreviewCount): string => `${count(c.documents, 'document')}, ${count(c.changes, 'change')}`
+const table = (title: string, rows: Record<string, PreviewCount>): string[] => {
+  const keys = Object.keys(rows).sort()
+  return keys.length === 0 ? [] : [`  ${title}:`, ...keys.map((k) => `    ${k}: ${counted(rows[k])}`)]
+}
+
+export function formatPreview (p: PreviewView): string {
+  if (!p.databaseExists) return `share ${p.share} (filter ${p.filter}, ${p.direction}): database ${p.database} does not exist here; it would serve nothing`
+  return [
+    `share ${p.share} (filter ${p.filter}, ${p.direction}) over database ${p.database}: ${counted(p.total)} in all`,
+    `would serve ${counted(p.served)}`,
+    ...table('by type', p.served.byType),
+    ...table('by key', p.served.byKey),
+    ...(p.served.sample.length === 0 ? [] : [`  sample: ${p.served.sample.join(' ')}`]),
+    `would refuse (cannot read here, fails closed): ${counted(p.refused)}${p.refused.missingKey > 0 ? `, ${count(p.refused.missingKey, 'document')} under a key this node lacks` : ''}`,
+    ...table('by key', p.refused.byKey),
+    ...(p.refused.sample.length === 0 ? [] : [`  sample: ${p.refused.sample.join(' ')}`]),
+    `left out by the filter: ${counted(p.notServed)}`
   ].join('\n')
 }
 
@@ -160,6 +195,23 @@ partners by a channel you trust; every participant uses the same secret for the 
       const c = ctx()
       c.print(await (await c.client()).call('share.list'), (r: { shares: ShareView[] }) =>
         r.shares.length === 0 ? 'no shares' : r.shares.map(formatShare).join('\n'))
+    })
+
+  share.command('preview')
+    .description('what a share would serve, before it is enabled: an existing share\'s id, or --file with a share (not added, nothing is started, announced or contacted)')
+    .argument('[id]', 'an existing share')
+    .option('-f, --file <file>', 'a share as JSON (as for share add; the topic secret may be left out), or - for stdin')
+    .option('--sample <n>', 'document ids to show per list (default 10, at most 100)', (v) => {
+      const n = Number(v)
+      if (!Number.isInteger(n) || n < 0 || n > 100) throw new CommanderArgumentError('must be an integer from 0 to 100')
+      return n
+    })
+    .action(async (id: string | undefined, opts: { file?: string, sample?: number }) => {
+      const c = ctx()
+      if ((id === undefined) === (opts.file === undefined)) throw new UsageError('give a share id or --file, not both')
+      const params: Record<string, unknown> = id !== undefined ? { id } : { share: await readJsonObject(c, opts.file as string, 'share') }
+      if (opts.sample !== undefined) params.sample = opts.sample
+      c.print(await (await c.client()).call<PreviewView>('share.preview', params), formatPreview)
     })
 
   share.command('show')
