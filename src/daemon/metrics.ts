@@ -1,6 +1,7 @@
 /**
  * Prometheus metrics on 127.0.0.1: per share, changes and bytes in and out, rounds, errors by code, rejected
- * changes by reason, lag (changes a partner lacks), connected partners; plus the process's and libp2p's own.
+ * changes by reason, lag (changes a partner lacks), connected partners; open connections by direction and kind
+ * (direct, relayed); plus the process's and libp2p's own.
  * Share figures are read from the node's status when Prometheus scrapes.
  */
 import { timingSafeEqual } from 'node:crypto'
@@ -99,6 +100,26 @@ export function createShareMetrics (node: () => MindooNode | undefined, registry
     collect () {
       this.reset()
       for (const s of status()) this.set({ share: s.id }, s.enabled ? 1 : 0)
+    }
+  })
+  new Gauge({
+    name: 'mindoodb_connections', help: 'Open libp2p connections, by direction (inbound, outbound) and kind (direct, relayed).', labelNames: ['direction', 'kind'], registers: [registry],
+    collect () {
+      this.reset()
+      const n = node()
+      if (n === undefined) return
+      // every combination, so a panel shows 0 rather than nothing
+      for (const direction of ['inbound', 'outbound']) for (const kind of ['direct', 'relayed']) this.set({ direction, kind }, 0)
+      let connections: ReturnType<MindooNode['libp2p']['getConnections']>
+      try {
+        connections = n.libp2p.getConnections()
+      } catch {
+        return // not started (or stopping)
+      }
+      for (const c of connections) {
+        if (c.status !== 'open') continue
+        this.inc({ direction: c.direction, kind: c.remoteAddr.toString().includes('/p2p-circuit') ? 'relayed' : 'direct' })
+      }
     }
   })
   return registry

@@ -6,7 +6,7 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import type { MindooDoc, MindooTenant, ProcessChangesCursor } from '../core/index.js'
 import { InvalidArgumentError, InvalidParamsError, KeyExistsError } from '../errors.js'
-import type { MindooNode } from '../p2p/index.js'
+import { diagnose, type MindooNode } from '../p2p/index.js'
 import { readAudit, verifyAudit } from './audit.js'
 import { AUDIT_MAX_SHOW, EVENTS_MAX_TIMEOUT_MS, MIN_TOPIC_SECRET_CHARS } from './constants.js'
 import { EVENT_TYPES, type EventBus, type EventType } from './events.js'
@@ -136,6 +136,19 @@ export const METHODS: Record<string, RpcMethod> = {
       version: ctx.version,
       pid: process.pid
     })
+  },
+  'node.doctor': {
+    summary: 'How this node can be reached and how it reaches each partner: listen and announced addresses, per share and partner whether it is dialled, connected and how (the connection\'s address; direct or relayed), known addresses, last round, last error, backoff; and findings in plain words. Dials nobody.',
+    params: none,
+    result: obj({
+      peerId: { type: 'string' },
+      listen: { type: 'array', items: { type: 'string' } },
+      announced: { type: 'array', items: { type: 'string' } },
+      announcesPrivate: { type: 'boolean' },
+      shares: { type: 'array', items: obj({ id, enabled: { type: 'boolean' }, partners: { type: 'array' } }) },
+      findings: { type: 'array', items: obj({ level: { enum: ['problem', 'note'] }, code: { type: 'string' }, share: { type: 'string' }, peerId: { type: 'string' }, text: { type: 'string' } }) }
+    }),
+    handler: async (_p, ctx) => await diagnose(ctx.node)
   },
   'db.list': {
     summary: 'Databases of the tenant.',

@@ -16,3 +16,5 @@ export type { MindooNodeInit, PartnerStatus, RoundProgress, RoundResult, ShareSt
 export { DHT_EPOCH_LEAD_MS, DHT_EPOCH_MS, DHT_PROTOCOL, SYNC_PROTOCOL } from './constants.js'
 export { clip, MAX_EVENT_TEXT, NodeEvents } from './events.js'
 export type { ChangesRejectedEvent, NodeEvent, NodeEventListener, NodeEventType, PartnerConnectionEvent, RoundFinishedEvent, RoundStartedEvent, SessionEvent } from './events.js'
+export { diagnose, findingsOf } from './doctor.js'
+export type { ConnectionInfo, DoctorReport, Finding, PartnerDiagnosis, ShareDiagnosis } from './doctor.js'

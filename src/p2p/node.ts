@@ -104,6 +104,8 @@ export interface PartnerStatus {
   lastError?: { code: string, message: string, at: number }
   /** Consecutive failures (drives the backoff). */
   failures: number
+  /** While backing off after failures: when the next round is due (ms since the epoch). */
+  retryAt?: number
   /** Changes of our served set the partner lacked at the last reconciliation with it (0 when in sync). */
   lag?: number
   /** The session running with this partner now, if any: what reconciliation found and what has moved. */
@@ -494,6 +496,7 @@ export class MindooNode {
         lastSuccessAt: p.lastSuccessAt,
         lastError: p.lastError,
         failures: p.failures,
+        retryAt: p.retryAt,
         lag: p.lag,
         current: p.current === undefined ? undefined : { ...p.current }
       })),

@@ -95,6 +95,24 @@ describe('adversary: what reaches the operator\'s terminal and local endpoints',
     expect(results.find((r) => r.peerId === h.node.peerId)?.ok).to.equal(true)
   })
 
+  it('should print a partner\'s escape sequences as plain text in doctor, and give doctor to nobody without the token', async () => {
+    await a.client.call('sync.now', { share: 'orders', wait: true })
+    const report = await a.client.call<{ shares: Array<{ partners: Array<{ peerId: string, lastError?: { message: string } }> }> }>('node.doctor')
+    // the daemon keeps M's text as it came; what prints it must clean it
+    expect(report.shares[0].partners.find((p) => p.peerId === m.node.peerId)?.lastError?.message).to.include('refused-by-mallory')
+    for (const args of [['doctor'], ['--json', 'doctor']]) {
+      const r = await runCli(['--socket', a.ready.rpcSocket, ...args])
+      expect(r.code, r.stderr).to.equal(0)
+      expect(r.stdout).to.include('refused-by-mallory')
+      expect(r.stdout, args.join(' ')).to.not.match(CONTROLS)
+    }
+    // over HTTP, no token: no answer, not even this node's peer id or its partners'
+    const rpcPort = a.ready.rpcHttpPort as number
+    const res = await rawRequest({ port: rpcPort, headers: { host: `127.0.0.1:${rpcPort}` }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'node.doctor' }) })
+    expect(res.status).to.equal(401)
+    expect(res.body).to.not.include(a.ready.peerId).and.not.include(m.node.peerId)
+  })
+
   it('should give a DNS-rebinding page nothing from /metrics or the HTTP RPC, and still serve the operator', async () => {
     const evil = `evil.example:${metricsPort}`
     const attempts: Array<Record<string, string>> = [{ host: evil }, { host: evil, origin: 'http://evil.example' }, { host: 'evil.example' }, { host: evil, authorization: 'Bearer guess' }]

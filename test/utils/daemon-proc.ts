@@ -39,6 +39,8 @@ export interface StartOptions {
   /** Bound on the wait for the ready line. Default 20 s. */
   timeoutMs?: number
   env?: NodeJS.ProcessEnv
+  /** The Node binary that runs `dist/src/cli/main.js`. Default: the one running the tests. */
+  node?: string
 }
 
 /** Every process started here that has not exited yet: `killAll` is the last-resort teardown. */
@@ -59,9 +61,9 @@ export class DaemonProcess {
   #client: RpcClient | undefined
   readonly #waiters = new Set<() => void>()
 
-  constructor (configFile: string, env?: NodeJS.ProcessEnv) {
+  constructor (configFile: string, env?: NodeJS.ProcessEnv, node: string = process.execPath) {
     this.configFile = configFile
-    this.child = spawn(process.execPath, [CLI, 'daemon', '--config', configFile], {
+    this.child = spawn(node, [CLI, 'daemon', '--config', configFile], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, NOTIFY_SOCKET: undefined, ...env }
     })
@@ -205,7 +207,7 @@ export class DaemonProcess {
 
 /** Spawns a daemon on `configFile` and waits until it is ready; kills it when it does not get there. */
 export async function startDaemon (configFile: string, options: StartOptions = {}): Promise<DaemonProcess> {
-  const proc = new DaemonProcess(configFile, options.env)
+  const proc = new DaemonProcess(configFile, options.env, options.node)
   try {
     await proc.waitReady(options.timeoutMs)
   } catch (err) {
@@ -238,9 +240,9 @@ export interface CliResult {
   stderr: string
 }
 
-/** Runs `mindoodb <args>` as a process, at most `timeoutMs` (then SIGKILL and a failed result). */
-export async function runCli (args: string[], timeoutMs = 30_000): Promise<CliResult> {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } })
+/** Runs `mindoodb <args>` as a process (with `node`, default the tests' own), at most `timeoutMs` (then SIGKILL and a failed result). */
+export async function runCli (args: string[], timeoutMs = 30_000, node: string = process.execPath): Promise<CliResult> {
+  const child = spawn(node, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } })
   let stdout = ''
   let stderr = ''
   child.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c })

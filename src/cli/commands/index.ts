@@ -3,6 +3,7 @@ import type { CliContext } from '../context.js'
 import { registerBackup, registerRestore } from './backup.js'
 import { registerDaemon } from './daemon.js'
 import { registerDoc } from './doc.js'
+import { registerDoctor } from './doctor.js'
 import { registerEvents } from './events.js'
 import { registerInit } from './init.js'
 import { registerKey } from './key.js'
@@ -18,6 +19,7 @@ export function registerCommands (program: Command, ctx: () => CliContext): void
   registerInit(program, ctx)
   registerDaemon(program)
   registerStatus(program, ctx)
+  registerDoctor(program, ctx)
   registerDoc(program, ctx)
   registerKey(program, ctx)
   registerShare(program, ctx)
