@@ -1,4 +1,4 @@
-import type { Stream } from '@libp2p/interface'
+import { StreamBufferError, type Stream } from '@libp2p/interface'
 import { byteStream } from '@libp2p/utils'
 import * as varint from 'uint8-varint'
 import { Uint8ArrayList } from 'uint8arraylist'
@@ -48,7 +48,11 @@ export function streamChannel (stream: Stream, maxFrameBytes: number): MessageCh
             return decodeFrame(frame)
           }
         }
-        const chunk = await bytes.read(options)
+        const chunk = await bytes.read(options).catch((err: unknown) => {
+          // more unread bytes than a frame arrived at once: the stream is aborted, and the peer broke the protocol
+          if (err instanceof StreamBufferError) throw new SyncProtocolError('the peer sent more than a frame ahead', { cause: err })
+          throw err
+        })
         if (chunk === null) {
           if (buffer.byteLength === 0) return undefined
           throw new SyncProtocolError('stream ended inside a frame')
