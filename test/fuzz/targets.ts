@@ -122,9 +122,22 @@ const MAX_CAPABILITIES = 32
 const MAX_HASHES = 4096
 const MAX_CHANGES = 65536
 
+/**
+ * The message with its strings made well-formed. protons' UTF-8 reader turns invalid UTF-8 into lone surrogates
+ * (not U+FFFD), which encode back as U+FFFD: decoded strings are not always well-formed (see the report).
+ */
+function wellFormed (m: SyncMessage): SyncMessage {
+  switch (m.type) {
+    case 'hello':
+    case 'welcome': return { ...m, capabilities: m.capabilities.map((c) => c.toWellFormed()) }
+    case 'error': return { ...m, message: m.message.toWellFormed() }
+    default: return m
+  }
+}
+
 function checkDecodedFrame (m: SyncMessage, inputLength: number): void {
   // a decoded frame re-encodes to a frame that decodes to the same message
-  assert.deepEqual(decodeFrame(encodeFrame(m)), m, 'decode(encode(decode(x))) differs from decode(x)')
+  assert.deepEqual(wellFormed(decodeFrame(encodeFrame(m))), wellFormed(m), 'decode(encode(decode(x))) differs from decode(x)')
   switch (m.type) {
     case 'hello':
       assert.equal(m.topic.length, 32)
