@@ -30,7 +30,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
 import { Level } from 'level'
 import {
-  createTenantFactory, encodeChange, encodeSignedPart, sha256,
+  createTenantFactory, encodeChange, encodeSignedPart, newDocId, payloadAad, sha256, signChange,
   type ChangeHash, type ChangeHeader, type DocData, type MindooDB, type MindooTenant, type StoreChange, type TenantFactory
 } from '../src/index.js'
 import { createWrappedKey, encrypt, generateSigningKeyPair, randomKey, Signer } from '../src/crypto/index.js'
@@ -80,7 +80,6 @@ class Sender {
   readonly #signer: Signer
   readonly #key: Uint8Array
   #time = Date.now()
-  #next = 0
 
   constructor (key: Uint8Array) {
     this.#signer = new Signer(generateSigningKeyPair().privateKeyDer)
@@ -97,12 +96,10 @@ class Sender {
     const amChange = Automerge.getLastLocalChange(am) as Uint8Array
     Automerge.free(am)
     const header: ChangeHeader = {
-      kind: 'change', docId: `doc-${this.#next++}-${randomBytes(6).toString('hex')}`, keyId: KEY_ID, deps: [],
+      kind: 'change', docId: newDocId(this.#signer.publicKey, KEY_ID), keyId: KEY_ID, deps: [],
       author: this.#signer.publicKey, time: this.#time++
     }
-    const payload = encrypt(this.#key, amChange)
-    const signed = encodeSignedPart(header, sha256(payload))
-    return { ...header, payload, hash: Buffer.from(sha256(signed)).toString('hex'), signature: this.#signer.sign(signed) }
+    return signChange(header, encrypt(this.#key, amChange, payloadAad(header)), (signed) => this.#signer.sign(signed))
   }
 }
 
@@ -206,16 +203,18 @@ function best (a: ReceivePrimitives, b: ReceivePrimitives): ReceivePrimitives {
 
 /** (b), materialising: AES-256-GCM decrypt of each payload, Automerge applyChanges + save of its document. */
 async function measureMaterialisePrimitives (changes: StoreChange[], key: Uint8Array): Promise<{ aesGcmDecryptUs: number, automergeApplySaveUs: number }> {
-  const decryptOne = (p: Uint8Array): Buffer => {
+  const decryptOne = (c: StoreChange): Buffer => {
+    const p = c.payload
     const decipher = createDecipheriv('aes-256-gcm', key, p.subarray(0, 12))
+    decipher.setAAD(payloadAad(c))
     decipher.setAuthTag(p.subarray(p.length - 16))
     return Buffer.concat([decipher.update(p.subarray(12, p.length - 16)), decipher.final()])
   }
   gc()
   const decryptMs = (await timed(() => {
-    for (const c of changes) decryptOne(c.payload)
+    for (const c of changes) decryptOne(c)
   })).ms
-  const plaintexts = changes.map((c) => decryptOne(c.payload))
+  const plaintexts = changes.map((c) => decryptOne(c))
   gc()
   // each change is the first of its document: apply it to a new document, then persist that document. The
   // document is freed at once: Automerge's wasm memory is otherwise released only by finalizers, which a tight

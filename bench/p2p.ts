@@ -50,7 +50,7 @@ import { Level } from 'level'
 import * as varint from 'uint8-varint'
 import { encrypt, Signer, unwrapKey } from '../src/crypto/index.js'
 import {
-  createTenantFactory, encodeChange, encodeSignedPart, sha256,
+  createTenantFactory, encodeChange, encodeSignedPart, newDocId, payloadAad, sha256, signChange,
   type ChangeHeader, type DocData, type MindooDB, type MindooTenant, type ShareConfig, type StoreChange,
   type TenantFactory, type TenantPublicInfo
 } from '../src/index.js'
@@ -680,12 +680,10 @@ class ChangeMaker {
     const amChange = Automerge.getLastLocalChange(am) as Uint8Array
     Automerge.free(am)
     const header: ChangeHeader = {
-      kind: 'change', docId: `doc-${i}-${randomBytes(6).toString('hex')}`, keyId: KEY_ID, deps: [],
+      kind: 'change', docId: newDocId(this.#signer.publicKey, KEY_ID), keyId: KEY_ID, deps: [],
       author: this.#signer.publicKey, time: this.#time++
     }
-    const payload = encrypt(this.#key, amChange)
-    const signed = encodeSignedPart(header, sha256(payload))
-    return { ...header, payload, hash: Buffer.from(sha256(signed)).toString('hex'), signature: this.#signer.sign(signed) }
+    return signChange(header, encrypt(this.#key, amChange, payloadAad(header)), (signed) => this.#signer.sign(signed))
   }
 }
 
@@ -815,14 +813,16 @@ async function primitiveBound (changes: StoreChange[], key: Uint8Array, dir: str
     await level.close()
   })
   const keyObject = createSecretKey(key) // imported once: the cheapest way to call the primitive
-  const decryptOne = (p: Uint8Array): Buffer => {
+  const decryptOne = (c: StoreChange): Buffer => {
+    const p = c.payload
     const decipher = createDecipheriv('aes-256-gcm', keyObject, p.subarray(0, 12))
+    decipher.setAAD(payloadAad(c))
     decipher.setAuthTag(p.subarray(p.length - 16))
     return Buffer.concat([decipher.update(p.subarray(12, p.length - 16)), decipher.final()])
   }
   const plaintexts: Buffer[] = new Array(n)
   const decryptUs = await time(() => {
-    for (let i = 0; i < n; i++) plaintexts[i] = decryptOne(changes[i].payload)
+    for (let i = 0; i < n; i++) plaintexts[i] = decryptOne(changes[i])
   })
   // Automerge (wasm) is slow until V8 has tiered its code up: warm it up, then time apply and save of each
   // document, freeing it as the materialiser would once it left its cache

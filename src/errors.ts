@@ -43,6 +43,21 @@ export class UntrustedAuthorError extends ChangeRejectedError {
   static override readonly code: string = 'UNTRUSTED_AUTHOR'
 }
 
+/** A change is not under its document's key (the document id commits to the key, see `docKeyMatches`). */
+export class KeyMismatchError extends ChangeRejectedError {
+  static override readonly code: string = 'KEY_MISMATCH'
+}
+
+/** A change that creates a document is signed by someone other than the creator its document id names. */
+export class NotCreatorError extends ChangeRejectedError {
+  static override readonly code: string = 'NOT_CREATOR'
+}
+
+/** The share's write policy does not let this author change this document. */
+export class WriteDeniedError extends ChangeRejectedError {
+  static override readonly code: string = 'WRITE_DENIED'
+}
+
 // ---- keys and crypto ----
 
 /** A password did not unwrap a key (or the wrapped blob was altered). */
@@ -177,7 +192,8 @@ export const ERROR_CODES: Readonly<Record<string, { readonly code: string, proto
     InvalidKeyFormatError, KeyNotFoundError, KeyExistsError, DecryptionError, TenantExistsError, TenantNotFoundError,
     DocumentNotFoundError, DocumentDeletedError, ChangeNotFoundError, InvalidArgumentError, ClosedError,
     LockedError, AbortError, ChangeRejectedError, UnrequestedChangeError, InvalidFilterError, SyncProtocolError,
-    SyncRemoteError, ShareDisabledError, SessionIdleError, ReconcileProtocolError
+    SyncRemoteError, ShareDisabledError, SessionIdleError, ReconcileProtocolError, KeyMismatchError, NotCreatorError,
+    WriteDeniedError
   ].map((c) => [c.code, c])
 )
 

@@ -4,11 +4,12 @@ import { verifySignature, type Signer } from '../crypto/index.js'
 import { verifySignatures } from '../crypto/verify-pool.js'
 import {
   ChangeNotFoundError, ClosedError, DecryptionError, DocumentDeletedError, DocumentNotFoundError,
-  InvalidArgumentError, InvalidSignatureError, KeyNotFoundError, UntrustedAuthorError, throwIfAborted
+  InvalidArgumentError, InvalidSignatureError, KeyMismatchError, KeyNotFoundError, MalformedChangeError, NotCreatorError,
+  UntrustedAuthorError, throwIfAborted
 } from '../errors.js'
 import type { ChangeRejectedError } from '../errors.js'
 import {
-  computeChangeHash, encodeSignedPart, isChangeHash, isValidId, sha256,
+  docCreatedBy, docKeyMatches, isChangeHash, isCreation, isDocId, isValidId, newDocId, payloadAad, signChange,
   type ChangeHash, type ChangeHeader, type DocId, type StoreChange
 } from '../store/change.js'
 import type { AbortOptions, AppendOnlyStore, ChangeVerifier, SequencedChange } from '../store/types.js'
@@ -16,7 +17,6 @@ import { silentLogger, type Logger } from '../util/logger.js'
 import { Mutex } from '../util/mutex.js'
 import { MindooDoc, type DocData, type DocMeta } from './doc.js'
 import type { KeyRing } from './keyring.js'
-import { randomUUID } from 'node:crypto'
 
 /** A key-value store with string keys and binary values (a LevelDB sublevel). */
 export type KV = AbstractLevel<any, string, Uint8Array> // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -55,6 +55,12 @@ export interface MaterialiseResult {
   applied: number
   /** Documents whose state changed. */
   documents: DocId[]
+  /**
+   * Stored changes the materialiser refused to apply, with the reason code (they stay stored, are never applied,
+   * and changes depending on them never apply either): a change whose dependencies belong to another document,
+   * or a change whose key differs from its document's.
+   */
+  rejected: Array<{ hash: ChangeHash, code: string }>
 }
 
 /** The parts of its tenant a database uses. */
@@ -123,7 +129,9 @@ const validateHashes = (hashes: unknown): ChangeHash[] => {
 class Batch {
   readonly ops: Op[] = []
   readonly dirty = new Map<DocId, DocState>()
-  readonly applied = new Set<ChangeHash>()
+  /** Changes applied in this batch, with their document. */
+  readonly applied = new Map<ChangeHash, DocId>()
+  readonly rejected: Array<{ hash: ChangeHash, code: string }> = []
   /** Changes waiting for a dependency, registered in this batch: dep -> waiting hashes. */
   readonly waiting = new Map<ChangeHash, ChangeHash[]>()
   appliedCount = 0
@@ -139,10 +147,22 @@ class Batch {
  * is written in the same atomic batch as the document states it produced, so a crash never leaves a document
  * ahead of or behind the recorded progress; on open it simply resumes.
  *
+ * Write rights (every path into the database: local writes, `append`, `appendMany`, sync): the verifier accepts
+ * a change only if its author is trusted, its signature verifies, its key is the one its document id commits to
+ * (else KEY_MISMATCH), and, when it creates a document, its author is the creator the id names (else
+ * NOT_CREATOR). Payloads are authenticated with their header (kind, docId, keyId, author) as associated data, so
+ * only a holder of the document's key can write or delete it.
+ *
+ * Changes that arrive before the creation (or any other change) they depend on are verified like any other
+ * (everything the verifier needs is in the change itself), stored, and wait unapplied until their dependencies
+ * are applied; a change whose dependencies never arrive stays stored and invisible.
+ *
  * Invariants:
- * 1. A change is applied to its document at most once (the `ap!` set), and only after all its deps.
+ * 1. A change is applied to its document at most once (the `ap!` set), and only after all its deps, which must
+ *    be changes of the same document (else the change is rejected, invariant 4).
  * 2. Every materialised document has exactly one changefeed entry, at the position of its latest change.
  * 3. Documents whose key this tenant lacks are never materialised, so never appear in reads or the changefeed.
+ * 4. A document's state only ever contains changes under its own key, the first of them its creation.
  */
 export class MindooDB {
   readonly #name: string
@@ -250,11 +270,12 @@ export class MindooDB {
 
   readonly #verifier: ChangeVerifier = {
     verify: (change: StoreChange, signedPart: Uint8Array): void => {
-      if (!this.#trusted.has(change.author)) throw this.#untrusted(change)
+      const verdict = this.#checkRights(change)
+      if (verdict !== undefined) throw verdict
       if (!verifySignature(change.author, signedPart, change.signature)) throw this.#badSignature(change)
     },
     verifyMany: async (items) => {
-      const verdicts: Array<ChangeRejectedError | undefined> = items.map(({ change }) => this.#trusted.has(change.author) ? undefined : this.#untrusted(change))
+      const verdicts: Array<ChangeRejectedError | undefined> = items.map(({ change }) => this.#checkRights(change))
       const trusted = items.filter((_, i) => verdicts[i] === undefined)
       const ok = await verifySignatures(trusted.map(({ change, signedPart }) => ({ publicKey: change.author, data: signedPart, signature: change.signature })))
       let k = 0
@@ -263,6 +284,25 @@ export class MindooDB {
       })
       return verdicts
     }
+  }
+
+  /**
+   * The checks that need no signature work, from the change alone: a trusted author, a version-2 document id,
+   * the document's key, the creator for a creation, and a tombstone that follows something.
+   */
+  #checkRights (change: StoreChange): ChangeRejectedError | undefined {
+    if (!this.#trusted.has(change.author)) return this.#untrusted(change)
+    if (!isDocId(change.docId)) return new MalformedChangeError(`document id ${change.docId} is not a self-certifying id`)
+    if (!docKeyMatches(change.docId, change.keyId)) {
+      return new KeyMismatchError(`change ${change.hash} is under key ${change.keyId}, not its document's key`)
+    }
+    if (isCreation(change) && !docCreatedBy(change.docId, change.author)) {
+      return new NotCreatorError(`change ${change.hash} creates document ${change.docId} but its author did not create it`)
+    }
+    if (change.kind === 'delete' && change.deps.length === 0) {
+      return new MalformedChangeError(`tombstone ${change.hash} follows no change of its document`)
+    }
+    return undefined
   }
 
   #untrusted (change: StoreChange): UntrustedAuthorError {
@@ -281,7 +321,7 @@ export class MindooDB {
     const keyId = options.keyId ?? this.#defaultKeyId
     if (!isValidId(keyId)) throw new InvalidArgumentError('invalid keyId')
     if (!this.#tenant.keyring.has(keyId)) throw new KeyNotFoundError(`this tenant has no key ${keyId}`)
-    const docId: DocId = randomUUID()
+    const docId = newDocId(this.#tenant.signer.publicKey, keyId)
     return await this.#mutex.run(async () => {
       const am = Automerge.emptyChange(Automerge.init<DocData>())
       await this.#commitLocal('change', docId, keyId, [], Automerge.getLastLocalChange(am) ?? EMPTY, am)
@@ -455,11 +495,8 @@ export class MindooDB {
     const header: ChangeHeader = {
       kind, docId, keyId, deps: [...heads].sort(), author: this.#tenant.signer.publicKey, time: Date.now()
     }
-    const payload = this.#tenant.keyring.encrypt(keyId, amChange)
-    const signed = encodeSignedPart(header, sha256(payload))
-    const change: StoreChange = {
-      ...header, payload, hash: computeChangeHash(header, payload), signature: this.#tenant.signer.sign(signed)
-    }
+    const payload = this.#tenant.keyring.encrypt(keyId, amChange, payloadAad(header))
+    const change = signChange(header, payload, (signed) => this.#tenant.signer.sign(signed))
     await this.#store.append(change)
     await this.#catchUp({}, am === undefined ? undefined : { hash: change.hash, am })
   }
@@ -476,7 +513,7 @@ export class MindooDB {
    */
   async #catchUp (options: AbortOptions = {}, local?: { hash: ChangeHash, am: Automerge.Doc<DocData> }): Promise<MaterialiseResult> {
     if (this.#closed) throw new ClosedError(`database ${this.#name} is closed`)
-    const result: MaterialiseResult = { applied: 0, documents: [] }
+    const result: MaterialiseResult = { applied: 0, documents: [], rejected: [] }
     let batch = new Batch()
     let seq = this.#meta.appliedSeq
     try {
@@ -514,6 +551,7 @@ export class MindooDB {
   #collect (result: MaterialiseResult, batch: Batch): void {
     result.applied += batch.appliedCount
     result.documents.push(...batch.dirty.keys())
+    result.rejected.push(...batch.rejected)
   }
 
   /** Applies a change, then every change that was waiting for it (transitively). */
@@ -536,8 +574,20 @@ export class MindooDB {
     }
   }
 
-  async #isApplied (batch: Batch, hash: ChangeHash): Promise<boolean> {
-    return batch.applied.has(hash) || (await this.#read('ap!' + hash)) !== undefined
+  /** The document an applied change belongs to, or undefined when the change is not applied. */
+  async #appliedTo (batch: Batch, hash: ChangeHash): Promise<DocId | undefined> {
+    const docId = batch.applied.get(hash)
+    if (docId !== undefined) return docId
+    const value = await this.#read('ap!' + hash)
+    return value === undefined ? undefined : dec.decode(value)
+  }
+
+  /** Refuses a stored change for good (invariant 4): it is never applied, and is reported once. */
+  #refuse (batch: Batch, change: StoreChange, code: string, why: string): false {
+    batch.ops.push({ type: 'put', key: 'rj!' + change.hash, value: enc.encode(code) })
+    batch.rejected.push({ hash: change.hash, code })
+    this.#log.warn({ hash: change.hash, docId: change.docId, code }, why)
+    return false
   }
 
   /**
@@ -554,32 +604,44 @@ export class MindooDB {
 
   /** Applies one change to its document if it can be (invariant 1); returns whether it was applied now. */
   async #apply (batch: Batch, change: StoreChange, local?: { hash: ChangeHash, am: Automerge.Doc<DocData> }): Promise<boolean> {
-    if (await this.#isApplied(batch, change.hash)) return false
+    if (await this.#appliedTo(batch, change.hash) !== undefined) return false
     if (!this.#tenant.keyring.has(change.keyId)) {
       batch.ops.push({ type: 'put', key: `pk!${change.keyId}!${change.hash}`, value: EMPTY })
       return false
     }
-    let missing = false
+    const missing: ChangeHash[] = []
     for (const dep of change.deps) {
-      if (await this.#isApplied(batch, dep)) continue
-      missing = true
+      const depDoc = await this.#appliedTo(batch, dep)
+      if (depDoc === undefined) missing.push(dep)
+      else if (depDoc !== change.docId) return this.#refuse(batch, change, MalformedChangeError.code, 'change depends on a change of another document')
+    }
+    for (const dep of missing) {
       this.#waitersOnDisk = true
       batch.ops.push({ type: 'put', key: `wd!${dep}!${change.hash}`, value: EMPTY })
       const list = batch.waiting.get(dep) ?? []
       list.push(change.hash)
       batch.waiting.set(dep, list)
     }
-    if (missing) return false
+    if (missing.length > 0) return false
+    const existing = batch.dirty.get(change.docId) ?? await this.#loadState(change.docId)
+    // the verifier checked the key against the id and the creator of a creation; this keeps the state whole
+    // (invariant 4) also for changes stored before those checks, or by a store without the verifier
+    if (existing === undefined && !isCreation(change)) {
+      return this.#refuse(batch, change, MalformedChangeError.code, 'change of a document that was never created')
+    }
+    if (existing !== undefined && existing.meta.keyId !== change.keyId) {
+      return this.#refuse(batch, change, KeyMismatchError.code, 'change under another key than its document')
+    }
     let plaintext: Uint8Array
     try {
-      plaintext = local?.hash === change.hash ? EMPTY : this.#tenant.keyring.decrypt(change.keyId, change.payload)
+      plaintext = local?.hash === change.hash ? EMPTY : this.#tenant.keyring.decrypt(change.keyId, change.payload, payloadAad(change))
     } catch (err) {
       if (!(err instanceof DecryptionError)) throw err
-      // a key version this tenant does not have yet: wait for it like for an unknown key
+      // a key version this tenant does not have yet: wait for it like for an unknown key (a payload that no
+      // version will ever decrypt, e.g. lifted from another header, waits for good and is never applied)
       batch.ops.push({ type: 'put', key: `pk!${change.keyId}!${change.hash}`, value: EMPTY })
       return false
     }
-    const existing = batch.dirty.get(change.docId) ?? await this.#loadState(change.docId)
     const state = existing ?? {
       am: Automerge.init<DocData>(),
       meta: { keyId: change.keyId, deleted: false, heads: [], createdAt: change.time, modifiedAt: change.time },
@@ -609,8 +671,8 @@ export class MindooDB {
     state.meta.modifiedAt = Math.max(state.meta.modifiedAt, change.time)
     state.meta.createdAt = Math.min(state.meta.createdAt, change.time)
     batch.dirty.set(change.docId, state)
-    batch.applied.add(change.hash)
-    batch.ops.push({ type: 'put', key: 'ap!' + change.hash, value: EMPTY })
+    batch.applied.set(change.hash, change.docId)
+    batch.ops.push({ type: 'put', key: 'ap!' + change.hash, value: enc.encode(change.docId) })
     batch.appliedCount++
     return true
   }

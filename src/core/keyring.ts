@@ -78,17 +78,18 @@ export class KeyRing {
     return Buffer.concat(this.#versions(keyId).map((v) => v.key))
   }
 
-  encrypt (keyId: string, plaintext: Uint8Array): Uint8Array {
+  /** Encrypts under the newest version; `aad` is authenticated with it (see crypto `encrypt`). */
+  encrypt (keyId: string, plaintext: Uint8Array, aad?: Uint8Array): Uint8Array {
     const versions = this.#versions(keyId)
-    return encrypt(versions[versions.length - 1].handle, plaintext)
+    return encrypt(versions[versions.length - 1].handle, plaintext, aad)
   }
 
   /** Tries every version, newest first. Throws KeyNotFoundError or DecryptionError. */
-  decrypt (keyId: string, sealed: Uint8Array): Uint8Array {
+  decrypt (keyId: string, sealed: Uint8Array, aad?: Uint8Array): Uint8Array {
     const versions = this.#versions(keyId)
     for (let i = versions.length - 1; i >= 0; i--) {
       try {
-        return decrypt(versions[i].handle, sealed)
+        return decrypt(versions[i].handle, sealed, aad)
       } catch {
         // try the next version
       }

@@ -107,20 +107,28 @@ export function importSecretKey (key: Uint8Array): KeyObject {
   return createSecretKey(key)
 }
 
-/** Encrypts with AES-256-GCM under a fresh random IV; returns `IV || ciphertext || tag`. */
-export function encrypt (key: Uint8Array | KeyObject, plaintext: Uint8Array): Uint8Array {
+/**
+ * Encrypts with AES-256-GCM under a fresh random IV; returns `IV || ciphertext || tag`. `aad`, when given, is
+ * authenticated but not encrypted: decrypting needs the same bytes.
+ */
+export function encrypt (key: Uint8Array | KeyObject, plaintext: Uint8Array, aad?: Uint8Array): Uint8Array {
   const iv = randomBytes(IV_BYTES)
   const cipher = createCipheriv('aes-256-gcm', key, iv)
+  if (aad !== undefined) cipher.setAAD(aad)
   const body = cipher.update(plaintext)
   const final = cipher.final()
   return Buffer.concat([iv, body, final, cipher.getAuthTag()])
 }
 
-/** Decrypts `IV || ciphertext || tag`. Throws DecryptionError when the key is wrong or the bytes were altered. */
-export function decrypt (key: Uint8Array | KeyObject, sealed: Uint8Array): Uint8Array {
+/**
+ * Decrypts `IV || ciphertext || tag`. Throws DecryptionError when the key is wrong, the bytes were altered, or
+ * `aad` differs from what was given to `encrypt`.
+ */
+export function decrypt (key: Uint8Array | KeyObject, sealed: Uint8Array, aad?: Uint8Array): Uint8Array {
   if (sealed.length < IV_BYTES + TAG_BYTES) throw new DecryptionError('ciphertext too short')
   try {
     const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, IV_BYTES))
+    if (aad !== undefined) decipher.setAAD(aad)
     decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES))
     const body = decipher.update(sealed.subarray(IV_BYTES, sealed.length - TAG_BYTES))
     return Buffer.concat([body, decipher.final()])

@@ -2,11 +2,11 @@
  * The change: the unit that is stored, synced and relayed.
  *
  * A change carries the encrypted Automerge change bytes of one document plus the metadata needed to route,
- * verify and order it. Its canonical binary form (version 1) is:
+ * verify and order it. Its canonical binary form (version 2) is:
  *
  * ```
  * signed part (what the author signs; its SHA-256 is the change hash):
- *   magic      4 bytes  "MDC1"
+ *   magic      4 bytes  "MDC2"
  *   kind       u8       0 = change, 1 = delete (tombstone)
  *   docId      u16 length + UTF-8
  *   keyId      u16 length + UTF-8
@@ -21,8 +21,19 @@
  *
  * The hash covers the payload through its SHA-256, so verifying a change is: hash the payload, hash the signed
  * part, compare with the stated hash, verify the signature over the signed part.
+ *
+ * Version 2 adds two bindings that version 1 lacked:
+ * - **Self-certifying document ids.** `docId = base64url(fp ‖ nonce ‖ tag)` with `fp` the first 16 bytes of
+ *   SHA-256 of the creator's public key, a random 12-byte nonce, and `tag` the first 12 bytes of
+ *   SHA-256("mindoodb/doc/v2\0" ‖ fp ‖ nonce ‖ keyId). Anyone, a relay without keys included, can check from the
+ *   header alone that a change is under its document's key (`docKeyMatches`) and that a creation is signed by
+ *   the document's creator (`docCreatedBy`): a document's key is fixed by its id, and its creation cannot be
+ *   forged or raced by another author.
+ * - **Payloads bound to their header.** The payload is AES-256-GCM with associated data `payloadAad(header)`
+ *   (kind, docId, keyId, author), so a payload lifted into another header does not decrypt, and a tombstone
+ *   (an encrypted empty payload) proves that its author holds the document's key.
  */
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { HashMismatchError, MalformedChangeError } from '../errors.js'
 
 /** A change hash: 64 lower-case hex characters (SHA-256). */
@@ -55,7 +66,7 @@ export interface StoreChange extends ChangeHeader {
   readonly signature: Uint8Array
 }
 
-const MAGIC = new Uint8Array([0x4d, 0x44, 0x43, 0x31]) // "MDC1"
+const MAGIC = new Uint8Array([0x4d, 0x44, 0x43, 0x32]) // "MDC2"
 /** Longest docId or keyId accepted, in bytes. */
 export const MAX_ID_BYTES = 256
 /** Most dependencies a change may list. */
@@ -71,6 +82,73 @@ export function sha256 (...parts: Uint8Array[]): Uint8Array {
   const h = createHash('sha256')
   for (const p of parts) h.update(p)
   return h.digest()
+}
+
+// ---------------------------------------------------------------- self-certifying document ids
+
+const DOC_FP_BYTES = 16
+const DOC_NONCE_BYTES = 12
+const DOC_TAG_BYTES = 12
+const DOC_ID_BYTES = DOC_FP_BYTES + DOC_NONCE_BYTES + DOC_TAG_BYTES
+/** Length of a document id: base64url of 40 bytes. */
+export const DOC_ID_LENGTH = 54
+const DOC_TAG_DOMAIN = encoder.encode('mindoodb/doc/v2\0')
+const DOC_ID_PATTERN = /^[A-Za-z0-9_-]{54}$/
+
+function authorFingerprint (author: string): Uint8Array {
+  return sha256(Buffer.from(author, 'base64url')).subarray(0, DOC_FP_BYTES)
+}
+
+function docTag (fp: Uint8Array, nonce: Uint8Array, keyId: string): Uint8Array {
+  return sha256(DOC_TAG_DOMAIN, fp, nonce, encoder.encode(keyId)).subarray(0, DOC_TAG_BYTES)
+}
+
+/** The raw bytes of a version-2 document id, or undefined when `docId` is not one. */
+function docIdBytes (docId: string): Buffer | undefined {
+  if (typeof docId !== 'string' || !DOC_ID_PATTERN.test(docId)) return undefined
+  const raw = Buffer.from(docId, 'base64url')
+  // canonical form only (base64url decoding ignores unused trailing bits)
+  return raw.length === DOC_ID_BYTES && raw.toString('base64url') === docId ? raw : undefined
+}
+
+/** A new document id for a document that `author` creates under `keyId` (random nonce). */
+export function newDocId (author: string, keyId: string, nonce: Uint8Array = randomBytes(DOC_NONCE_BYTES)): DocId {
+  if (nonce.length !== DOC_NONCE_BYTES) throw new TypeError(`a document nonce has ${DOC_NONCE_BYTES} bytes`)
+  const fp = authorFingerprint(author)
+  return Buffer.concat([fp, nonce, docTag(fp, nonce, keyId)]).toString('base64url')
+}
+
+/** True when `docId` is a version-2 document id (self-certifying). */
+export function isDocId (docId: unknown): docId is DocId {
+  return docIdBytes(docId as string) !== undefined
+}
+
+/** True when `docId` commits to `keyId`: a change of that document must be under this key. */
+export function docKeyMatches (docId: DocId, keyId: string): boolean {
+  const raw = docIdBytes(docId)
+  if (raw === undefined) return false
+  const fp = raw.subarray(0, DOC_FP_BYTES)
+  const nonce = raw.subarray(DOC_FP_BYTES, DOC_FP_BYTES + DOC_NONCE_BYTES)
+  return Buffer.from(docTag(fp, nonce, keyId)).equals(raw.subarray(DOC_FP_BYTES + DOC_NONCE_BYTES))
+}
+
+/** True when `author` (base64url public key) created the document `docId`. */
+export function docCreatedBy (docId: DocId, author: string): boolean {
+  const raw = docIdBytes(docId)
+  return raw !== undefined && Buffer.from(authorFingerprint(author)).equals(raw.subarray(0, DOC_FP_BYTES))
+}
+
+/** True for the change that creates its document: kind `change` with no dependencies. */
+export function isCreation (change: ChangeHeader): boolean {
+  return change.kind === 'change' && change.deps.length === 0
+}
+
+/**
+ * The associated data a payload is encrypted with: the header fields it belongs to (kind, docId, keyId, author).
+ * A payload moved under another header fails to decrypt.
+ */
+export function payloadAad (h: Pick<ChangeHeader, 'kind' | 'docId' | 'keyId' | 'author'>): Uint8Array {
+  return encoder.encode(`mindoodb/payload/v2\0${h.kind}\0${h.docId}\0${h.keyId}\0${h.author}`)
 }
 
 export function isChangeHash (value: unknown): value is ChangeHash {
@@ -130,6 +208,15 @@ export function encodeSignedPart (h: ChangeHeader, payloadSha: Uint8Array): Uint
 /** The hash a change with this header and payload has. */
 export function computeChangeHash (h: ChangeHeader, payload: Uint8Array): ChangeHash {
   return Buffer.from(sha256(encodeSignedPart(h, sha256(payload)))).toString('hex')
+}
+
+/**
+ * Makes a change: computes its hash and has `sign` sign its canonical signed part. `payload` is already
+ * encrypted (with `payloadAad(header)` as associated data).
+ */
+export function signChange (header: ChangeHeader, payload: Uint8Array, sign: (signedPart: Uint8Array) => Uint8Array): StoreChange {
+  const signed = encodeSignedPart(header, sha256(payload))
+  return { ...header, payload, hash: Buffer.from(sha256(signed)).toString('hex'), signature: sign(signed) }
 }
 
 /**

@@ -27,8 +27,9 @@ export type {
 } from './types.js'
 export type { StoreInit } from './base.js'
 export {
-  checkChange, computeChangeHash, decodeChange, encodeChange, encodeSignedPart, isChangeHash, isValidId, sha256,
-  MAX_DEPS, MAX_ID_BYTES, MAX_PAYLOAD_BYTES
+  checkChange, computeChangeHash, decodeChange, docCreatedBy, docKeyMatches, encodeChange, encodeSignedPart, isChangeHash,
+  isCreation, isDocId, isValidId, newDocId, payloadAad, sha256, signChange, DOC_ID_LENGTH, MAX_DEPS, MAX_ID_BYTES,
+  MAX_PAYLOAD_BYTES
 } from './change.js'
 export type { ChangeHash, ChangeHeader, ChangeKind, DocId, StoreChange } from './change.js'
 export { LevelStore } from './level-store.js'

@@ -354,10 +354,12 @@ describe('MindooDB library', () => {
     })
 
     it('should reject a change forged by a trusted tenant in another author\'s name', async () => {
-      // org B signs a change but claims org A wrote it
+      // org B signs a change but claims org A wrote it (a later change: a creation would fail NOT_CREATOR first)
       const dbOwn = await orgB.openDB('own', { defaultKeyId: 'k' })
-      await dbOwn.createDocument()
-      const [byB] = await dbOwn.getStore().getChanges(await dbOwn.getStore().getAllChangeHashes())
+      const made = await dbOwn.createDocument()
+      await dbOwn.changeDoc(made, (d) => { d.getData().x = 1 })
+      const all = await dbOwn.getStore().getChanges(await dbOwn.getStore().getAllChangeHashes())
+      const byB = all.find((c) => c.deps.length > 0) as StoreChange
       const { computeChangeHash } = await import('../../src/store/change.js')
       const claimed = { ...byB, author: orgA.getPublicInfo().signingPublicKey }
       const forged = { ...claimed, hash: computeChangeHash(claimed, claimed.payload) }

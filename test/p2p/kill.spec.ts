@@ -1,17 +1,16 @@
 import * as Automerge from '@automerge/automerge'
 import { expect } from 'chai'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { randomUUID } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { encrypt, Signer, unwrapKey } from '../../src/crypto/index.js'
+import { encrypt, unwrapKey } from '../../src/crypto/index.js'
 import { createTenantFactory, type ShareConfig, type StoreChange, type TenantPublicInfo } from '../../src/index.js'
 import type { ShareTotals } from '../../src/p2p/index.js'
-import { computeChangeHash, encodeSignedPart, sha256, type ChangeHeader } from '../../src/store/change.js'
+import { newDocId, payloadAad, signChange, type ChangeHeader } from '../../src/store/change.js'
 import type { ChildConfig } from '../utils/node-child.js'
+import { tenantSigner } from '../utils/forge.js'
 import { createOrg, type TestOrg } from '../utils/orgs.js'
 import { removeDir, TEST_KDF, tempDir } from '../utils/tmp.js'
 
@@ -92,20 +91,16 @@ async function freePort (): Promise<number> {
  * materialises one at a time (about 1 ms each here).
  */
 async function buildDocuments (org: TestOrg, keyId: string, key: Uint8Array, count: number): Promise<StoreChange[]> {
-  const file = JSON.parse(await readFile(join(org.dataDir, 'tenants', org.name, 'tenant.json'), 'utf8')) as
-    { secrets: { protection: string, data: { signingPrivateKey: string } } }
-  expect(file.secrets.protection).to.equal('none')
-  const signer = new Signer(Buffer.from(file.secrets.data.signingPrivateKey, 'base64'))
+  const signer = await tenantSigner(org)
   expect(signer.publicKey).to.equal(org.tenant.getPublicInfo().signingPublicKey)
   const start = Date.now()
   return Array.from({ length: count }, (_, i) => {
     const am = Automerge.emptyChange(Automerge.init())
-    const header: ChangeHeader = { kind: 'change', docId: randomUUID(), keyId, deps: [], author: signer.publicKey, time: start + i }
-    const payload = encrypt(key, Automerge.getLastLocalChange(am) as Uint8Array)
+    const header: ChangeHeader = { kind: 'change', docId: newDocId(signer.publicKey, keyId), keyId, deps: [], author: signer.publicKey, time: start + i }
+    const payload = encrypt(key, Automerge.getLastLocalChange(am) as Uint8Array, payloadAad(header))
     // freed now: in a synchronous loop the finalizers that free Automerge's wasm memory never get to run
     Automerge.free(am)
-    const signature = signer.sign(encodeSignedPart(header, sha256(payload)))
-    return { ...header, payload, hash: computeChangeHash(header, payload), signature }
+    return signChange(header, payload, (signed) => signer.sign(signed))
   })
 }
 
