@@ -20,7 +20,9 @@ import * as varint from 'uint8-varint'
 import { HashMismatchError, MalformedChangeError, ReconcileProtocolError, SyncProtocolError } from '../../src/errors.js'
 import { streamChannel } from '../../src/p2p/channel.js'
 import { decodeFrame, encodeFrame } from '../../src/p2p/codec.js'
-import { checkChange, decodeChange, encodeChange, sha256, type StoreChange } from '../../src/store/change.js'
+import {
+  checkChange, decodeChange, docCreatedBy, docKeyMatches, encodeChange, isDocId, newDocId, sha256, type StoreChange
+} from '../../src/store/change.js'
 import type { SyncMessage } from '../../src/sync/messages.js'
 import { decodeMessage } from '../../src/sync/reconcile/codec.js'
 import {
@@ -610,6 +612,9 @@ const idArb = fc.oneof(
 interface ChangeSpec {
   author: number
   kind: 'change' | 'delete'
+  /** A version-2 document id of the author under keyId (from `nonce`), or any id. */
+  v2: boolean
+  nonce: Uint8Array
   docId: string
   keyId: string
   deps: Uint8Array[]
@@ -620,6 +625,8 @@ interface ChangeSpec {
 const changeSpecArb: fc.Arbitrary<ChangeSpec> = fc.record({
   author: fc.nat(2),
   kind: fc.constantFrom('change' as const, 'delete' as const),
+  v2: fc.oneof({ weight: 3, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
+  nonce: fc.uint8Array({ minLength: 12, maxLength: 12 }),
   docId: idArb,
   keyId: idArb,
   deps: fc.uniqueArray(fc.uint8Array({ minLength: 32, maxLength: 32 }), { maxLength: 6, selector: (d) => Buffer.from(d).toString('hex') }),
@@ -628,9 +635,10 @@ const changeSpecArb: fc.Arbitrary<ChangeSpec> = fc.record({
 })
 
 function makeValidChange (spec: ChangeSpec): StoreChange {
-  return makeChange(testAuthors()[spec.author], {
+  const author = testAuthors()[spec.author]
+  return makeChange(author, {
     kind: spec.kind,
-    docId: spec.docId,
+    docId: spec.v2 ? newDocId(author.id, spec.keyId, spec.nonce) : spec.docId,
     keyId: spec.keyId,
     deps: spec.deps.map((d) => Buffer.from(d).toString('hex')),
     time: spec.time,
@@ -648,7 +656,7 @@ const changeInputArb: fc.Arbitrary<ChangeInput> = fc.oneof(
     weight: 1,
     arbitrary: fc.record({
       kind: fc.constant('random' as const),
-      bytes: fc.tuple(fc.boolean(), fc.uint8Array({ maxLength: 500 })).map(([magic, b]) => magic ? concat(Buffer.from('MDC1'), b) : b)
+      bytes: fc.tuple(fc.boolean(), fc.uint8Array({ maxLength: 500 })).map(([magic, b]) => magic ? concat(Buffer.from('MDC2'), b) : b)
     })
   }
 )
@@ -686,6 +694,12 @@ function runChange (input: ChangeInput): CaseOutcome {
     valid = false
   }
   if (valid) assert.ok(original !== undefined && Buffer.from(original).equals(bytes), 'a mutated change still verifies')
+  // the document-id checks every verifier runs on a header take any decoded header, and hold for a real one
+  const keyMatches = docKeyMatches(change.docId, change.keyId)
+  const createdBy = docCreatedBy(change.docId, change.author)
+  assert.equal(typeof keyMatches, 'boolean')
+  assert.equal(typeof createdBy, 'boolean')
+  if (valid && input.kind === 'valid' && input.spec.v2) assert.ok(keyMatches && createdBy && isDocId(change.docId), 'a real v2 id fails its checks')
   // the decoded change owns its bytes: changing the input afterwards changes nothing
   const before = Buffer.from(encodeChange(change))
   bytes.fill(0xee)
