@@ -56,6 +56,7 @@ function runInWorker (target: string, cases: number, seed: number, deadlineMs: n
         maxInputBytes: 0,
         maxCaseMs: Date.now() - lastMove,
         elapsedMs: Date.now() - started,
+        outcomes: {},
         failures: [{ kind: 'hang', case: at, error, input: `replay: --target ${target} --seed ${seed} --cases ${at + 1}` }]
       }
     }

@@ -22,6 +22,8 @@ export interface CaseOutcome {
   rejected: boolean
   /** Structural size of what the case built from its input (decoded values, replies), see `estimateBytes`. */
   allocated: number
+  /** What happened, for the summary's tally (an error code or reason, `accepted`...). */
+  label?: string
 }
 
 export interface FuzzTarget<T> {
@@ -35,6 +37,8 @@ export interface FuzzTarget<T> {
    * result that does not hold (the harness records it; it never escapes `runTarget`).
    */
   run: (input: T) => CaseOutcome | Promise<CaseOutcome>
+  /** Releases what the target set up for its cases (temp directories, databases); called after the last case. */
+  cleanup?: () => Promise<void>
 }
 
 export interface FuzzOptions {
@@ -72,6 +76,8 @@ export interface FuzzSummary {
   /** Slowest case, in milliseconds. */
   maxCaseMs: number
   elapsedMs: number
+  /** Cases per outcome label (error codes and reasons reached, accepted inputs), showing what was covered. */
+  outcomes: Record<string, number>
   /** The first few failures, for replay. */
   failures: FuzzFailure[]
 }
@@ -130,6 +136,7 @@ export async function runTarget<T> (target: FuzzTarget<T>, options: FuzzOptions)
     maxInputBytes: 0,
     maxCaseMs: 0,
     elapsedMs: 0,
+    outcomes: {},
     failures: []
   }
   const record = (kind: FuzzFailure['kind'], input: T, error: unknown): void => {
@@ -156,6 +163,8 @@ export async function runTarget<T> (target: FuzzTarget<T>, options: FuzzOptions)
       } else {
         if (outcome.rejected) summary.rejected++
         else summary.accepted++
+        const label = outcome.label ?? (outcome.rejected ? 'rejected' : 'accepted')
+        summary.outcomes[label] = (summary.outcomes[label] ?? 0) + 1
         const ratio = outcome.allocated / (target.inputBytes(input) + OBJECT_OVERHEAD)
         if (ratio > summary.maxAllocationRatio) summary.maxAllocationRatio = ratio
       }
@@ -170,7 +179,11 @@ export async function runTarget<T> (target: FuzzTarget<T>, options: FuzzOptions)
     summary.cases++
     return true
   })
-  await fc.check(property, { numRuns: options.cases, seed: options.seed })
+  try {
+    await fc.check(property, { numRuns: options.cases, seed: options.seed })
+  } finally {
+    await target.cleanup?.()
+  }
   summary.elapsedMs = Math.round(performance.now() - started)
   summary.maxCaseMs = Math.round(summary.maxCaseMs * 10) / 10
   summary.maxAllocationRatio = Math.round(summary.maxAllocationRatio * 100) / 100
@@ -249,6 +262,12 @@ export const mutationsArb: fc.Arbitrary<Mutation[]> = fc.oneof(
   { weight: 1, arbitrary: fc.constant<Mutation[]>([]) },
   { weight: 7, arbitrary: fc.array(mutationArb, { minLength: 1, maxLength: 4 }) }
 )
+
+/** The outcome of a case refused with `err`, labelled by its code (and reason, when it has one). */
+export function refused (err: unknown): CaseOutcome {
+  const e = err as { code?: string, reason?: string }
+  return { rejected: true, allocated: 0, label: e.reason !== undefined ? `${String(e.code)}:${e.reason}` : String(e.code) }
+}
 
 /** True when `err` is an instance of one of `allowed`. */
 export function isOneOf (err: unknown, allowed: ReadonlyArray<abstract new (...args: never[]) => Error>): boolean {

@@ -8,6 +8,7 @@
  *   2,000 items, fed grammar-built messages, mutated messages of a real exchange (at the point of the exchange
  *   where they were sent), random bytes, and whole conversations with a peer that mutates its replies.
  * - `change`: src/store/change.ts `decodeChange` on valid signed changes (mutated or not) and random bytes.
+ * - `forged`: validly signed changes with hostile headers and payloads into a real database (see forged.ts).
  *
  * Only the documented typed errors may escape: SyncProtocolError (frame, channel), ReconcileProtocolError
  * (reconcile), MalformedChangeError and HashMismatchError (change). Each target also checks what it accepts.
@@ -30,8 +31,9 @@ import {
   type ReconcileItem, type ReconcileSession, type ReconcileSet
 } from '../../src/sync/reconcile/index.js'
 import { createAuthor, makeChange, publicKeyFromRaw, type TestAuthor } from '../utils/changes.js'
+import { forgedTarget } from './forged.js'
 import { InMemoryStream } from './memory-stream.js'
-import { concat, estimateBytes, isOneOf, mutate, mutationsArb, type CaseOutcome, type FuzzTarget, type Mutation } from './harness.js'
+import { concat, estimateBytes, isOneOf, mutate, mutationsArb, refused, type CaseOutcome, type FuzzTarget, type Mutation } from './harness.js'
 
 /** A seeded PRNG (mulberry32), so the fixed data the targets share is the same on every run. */
 function prng (seed: number): () => number {
@@ -45,7 +47,6 @@ function prng (seed: number): () => number {
   }
 }
 
-const REJECTED: CaseOutcome = { rejected: true, allocated: 0 }
 
 // ================================================================ frame
 
@@ -162,11 +163,11 @@ export const frameTarget: FuzzTarget<Uint8Array> = {
     try {
       m = decodeFrame(bytes)
     } catch (err) {
-      if (isOneOf(err, [SyncProtocolError])) return REJECTED
+      if (isOneOf(err, [SyncProtocolError])) return refused(err)
       throw err
     }
     checkDecodedFrame(m, bytes.length)
-    return { rejected: false, allocated: estimateBytes(m) }
+    return { rejected: false, allocated: estimateBytes(m), label: `accepted:${m.type}` }
   }
 }
 
@@ -275,7 +276,7 @@ async function runChannel (input: ChannelInput): Promise<CaseOutcome> {
   const honest = clean && input.delivery === 'lazy' && pieces.every((p) => p.length <= input.maxFrameBytes + 1024)
   if (failed !== undefined) {
     if (honest) throw failed
-    if (isOneOf(failed, [SyncProtocolError])) return { rejected: true, allocated: estimateBytes(received) }
+    if (isOneOf(failed, [SyncProtocolError])) return { ...refused(failed), allocated: estimateBytes(received) }
     throw failed
   }
   if (honest) {
@@ -283,7 +284,7 @@ async function runChannel (input: ChannelInput): Promise<CaseOutcome> {
     assert.equal(received.length, input.frames.length, 'messages lost or invented')
     received.forEach((m, k) => { assert.deepEqual(m, decodeFrame(input.frames[k].payload)) })
   }
-  return { rejected: false, allocated: estimateBytes(received) }
+  return { rejected: false, allocated: estimateBytes(received), label: honest ? 'accepted:all frames' : 'accepted' }
 }
 
 export const channelTarget: FuzzTarget<ChannelInput> = {
@@ -530,7 +531,7 @@ function runReconcile (input: ReconcileInput): CaseOutcome {
         }
         const decoded = decodeMessage(msg, limit)
         checkSession(s, f.set, s.reconcile(msg), limit)
-        return { rejected: false, allocated: estimateBytes(decoded) }
+        return { rejected: false, allocated: estimateBytes(decoded), label: 'accepted:grammar' }
       }
       case 'mutated': {
         // replay the real exchange up to the message, then deliver it mutated to the side that receives it
@@ -546,7 +547,7 @@ function runReconcile (input: ReconcileInput): CaseOutcome {
         sentBytes.set(input, msg.length)
         const decoded = decodeMessage(msg, limit)
         checkSession(receiver, receiver === responder ? f.set : f.peerSet, receiver.reconcile(msg), limit)
-        return { rejected: false, allocated: estimateBytes(decoded) }
+        return { rejected: false, allocated: estimateBytes(decoded), label: 'accepted:mutated' }
       }
       case 'random': {
         const limit = FRAME_LIMITS[input.limit]
@@ -554,7 +555,7 @@ function runReconcile (input: ReconcileInput): CaseOutcome {
         const s = createResponder({ set: f.set }, { maxMessageBytes: limit })
         const decoded = decodeMessage(input.bytes, limit)
         checkSession(s, f.set, s.reconcile(input.bytes), limit)
-        return { rejected: false, allocated: estimateBytes(decoded) }
+        return { rejected: false, allocated: estimateBytes(decoded), label: 'accepted:random' }
       }
       case 'conversation': {
         // an honest initiator over our set; the peer answers with its honest replies, mutated
@@ -582,11 +583,11 @@ function runReconcile (input: ReconcileInput): CaseOutcome {
           msg = honest.reconcile(bad)
           checkSession(honest, f.set, msg, limit)
         }
-        return { rejected: false, allocated }
+        return { rejected: false, allocated, label: honest.done ? 'accepted:conversation done' : 'accepted:conversation cut' }
       }
     }
   } catch (err) {
-    if (isOneOf(err, [ReconcileProtocolError])) return REJECTED
+    if (isOneOf(err, [ReconcileProtocolError])) return refused(err)
     throw err
   }
 }
@@ -677,7 +678,7 @@ function runChange (input: ChangeInput): CaseOutcome {
   try {
     change = decodeChange(bytes)
   } catch (err) {
-    if (isOneOf(err, [MalformedChangeError, HashMismatchError])) return REJECTED
+    if (isOneOf(err, [MalformedChangeError, HashMismatchError])) return refused(err)
     throw err
   }
   // what decodes is canonical: it re-encodes to the same bytes, passes the shape and hash check, and its hash
@@ -704,7 +705,7 @@ function runChange (input: ChangeInput): CaseOutcome {
   const before = Buffer.from(encodeChange(change))
   bytes.fill(0xee)
   assert.ok(before.equals(encodeChange(change)), 'the decoded change shares memory with its input')
-  return { rejected: false, allocated: estimateBytes(change) }
+  return { rejected: false, allocated: estimateBytes(change), label: valid ? 'accepted:signature valid' : 'accepted:signature invalid' }
 }
 
 export const changeTarget: FuzzTarget<ChangeInput> = {
@@ -716,5 +717,5 @@ export const changeTarget: FuzzTarget<ChangeInput> = {
 
 /** Every target, in the order `npm run fuzz` runs them. */
 export const TARGETS: ReadonlyArray<FuzzTarget<never>> = [
-  frameTarget, channelTarget, reconcileTarget, changeTarget
+  frameTarget, channelTarget, reconcileTarget, changeTarget, forgedTarget
 ] as unknown as ReadonlyArray<FuzzTarget<never>>
