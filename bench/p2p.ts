@@ -316,10 +316,11 @@ async function benchReconcileP2P (sizes: number[], diffs: number[], sockets: Soc
         channel,
         db: NO_DB,
         served: NO_SERVED,
-        reconciler: (maxMessageBytes) => (session = createResponder({ set }, { maxMessageBytes })),
+        reconciler: (_set, maxMessageBytes) => (session = createResponder({ set }, { maxMessageBytes })),
         claims: new WantClaims()
       }, {
         role: 'responder',
+        peer: 'bench-initiator',
         direction: 'serve',
         participants: new Set(),
         peerMaxFrameBytes: hello.maxFrameBytes,
@@ -389,10 +390,11 @@ async function benchReconcileP2P (sizes: number[], diffs: number[], sockets: Soc
           channel,
           db: NO_DB,
           served: NO_SERVED,
-          reconciler: (maxMessageBytes) => (initiator = createInitiator({ set: setA }, { maxMessageBytes })),
+          reconciler: (_set, maxMessageBytes) => (initiator = createInitiator({ set: setA }, { maxMessageBytes })),
           claims: new WantClaims()
         }, {
           role: 'initiator',
+          peer: 'bench-responder',
           direction: 'serve',
           participants: new Set(),
           topic: new Uint8Array(32),

@@ -8,10 +8,12 @@
  *
  * Run alone: `npx node dist/bench/reconcile.js` prints the JSON report.
  */
+import { randomBytes } from 'node:crypto'
 import { pathToFileURL } from 'node:url'
 import { performance } from 'node:perf_hooks'
 import { createInitiator, createResponder } from '../src/sync/reconcile/index.js'
 import type { ReconcileInit, ReconcileSession, ReconcileSet } from '../src/sync/reconcile/index.js'
+import { INF_BOUND, MessageWriter } from '../src/sync/reconcile/codec.js'
 import { ChunkedReconcileSet } from '../src/sync/reconcile/set.js'
 import { prng, sameItems, sortedItems, withDifferences } from './util.js'
 
@@ -52,6 +54,66 @@ export interface BenchReconcileReport {
   /** Time to bulk-load the base set of each size, milliseconds. */
   buildMs: Record<string, number>
   results: BenchReconcileRow[]
+  /** A hostile peer's cost: see HostileRow. */
+  hostile?: HostileRow
+}
+
+/**
+ * A hostile reconcile message (about 62 KB: thousands of fingerprint ranges that all mismatch) sent to a
+ * responder over a set of `n` items, the way a peer would try to make a session expensive.
+ */
+export interface HostileRow {
+  n: number
+  ranges: number
+  bytes: number
+  /** Without a work budget (as before issue 7): one message, and the projection over 10,000 messages. */
+  unboundedMsPerMessage: number
+  unboundedProjectedSessionMs: number
+  /** With the budget: the message is refused (BUDGET) after decoding; ms until refused. */
+  budgetedMs: number
+  budgetedReason: string
+}
+
+/** A message of `count` fingerprint ranges with random fingerprints. */
+export function hostileMessage (count: number): Uint8Array {
+  const w = new MessageWriter(count * 24)
+  for (let i = 1; i < count; i++) w.fingerprint({ ts: i * 1000, id: new Uint8Array(0) }, randomBytes(16))
+  w.fingerprint(INF_BOUND, randomBytes(16))
+  return w.finish()
+}
+
+/** Measures what one hostile message costs a responder over `set`, with and without the work budget. */
+export function benchHostile (set: ReconcileSet, n: number, ranges = 3269, repeat = 20): HostileRow {
+  const message = hostileMessage(ranges)
+  let unbounded = 0
+  for (let i = 0; i < repeat; i++) {
+    const session = createResponder({ set }, { workPerLevel: 2 ** 30 })
+    const started = performance.now()
+    session.reconcile(message)
+    unbounded += performance.now() - started
+  }
+  let budgeted = 0
+  let reason = 'none'
+  for (let i = 0; i < repeat; i++) {
+    const session = createResponder({ set })
+    const started = performance.now()
+    try {
+      session.reconcile(message)
+    } catch (err) {
+      reason = (err as { reason?: string }).reason ?? String(err)
+    }
+    budgeted += performance.now() - started
+  }
+  const per = unbounded / repeat
+  return {
+    n,
+    ranges,
+    bytes: message.length,
+    unboundedMsPerMessage: Math.round(per * 100) / 100,
+    unboundedProjectedSessionMs: Math.round(per * 10_000),
+    budgetedMs: Math.round(budgeted / repeat * 100) / 100,
+    budgetedReason: reason
+  }
 }
 
 type SessionRun = Pick<BenchReconcileRow, 'bytes' | 'bytesInitiatorToResponder' | 'bytesResponderToInitiator' | 'messages' | 'roundTrips' | 'ms'> & {
@@ -145,6 +207,11 @@ export async function benchReconcile (opts: BenchReconcileOptions = {}): Promise
       // let the event loop breathe between runs (the caller may be reporting progress)
       await new Promise((resolve) => setImmediate(resolve))
     }
+  }
+  {
+    const n = 200_000
+    const { timestamps, ids } = sortedItems(n, prng(seed + 7))
+    report.hostile = benchHostile(ChunkedReconcileSet.fromPacked(timestamps, ids), n)
   }
   return report
 }

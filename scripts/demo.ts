@@ -108,10 +108,12 @@ async function main (): Promise<void> {
       await cli(org, 'share', 'add', '--file', file)
       console.log(`   ${org.name.padEnd(16)} ${String(def.id).padEnd(9)} db ${String(def.database).padEnd(16)} serves ${JSON.stringify(def.filter)}`)
     }
-    const orders = { id: 'orders', topicSecret: 'acme-globex-orders-topic-secret' }
+    // a topic secret per share: random (`mindoodb share secret`), agreed out of band by its participants
+    const topicSecret = async (): Promise<string> => (await cli(supplier, 'share', 'secret')).trim()
+    const orders = { id: 'orders', topicSecret: await topicSecret() }
     await share(supplier, customer, { ...orders, database: 'customer-orders', filter: { kind: 'type', types: ['order'] } })
     await share(customer, supplier, { ...orders, database: 'supplier-orders', filter: { kind: 'all' } })
-    const research = { id: 'research', topicSecret: 'acme-uni-research-topic-secret', database: 'research', filter: { kind: 'keys', keyIds: ['research-key'] } }
+    const research = { id: 'research', topicSecret: await topicSecret(), database: 'research', filter: { kind: 'keys', keyIds: ['research-key'] } }
     await share(supplier, uni, research)
     await share(uni, supplier, research)
 

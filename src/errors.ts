@@ -185,17 +185,94 @@ export class SessionIdleError extends MindooError {
   static override readonly code: string = 'SESSION_IDLE'
 }
 
-/** Every error class, by code; used to document codes and to map them over RPC. */
-export const ERROR_CODES: Readonly<Record<string, { readonly code: string, prototype: MindooError }>> = Object.fromEntries(
-  [
-    MalformedChangeError, HashMismatchError, InvalidSignatureError, UntrustedAuthorError, WrongPasswordError,
-    InvalidKeyFormatError, KeyNotFoundError, KeyExistsError, DecryptionError, TenantExistsError, TenantNotFoundError,
-    DocumentNotFoundError, DocumentDeletedError, ChangeNotFoundError, InvalidArgumentError, ClosedError,
-    LockedError, AbortError, ChangeRejectedError, UnrequestedChangeError, InvalidFilterError, SyncProtocolError,
-    SyncRemoteError, ShareDisabledError, SessionIdleError, ReconcileProtocolError, KeyMismatchError, NotCreatorError,
-    WriteDeniedError
-  ].map((c) => [c.code, c])
-)
+// ---- the daemon, its JSON-RPC API and the CLI ----
+
+/** A config file that cannot be used; `key` is the JSON pointer of the offending key ('' for the whole file). */
+export class ConfigError extends MindooError {
+  static override readonly code: string = 'INVALID_CONFIG'
+  readonly key: string
+
+  constructor (key: string, message: string, options?: ErrorOptions) {
+    super(`config ${key === '' ? '(file)' : key}: ${message}`, options)
+    this.key = key
+  }
+}
+
+/** A bad RPC parameter; becomes JSON-RPC error -32602 with this message (which names the parameter). */
+export class InvalidParamsError extends InvalidArgumentError {
+  static override readonly code: string = 'INVALID_PARAMS'
+}
+
+/** A component (the daemon, a store) was used before it was started or opened, or after it stopped. */
+export class NotStartedError extends MindooError {
+  static override readonly code: string = 'NOT_STARTED'
+}
+
+/** `partner revoke` named a peer id, tenant id or signing key that no share lists (and that was never revoked). */
+export class PartnerNotFoundError extends MindooError {
+  static override readonly code: string = 'PARTNER_NOT_FOUND'
+}
+
+/** A JSON-RPC error answer: `rpcCode` is the JSON-RPC code, `dataCode` our stable code when there is one. */
+export class RpcError extends MindooError {
+  static override readonly code: string = 'RPC_ERROR'
+  readonly rpcCode: number
+  readonly dataCode?: string
+
+  constructor (rpcCode: number, message: string, dataCode?: string) {
+    super(message)
+    this.rpcCode = rpcCode
+    this.dataCode = dataCode
+  }
+}
+
+/** The daemon could not be reached (no socket, refused, unauthorised, timeout). */
+export class RpcUnavailableError extends MindooError {
+  static override readonly code: string = 'DAEMON_UNAVAILABLE'
+}
+
+/** Bad usage found by a CLI command itself (an unreadable file, a malformed JSON argument): exit code 2. */
+export class UsageError extends MindooError {
+  static override readonly code: string = 'USAGE'
+}
+
+/** `sync now --wait` saw at least one failed round: exit code 1, after the results are printed. */
+export class RoundsFailedError extends MindooError {
+  static override readonly code: string = 'SYNC_ROUNDS_FAILED'
+}
+
+/** The store's own records contradict each other (an index entry without its change): the data directory is damaged. */
+export class StoreCorruptError extends MindooError {
+  static override readonly code: string = 'STORE_CORRUPT'
+}
+
+export type ErrorClass = (abstract new (...args: any[]) => MindooError) & { readonly code: string } // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/**
+ * Builds a table of error classes by code. Two classes with the same code are a programming mistake that would
+ * make one of them unreachable over RPC and in the README: it throws (at load, for ERROR_CODES).
+ */
+export function errorTable (classes: readonly ErrorClass[]): Readonly<Record<string, ErrorClass>> {
+  const table: Record<string, ErrorClass> = {}
+  for (const c of classes) {
+    const existing = table[c.code]
+    if (existing !== undefined) throw new TypeError(`error code ${c.code} is used by ${existing.name} and ${c.name}`)
+    table[c.code] = c
+  }
+  return Object.freeze(table)
+}
+
+/** Every error class, by code; used to document codes and to map them over RPC. A duplicate code throws at load. */
+export const ERROR_CODES: Readonly<Record<string, ErrorClass>> = errorTable([
+  MalformedChangeError, HashMismatchError, InvalidSignatureError, UntrustedAuthorError, WrongPasswordError,
+  InvalidKeyFormatError, KeyNotFoundError, KeyExistsError, DecryptionError, TenantExistsError, TenantNotFoundError,
+  DocumentNotFoundError, DocumentDeletedError, ChangeNotFoundError, InvalidArgumentError, ClosedError,
+  LockedError, AbortError, ChangeRejectedError, UnrequestedChangeError, InvalidFilterError, SyncProtocolError,
+  SyncRemoteError, ShareDisabledError, SessionIdleError, ReconcileProtocolError, KeyMismatchError, NotCreatorError,
+  WriteDeniedError,
+  ConfigError, InvalidParamsError, NotStartedError, PartnerNotFoundError, RpcError, RpcUnavailableError, UsageError,
+  RoundsFailedError, StoreCorruptError
+])
 
 /** Throws AbortError if the signal is aborted. */
 export function throwIfAborted (signal?: AbortSignal): void {

@@ -3,8 +3,9 @@
  */
 import { readFile } from 'node:fs/promises'
 import { loadConfig } from '../daemon/config.js'
-import { RpcClient, RpcError, RpcUnavailableError } from '../daemon/rpc-client.js'
-import { MindooError } from '../errors.js'
+import { RpcClient } from '../daemon/rpc-client.js'
+import { MindooError, RpcError, RpcUnavailableError, UsageError } from '../errors.js'
+import { cleanJson, cleanText } from './sanitize.js'
 
 /** Exit codes: stable, documented in the README. */
 export const EXIT = {
@@ -51,10 +52,7 @@ export interface CliContext {
   isTTY: boolean
 }
 
-/** Bad usage found by a command itself (an unreadable file, a malformed JSON argument): exit code 2. */
-export class UsageError extends MindooError {
-  static override readonly code: string = 'USAGE'
-}
+export { UsageError }
 
 async function readAll (stream: NodeJS.ReadableStream): Promise<string> {
   const chunks: Buffer[] = []
@@ -70,17 +68,34 @@ export function defaultContext (options: GlobalOptions): CliContext {
     progressStream: process.stderr,
     client: async (clientOptions = {}) => {
       if (options.url !== undefined) {
-        const token = options.tokenFile === undefined ? undefined : (await readFile(options.tokenFile, 'utf8')).trim()
+        const token = options.tokenFile === undefined
+          ? undefined
+          : (await readFile(options.tokenFile, 'utf8').catch((err: NodeJS.ErrnoException) => {
+              throw new UsageError(`cannot read token file ${options.tokenFile ?? ''}: ${err.code ?? String(err)}`, { cause: err })
+            })).trim()
         return new RpcClient({ url: options.url, token, ...clientOptions })
       }
       const socketPath = options.socket ?? (await loadConfig(options.config)).rpc.socket
       return new RpcClient({ socketPath, ...clientOptions })
     },
     print: (value, human) => {
-      process.stdout.write((json ? JSON.stringify(value, null, 2) : human(value)) + '\n')
+      process.stdout.write((json ? cleanJson(value) : human(value)) + '\n')
     },
     note: (text) => { process.stderr.write(text + '\n') },
     readStdin: async () => await readAll(process.stdin)
+  }
+}
+
+/**
+ * The context commands get: human output, notes and progress lines pass through `cleanText` (remote and daemon
+ * text never reaches the terminal with control characters or escape sequences); `--json` output is written by the
+ * context's own `print` (the default one escapes what JSON.stringify leaves raw, see `cleanJson`).
+ */
+export function safeContext (c: CliContext): CliContext {
+  return {
+    ...c,
+    print: (value, human) => { c.print(value, (v) => cleanText(human(v))) },
+    note: (text) => { c.note(cleanText(text)) }
   }
 }
 

@@ -10,9 +10,11 @@
  */
 import { Command, CommanderError, type OutputConfiguration } from 'commander'
 import { registerCommands } from './commands/index.js'
-import { defaultContext, EXIT, exitFor, type CliContext, type GlobalOptions } from './context.js'
+import { defaultContext, EXIT, exitFor, safeContext, type CliContext, type GlobalOptions } from './context.js'
+import { cleanText } from './sanitize.js'
 
-export { EXIT, exitFor, UsageError } from './context.js'
+export { EXIT, exitFor, safeContext, UsageError } from './context.js'
+export { cleanJson, cleanText } from './sanitize.js'
 export type { CliClient, CliContext, ClientOptions, GlobalOptions } from './context.js'
 
 export interface ProgramOptions {
@@ -39,7 +41,7 @@ Exit codes: ${EXIT.OK} ok, ${EXIT.FAILED} the daemon refused (or a sync round fa
     .exitOverride()
   if (options.output !== undefined) program.configureOutput(options.output)
   let context: CliContext | undefined
-  registerCommands(program, () => (context ??= makeContext(program.opts<GlobalOptions>())))
+  registerCommands(program, () => (context ??= safeContext(makeContext(program.opts<GlobalOptions>()))))
   return program
 }
 
@@ -56,7 +58,7 @@ export async function runCli (argv: string[], options: ProgramOptions & { from?:
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE
     const { code, message } = exitFor(err)
-    writeErr(`mindoodb: ${message}\n`)
+    writeErr(`mindoodb: ${cleanText(message)}\n`)
     return code
   }
 }

@@ -85,8 +85,11 @@ export interface MindooDBInit {
   defaultKeyId?: string
 }
 
-/** Listener for documents whose materialised state changed. */
-export type DocumentsChangedListener = (event: { docIds: DocId[] }) => void
+/**
+ * Listener for documents whose materialised state changed: `docIds`, and `applied`, the changes applied to them
+ * in that batch (their documents are materialised with them when the listener runs).
+ */
+export type DocumentsChangedListener = (event: { docIds: DocId[], applied: Array<{ hash: ChangeHash, docId: DocId, time: number }> }) => void
 
 const CHUNK = 256
 const FLUSH_OPS = 4000
@@ -131,6 +134,8 @@ class Batch {
   readonly dirty = new Map<DocId, DocState>()
   /** Changes applied in this batch, with their document. */
   readonly applied = new Map<ChangeHash, DocId>()
+  /** Times of the changes applied in this batch (for the documents-changed event). */
+  readonly appliedTimes = new Map<ChangeHash, number>()
   readonly rejected: Array<{ hash: ChangeHash, code: string }> = []
   /** Changes waiting for a dependency, registered in this batch: dep -> waiting hashes. */
   readonly waiting = new Map<ChangeHash, ChangeHash[]>()
@@ -672,6 +677,7 @@ export class MindooDB {
     state.meta.createdAt = Math.min(state.meta.createdAt, change.time)
     batch.dirty.set(change.docId, state)
     batch.applied.set(change.hash, change.docId)
+    batch.appliedTimes.set(change.hash, change.time)
     batch.ops.push({ type: 'put', key: 'ap!' + change.hash, value: enc.encode(change.docId) })
     batch.appliedCount++
     return true
@@ -696,9 +702,10 @@ export class MindooDB {
     for (const [docId, state] of batch.dirty) this.#remember(docId, state)
     if (batch.dirty.size > 0) {
       const docIds = [...batch.dirty.keys()]
+      const applied = [...batch.applied].map(([hash, docId]) => ({ hash, docId, time: batch.appliedTimes.get(hash) ?? 0 }))
       for (const listener of this.#listeners) {
         try {
-          listener({ docIds })
+          listener({ docIds, applied })
         } catch (err) {
           this.#log.error({ err: String(err) }, 'documents-changed listener failed')
         }

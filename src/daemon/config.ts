@@ -5,21 +5,12 @@
 import { readFile } from 'node:fs/promises'
 import { isAbsolute, join, resolve } from 'node:path'
 import { Ajv, type ErrorObject } from 'ajv'
-import { MindooError } from '../errors.js'
+import { ConfigError } from '../errors.js'
 import { compileSelector, InvalidFilterError } from '../sync/filter.js'
 import { validateShare, type ShareConfig } from '../sync/share.js'
 import { DEFAULT_DATA_DIR, DEFAULT_LOG_LEVEL, DEFAULT_SOCKET_NAME, DEFAULT_TENANT } from './constants.js'
 
-/** A config file that cannot be used; `key` is the JSON pointer of the offending key ('' for the whole file). */
-export class ConfigError extends MindooError {
-  static override readonly code: string = 'INVALID_CONFIG'
-  readonly key: string
-
-  constructor (key: string, message: string, options?: ErrorOptions) {
-    super(`config ${key === '' ? '(file)' : key}: ${message}`, options)
-    this.key = key
-  }
-}
+export { ConfigError }
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'
 
@@ -31,6 +22,8 @@ export interface ConfigFile {
   listen?: string[]
   bootstrap?: string[]
   dht?: boolean
+  announcePrivateAddresses?: boolean
+  allowPeers?: string[]
   rpc?: { socket?: string, http?: { port: number, tokenFile: string } }
   metrics?: { port: number }
   logLevel?: LogLevel
@@ -48,6 +41,10 @@ export interface DaemonConfig {
   listen?: string[]
   bootstrap: string[]
   dht: boolean
+  /** Announce loopback and private addresses (default false). */
+  announcePrivateAddresses: boolean
+  /** Peer ids the connection gater admits besides partners and bootstrap peers (default none). */
+  allowPeers: string[]
   rpc: { socket: string, http?: { port: number, tokenFile: string } }
   metrics?: { port: number }
   logLevel: LogLevel
@@ -82,8 +79,9 @@ export async function resolveConfig (input: unknown, file?: string): Promise<Dae
   const raw = structuredClone(input ?? {}) as ConfigFile
   if (!validate(raw)) {
     // oneOf failures report every branch; the most specific error is the deepest one
-    const errors = [...(validate.errors ?? [])].sort((a, b) => b.instancePath.length - a.instancePath.length)
-    throw describe(errors[0])
+    // (an unknown key's error names the key itself, one level below where ajv reports it)
+    const errors = (validate.errors ?? []).map(describe).sort((a, b) => b.key.length - a.key.length)
+    throw errors[0]
   }
   const abs = (p: string): string => isAbsolute(p) ? p : resolve(p)
   const dataDir = abs(raw.dataDir ?? DEFAULT_DATA_DIR)
@@ -116,6 +114,8 @@ export async function resolveConfig (input: unknown, file?: string): Promise<Dae
     listen: raw.listen,
     bootstrap: raw.bootstrap ?? [],
     dht: raw.dht ?? true,
+    announcePrivateAddresses: raw.announcePrivateAddresses ?? false,
+    allowPeers: raw.allowPeers ?? [],
     rpc: {
       socket: abs(raw.rpc?.socket ?? join(dataDir, DEFAULT_SOCKET_NAME)),
       http: raw.rpc?.http === undefined ? undefined : { port: raw.rpc.http.port, tokenFile: abs(raw.rpc.http.tokenFile) }

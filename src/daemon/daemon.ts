@@ -6,20 +6,31 @@
  */
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdir, open, readFile, rename } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Level } from 'level'
 import { createTenantFactory, type MindooTenant, type TenantFactory } from '../core/index.js'
-import { LockedError, MindooError, TenantNotFoundError } from '../errors.js'
+import { InvalidParamsError, LockedError, NotStartedError, PartnerNotFoundError, TenantNotFoundError } from '../errors.js'
 import { createMindooNode, type MindooNode } from '../p2p/index.js'
 import { validateShare, type ShareConfig, type ShareUpdate } from '../sync/share.js'
+import { writeFileAtomic } from '../util/atomic-file.js'
 import { silentLogger, type Logger } from '../util/logger.js'
 import { loadConfig, ConfigError, type DaemonConfig } from './config.js'
 import { GENERATED_PASSWORD_FILE, LOCK_FILE } from './constants.js'
 import { createShareMetrics, MetricsServer } from './metrics.js'
 import type { Registry } from 'prom-client'
 import type { RpcContext } from './rpc-methods.js'
+import { entryMatches, recipientsOf, RevocationList, servedNamedKeys, withoutRevoked, type KeyRecipient, type RevokedPartner, type ShareWithParticipants } from './revoke.js'
 import { RpcServer } from './rpc-server.js'
+
+/** What `partner.revoke` returns: who was revoked, on which shares, and per rotated key what the others need. */
+export interface RevocationResult {
+  revoked: Array<Omit<RevokedPartner, 'revokedAt'>>
+  shares: string[]
+  rotated: Array<{ keyId: string, versions: number, blob: string, importers: KeyRecipient[] }>
+  /** `who` was revoked before and no share names it now: nothing was done. */
+  alreadyRevoked?: boolean
+}
 
 /** Shares added over RPC are kept here, in the data directory (the config file may be read-only). */
 const RPC_SHARES_FILE = 'shares.json'
@@ -54,21 +65,9 @@ async function lockDataDir (dataDir: string): Promise<Level<string, string>> {
   } catch (err) {
     const code = (err as { cause?: { code?: string } }).cause?.code ?? (err as { code?: string }).code
     if (code === 'LEVEL_LOCKED') throw new LockedError(`data directory ${dataDir} is in use by another daemon`, { cause: err })
-    throw err
+    throw new ConfigError('/dataDir', `cannot open ${dataDir}: ${code ?? String(err)}`, { cause: err })
   }
   return lock
-}
-
-async function writePrivateFile (path: string, content: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`
-  const handle = await open(tmp, 'w', 0o600)
-  try {
-    await handle.writeFile(content)
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-  await rename(tmp, path)
 }
 
 /** Opens the tenant, creating it on first start with a generated password kept in the data directory. */
@@ -79,10 +78,24 @@ export async function openOrCreateTenant (factory: TenantFactory, tenantId: stri
     if (!(err instanceof TenantNotFoundError)) throw err
   }
   const password = randomBytes(24).toString('base64url')
-  await writePrivateFile(join(dataDir, GENERATED_PASSWORD_FILE), password + '\n')
+  await writeFileAtomic(join(dataDir, GENERATED_PASSWORD_FILE), password + '\n')
   const tenant = await factory.createTenant({ tenantId, tenantEncryptionKeyPassword: password })
   log.info({ tenant: tenantId, passwordFile: join(dataDir, GENERATED_PASSWORD_FILE) }, 'tenant encryption key password generated')
   return tenant
+}
+
+/**
+ * Node options of the connection boundary (see MindooNodeInit): whether loopback and private addresses are
+ * announced, and which peers the connection gater admits besides partners and bootstrap peers. Passed as a spread
+ * so this compiles against a node that does not take them yet (they are then ignored).
+ */
+export interface NodeSecurityOptions {
+  announcePrivateAddresses: boolean
+  allowPeers: string[]
+}
+
+function nodeSecurityOptions (config: DaemonConfig): NodeSecurityOptions {
+  return { announcePrivateAddresses: config.announcePrivateAddresses, allowPeers: [...config.allowPeers] }
 }
 
 export class Daemon {
@@ -96,6 +109,7 @@ export class Daemon {
   #metrics: MetricsServer | undefined
   #lock: Level<string, string> | undefined
   #rpcShares: ShareConfig[] = []
+  #revoked: RevocationList | undefined
   #configShareIds = new Set<string>()
   #startedAt = 0
 
@@ -106,7 +120,7 @@ export class Daemon {
   }
 
   get node (): MindooNode {
-    if (this.#node === undefined) throw new MindooError('daemon is not started')
+    if (this.#node === undefined) throw new NotStartedError('daemon is not started')
     return this.#node
   }
 
@@ -125,15 +139,19 @@ export class Daemon {
   async start (): Promise<void> {
     const config = this.#config
     this.#startedAt = Date.now()
-    await mkdir(config.dataDir, { recursive: true, mode: 0o700 })
+    await mkdir(config.dataDir, { recursive: true, mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+      throw new ConfigError('/dataDir', `cannot create ${config.dataDir}: ${err.code ?? String(err)}`, { cause: err })
+    })
     const passphrase = config.passphraseFile === undefined ? undefined : await readSecretFile(config.passphraseFile, 'passphrase', '/passphraseFile')
     const token = config.rpc.http === undefined ? undefined : await readSecretFile(config.rpc.http.tokenFile, 'token', '/rpc/http/tokenFile')
     this.#lock = await lockDataDir(config.dataDir)
     try {
-      this.#rpcShares = await this.#loadRpcShares()
+      this.#revoked = new RevocationList(config.dataDir)
+      await this.#revoked.load()
+      this.#rpcShares = withoutRevoked(await this.#loadRpcShares(), this.#revoked, this.#log, 'rpc')
       this.#factory = await createTenantFactory({ dataDir: config.dataDir, passphrase, logger: this.#log })
       this.#tenant = await openOrCreateTenant(this.#factory, config.tenant, config.dataDir, this.#log)
-      const configShares = config.shares.filter((s) => !this.#rpcShares.some((r) => r.id === s.id))
+      const configShares = withoutRevoked(config.shares.filter((s) => !this.#rpcShares.some((r) => r.id === s.id)), this.#revoked, this.#log, 'config')
       this.#configShareIds = new Set(configShares.map((s) => s.id))
       const registry: Registry | undefined = config.metrics === undefined ? undefined : createShareMetrics(() => this.#node)
       this.#node = await createMindooNode({
@@ -148,7 +166,8 @@ export class Daemon {
         backoffMaxMs: config.sync.backoffMaxMs,
         maxFrameBytes: config.sync.maxFrameBytes,
         metricsRegistry: registry,
-        logger: this.#log
+        logger: this.#log,
+        ...nodeSecurityOptions(config)
       })
       await this.#node.start()
       this.#rpc = new RpcServer(this.#context(), {
@@ -159,7 +178,7 @@ export class Daemon {
       await mkdir(join(config.rpc.socket, '..'), { recursive: true, mode: 0o700 })
       await this.#rpc.start()
       if (config.metrics !== undefined) {
-        this.#metrics = new MetricsServer({ port: config.metrics.port, registry })
+        this.#metrics = new MetricsServer({ port: config.metrics.port, registry, token })
         await this.#metrics.start()
       }
     } catch (err) {
@@ -200,7 +219,7 @@ export class Daemon {
     const next = await loadConfig(this.#config.file)
     const node = this.node
     const current = new Map(node.listShares().map((s) => [s.id, s]))
-    const wanted = next.shares.filter((s) => !this.#rpcShares.some((r) => r.id === s.id))
+    const wanted = withoutRevoked(next.shares.filter((s) => !this.#rpcShares.some((r) => r.id === s.id)), this.#revocations(), this.#log, 'config')
     for (const id of this.#configShareIds) {
       if (!wanted.some((s) => s.id === id) && current.has(id)) await node.removeShare(id)
     }
@@ -225,6 +244,7 @@ export class Daemon {
       version: this.#version,
       addShare: async (share) => {
         const valid = validateShare(share)
+        this.#refuseRevoked(valid, 'params.share')
         await node.addShare(valid)
         this.#rpcShares.push(valid)
         await this.#saveRpcShares()
@@ -233,7 +253,10 @@ export class Daemon {
         const before = node.getShare(id)
         if (update.enabled === true && Object.keys(update).length === 1) await node.enableShare(id)
         else if (update.enabled === false && Object.keys(update).length === 1) await node.disableShare(id)
-        else await node.updateShare(id, update)
+        else {
+          this.#refuseRevoked(validateShare({ ...node.getShare(id), ...update, id }), 'params.update')
+          await node.updateShare(id, update)
+        }
         const i = this.#rpcShares.findIndex((s) => s.id === id)
         if (i >= 0) {
           this.#rpcShares[i] = node.getShare(id)
@@ -248,8 +271,95 @@ export class Daemon {
         this.#configShareIds.delete(id)
         await this.#saveRpcShares()
       },
-      configShareIds: () => this.#configShareIds
+      configShareIds: () => this.#configShareIds,
+      revokePartner: async (who, password) => await this.revokePartner(who, password)
     }
+  }
+
+  #revocations (): RevocationList {
+    if (this.#revoked === undefined) throw new NotStartedError('daemon is not started')
+    return this.#revoked
+  }
+
+  /** A share given over RPC must not name a revoked partner (the list is the operator's decision). */
+  #refuseRevoked (share: ShareConfig, at: string): void {
+    const list = this.#revocations()
+    const s = share as ShareWithParticipants
+    s.partners.forEach((p, i) => {
+      if (list.hasPartner(p)) throw new InvalidParamsError(`${at}.partners[${i}]: partner ${p.tenant.tenantId} ${p.peerId} was revoked`)
+    })
+    s.participants?.forEach((p, i) => {
+      if (list.hasKey(p.tenant.signingPublicKey)) throw new InvalidParamsError(`${at}.participants[${i}]: ${p.tenant.tenantId} was revoked`)
+    })
+  }
+
+  /**
+   * Revokes a partner, named by peer id, tenant id or signing key, on every share: it is recorded in the data
+   * directory's revocation list first (a share re-read from the config never re-admits it), its tenant's signing key
+   * is untrusted on those shares' databases (what it authored and this node stored stays valid; anything new from it
+   * is rejected, whatever time it signs), it leaves the partners and participants of every share (which closes its
+   * sessions), and the named keys those shares let it hold are rotated. Returns, per rotated key, all its versions
+   * wrapped under `password` and the remaining partners that should import it.
+   */
+  async revokePartner (who: string, password: string): Promise<RevocationResult> {
+    const node = this.node
+    const tenant = this.#tenant as MindooTenant
+    const list = this.#revocations()
+    if (typeof who !== 'string' || who === '') throw new InvalidParamsError('params.partner: must name a peer id, tenant id or signing key')
+    const own = tenant.getPublicInfo()
+    if (who === own.tenantId || who === own.signingPublicKey || who === node.peerId) throw new InvalidParamsError('params.partner: this node\'s own tenant cannot be revoked')
+    const shares = node.listShares() as ShareWithParticipants[]
+    // the identities `who` names, then everything that carries one of their signing keys or peer ids
+    const found = new Map<string, RevokedPartner>()
+    const at = Date.now()
+    for (const s of shares) {
+      for (const p of s.partners) if (entryMatches(who, p)) found.set(`${p.tenant.signingPublicKey} ${p.peerId}`, { signingPublicKey: p.tenant.signingPublicKey, tenantId: p.tenant.tenantId, peerId: p.peerId, revokedAt: at })
+      for (const p of s.participants ?? []) if (entryMatches(who, p)) found.set(`${p.tenant.signingPublicKey} `, { signingPublicKey: p.tenant.signingPublicKey, tenantId: p.tenant.tenantId, revokedAt: at })
+    }
+    if (found.size === 0) {
+      if (list.names(who)) return { revoked: [], shares: [], rotated: [], alreadyRevoked: true }
+      throw new PartnerNotFoundError(`no share names a partner ${who}`)
+    }
+    if ([...found.values()].some((p) => p.signingPublicKey === own.signingPublicKey)) throw new InvalidParamsError('params.partner: this node\'s own tenant cannot be revoked')
+    await list.add([...found.values()])
+    const affected = shares.filter((s) => s.partners.some((p) => list.hasPartner(p)) || (s.participants ?? []).some((p) => list.hasKey(p.tenant.signingPublicKey)))
+    // the keys it could hold, from what the shares served it (before it leaves them)
+    const keyIds = new Set<string>()
+    for (const s of affected) for (const k of await servedNamedKeys(tenant, s)) keyIds.add(k)
+    // untrust first, so no change of it is stored from here on, whichever share or relay brings it
+    const keys = [...new Set([...found.values()].map((p) => p.signingPublicKey))]
+    for (const database of new Set(affected.map((s) => s.database))) {
+      const db = await tenant.openDB(database)
+      for (const key of keys) await db.untrustPartner(key)
+    }
+    for (const s of affected) {
+      const { share: kept } = list.apply(s)
+      const k = kept as ShareWithParticipants
+      const update = { partners: k.partners, ...(k.participants === undefined ? {} : { participants: k.participants }) } as ShareUpdate
+      await node.updateShare(s.id, update)
+      const i = this.#rpcShares.findIndex((r) => r.id === s.id)
+      if (i >= 0) this.#rpcShares[i] = node.getShare(s.id)
+    }
+    if (affected.some((s) => this.#rpcShares.some((r) => r.id === s.id))) await this.#saveRpcShares()
+    const rotated: RevocationResult['rotated'] = []
+    const recipients = await recipientsOf(tenant, node.listShares(), keyIds)
+    for (const keyId of [...keyIds].sort()) {
+      const blob = await tenant.rotateNamedKey(keyId, password)
+      const versions = tenant.listNamedKeys().find((k) => k.keyId === keyId)?.versions ?? 0
+      rotated.push({ keyId, versions, blob, importers: recipients.get(keyId) ?? [] })
+    }
+    const result: RevocationResult = {
+      revoked: [...found.values()].map(({ revokedAt: _at, ...p }) => p),
+      shares: affected.map((s) => s.id),
+      rotated
+    }
+    this.#log.info({
+      partner: who,
+      revoked: result.revoked,
+      shares: result.shares,
+      rotatedKeys: rotated.map((r) => ({ keyId: r.keyId, versions: r.versions, importers: r.importers.length }))
+    }, 'partner revoked')
+    return result
   }
 
   async #loadRpcShares (): Promise<ShareConfig[]> {
@@ -263,7 +373,7 @@ export class Daemon {
   }
 
   async #saveRpcShares (): Promise<void> {
-    await writePrivateFile(join(this.#config.dataDir, RPC_SHARES_FILE), JSON.stringify(this.#rpcShares, null, 2))
+    await writeFileAtomic(join(this.#config.dataDir, RPC_SHARES_FILE), JSON.stringify(this.#rpcShares, null, 2))
   }
 
   /** Tells systemd (Type=notify) that the daemon is ready, when it runs under systemd. */

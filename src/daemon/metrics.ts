@@ -3,7 +3,8 @@
  * changes by reason, lag (changes a partner lacks), connected partners; plus the process's and libp2p's own.
  * Share figures are read from the node's status when Prometheus scrapes.
  */
-import { createServer, type Server } from 'node:http'
+import { timingSafeEqual } from 'node:crypto'
+import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
 import type { MindooNode } from '../p2p/index.js'
@@ -14,6 +15,29 @@ export interface MetricsInit {
   port: number
   /** Registry to serve (libp2p's metrics go into it too). Default: a new one. */
   registry?: Registry
+  /** The RPC bearer token: a request that carries it is served whatever its Host header. Default: none. */
+  token?: string
+}
+
+/**
+ * Whether a request may read the metrics. A page in a browser can make the browser send requests to
+ * 127.0.0.1:<port> under its own name (DNS rebinding: evil.example resolves to 127.0.0.1); the browser then sends
+ * `Host: evil.example:<port>`. So only the loopback names with this port are served (127.0.0.1, localhost, [::1]),
+ * or a request that carries the RPC bearer token, which no web page has.
+ */
+export function metricsAccess (req: Pick<IncomingMessage, 'headers'>, port: number, token?: string): 'ok' | 'bad-host' | 'bad-token' {
+  const auth = req.headers.authorization
+  if (auth !== undefined) {
+    if (token === undefined) return 'bad-token'
+    const expected = Buffer.from(`Bearer ${token}`)
+    const given = Buffer.from(auth)
+    return given.length === expected.length && timingSafeEqual(given, expected) ? 'ok' : 'bad-token'
+  }
+  const host = (req.headers.host ?? '').toLowerCase()
+  const names = ['127.0.0.1', 'localhost', '[::1]']
+  const allowed = new Set(names.map((n) => `${n}:${port}`))
+  if (port === 80) for (const n of names) allowed.add(n)
+  return allowed.has(host) ? 'ok' : 'bad-host'
 }
 
 /** Builds the registry with the share metrics, reading `node` at each scrape. */
@@ -84,11 +108,13 @@ export function createShareMetrics (node: () => MindooNode | undefined, registry
 export class MetricsServer {
   readonly #registry: Registry
   readonly #port: number
+  readonly #token: string | undefined
   #server: Server | undefined
 
   constructor (init: MetricsInit) {
     this.#registry = init.registry ?? new Registry()
     this.#port = init.port
+    this.#token = init.token
   }
 
   get port (): number | undefined {
@@ -97,6 +123,13 @@ export class MetricsServer {
 
   async start (): Promise<void> {
     const server = createServer((req, res) => {
+      // nothing, not even whether the path exists, before the Host (or the token) is right
+      const access = metricsAccess(req, this.port ?? this.#port, this.#token)
+      if (access !== 'ok') {
+        res.writeHead(access === 'bad-host' ? 421 : 403, { 'content-type': 'text/plain', connection: 'close' }).end()
+        req.resume()
+        return
+      }
       if (req.method !== 'GET' || req.url !== '/metrics') {
         res.writeHead(404).end()
         return
@@ -104,7 +137,7 @@ export class MetricsServer {
       this.#registry.metrics().then((text) => {
         res.writeHead(200, { 'content-type': this.#registry.contentType }).end(text)
       }, (err: unknown) => {
-        res.writeHead(500).end(String(err))
+        res.writeHead(500).end(String(err instanceof Error ? err.message : err))
       })
     })
     await new Promise<void>((resolve, reject) => {

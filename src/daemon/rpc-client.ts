@@ -4,7 +4,7 @@
  */
 import { request } from 'node:http'
 import { JSONRPCClient, JSONRPCErrorException } from 'json-rpc-2.0'
-import { MindooError } from '../errors.js'
+import { MindooError, RpcError, RpcUnavailableError } from '../errors.js'
 
 export interface RpcClientOptions {
   /** The daemon's Unix socket. */
@@ -16,23 +16,7 @@ export interface RpcClientOptions {
   timeoutMs?: number
 }
 
-/** A JSON-RPC error answer: `code` is the JSON-RPC code, `dataCode` our stable code when there is one. */
-export class RpcError extends MindooError {
-  static override readonly code: string = 'RPC_ERROR'
-  readonly rpcCode: number
-  readonly dataCode?: string
-
-  constructor (rpcCode: number, message: string, dataCode?: string) {
-    super(message)
-    this.rpcCode = rpcCode
-    this.dataCode = dataCode
-  }
-}
-
-/** The daemon could not be reached (no socket, refused, unauthorised, timeout). */
-export class RpcUnavailableError extends MindooError {
-  static override readonly code: string = 'DAEMON_UNAVAILABLE'
-}
+export { RpcError, RpcUnavailableError }
 
 export class RpcClient {
   readonly #options: RpcClientOptions
@@ -50,7 +34,15 @@ export class RpcClient {
         call.failure = err
         throw err
       }
-      if (response !== '') this.#client.receive(JSON.parse(response))
+      if (response === '') return
+      let parsed: unknown
+      try {
+        parsed = JSON.parse(response)
+      } catch (err) {
+        call.failure = new RpcUnavailableError('the daemon\'s answer is not JSON-RPC (is this the MindooDB daemon?)', { cause: err })
+        throw call.failure
+      }
+      this.#client.receive(parsed as Parameters<JSONRPCClient['receive']>[0])
     })
   }
 
@@ -90,7 +82,7 @@ export class RpcClient {
         res.on('data', (c: Buffer) => chunks.push(c))
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8')
-          if (res.statusCode === 401) reject(new RpcUnavailableError('unauthorized: wrong or missing token'))
+          if (res.statusCode === 401 || res.statusCode === 403) reject(new RpcUnavailableError('unauthorized: wrong or missing token'))
           else if (res.statusCode === 413) reject(new RpcError(-32600, 'request too large'))
           else resolve(text)
         })

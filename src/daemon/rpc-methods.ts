@@ -5,8 +5,10 @@
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import type { MindooDoc, MindooTenant, ProcessChangesCursor } from '../core/index.js'
-import { InvalidArgumentError, KeyExistsError } from '../errors.js'
+import { InvalidParamsError, KeyExistsError } from '../errors.js'
 import type { MindooNode } from '../p2p/index.js'
+import { MIN_TOPIC_SECRET_CHARS } from './constants.js'
+import type { RevocationResult } from './daemon.js'
 import type { ShareConfig, ShareUpdate } from '../sync/share.js'
 
 /** What the handlers need from the daemon. */
@@ -22,6 +24,8 @@ export interface RpcContext {
   removeShare: (id: string) => Promise<void>
   /** Shares that came from the config file (their changes over RPC last until the next reload). */
   configShareIds: () => Set<string>
+  /** Revokes a partner on every share (see Daemon.revokePartner). */
+  revokePartner: (who: string, password: string) => Promise<RevocationResult>
 }
 
 export type JsonSchema = Record<string, unknown>
@@ -35,10 +39,7 @@ export interface RpcMethod {
   handler: (params: any, ctx: RpcContext) => Promise<unknown> // eslint-disable-line @typescript-eslint/no-explicit-any
 }
 
-/** A bad parameter; becomes JSON-RPC error -32602 with this message. */
-export class InvalidParamsError extends InvalidArgumentError {
-  static override readonly code: string = 'INVALID_PARAMS'
-}
+export { InvalidParamsError }
 
 const id = { type: 'string', pattern: '^[A-Za-z0-9._:@-]{1,128}$' }
 const keyId = { type: 'string', pattern: '^[A-Za-z0-9._:@/-]{1,256}$' }
@@ -86,6 +87,14 @@ export function applyMergePatch (target: Record<string, unknown>, patch: Record<
 }
 
 const shareSchema = { type: 'object', description: 'A share, as in the config file (see config/mindoodb.schema.json)' }
+
+/** A topic secret given over RPC must be as long as the config schema asks (the share's other fields: validateShare). */
+function checkTopicSecret (at: string, value: unknown): void {
+  if (value === undefined && at.endsWith('update.topicSecret')) return
+  if (typeof value !== 'string' || value.length < MIN_TOPIC_SECRET_CHARS) {
+    throw new InvalidParamsError(`${at}: must be a string of ${MIN_TOPIC_SECRET_CHARS} or more characters (\`mindoodb share secret\` prints one)`)
+  }
+}
 
 export const METHODS: Record<string, RpcMethod> = {
   health: {
@@ -231,6 +240,7 @@ export const METHODS: Record<string, RpcMethod> = {
     params: obj({ share: shareSchema }, ['share']),
     result: shareSchema,
     handler: async (p: { share: Partial<ShareConfig> & { id: string } }, ctx) => {
+      checkTopicSecret('params.share.topicSecret', p.share.topicSecret)
       await ctx.addShare({ direction: 'both', enabled: true, filter: { kind: 'all' }, ...p.share } as ShareConfig)
       return redact(ctx.node.getShare(p.share.id), ctx)
     }
@@ -241,6 +251,7 @@ export const METHODS: Record<string, RpcMethod> = {
     result: shareSchema,
     handler: async (p: { id: string, update: ShareUpdate }, ctx) => {
       if ('id' in p.update) throw new InvalidParamsError('params.update.id: a share\'s id cannot change')
+      checkTopicSecret('params.update.topicSecret', p.update.topicSecret)
       await ctx.updateShare(p.id, p.update)
       return redact(ctx.node.getShare(p.id), ctx)
     }
@@ -285,6 +296,25 @@ export const METHODS: Record<string, RpcMethod> = {
     handler: async (_p, ctx) => ({
       partners: ctx.node.status().flatMap((s) => s.partners.map((p) => ({ share: s.id, ...p })))
     })
+  },
+  'partner.revoke': {
+    summary: 'Revokes a partner (peer id, tenant id or signing key) on every share: its sessions close, changes it signs from now on are rejected (what is stored stays), the named keys the shares let it hold are rotated. Returns per rotated key all versions wrapped under the password and the remaining partners that should import it.',
+    params: obj({ partner: { type: 'string', minLength: 1, maxLength: 256 }, password }, ['partner', 'password']),
+    result: obj({
+      revoked: { type: 'array', items: obj({ peerId: { type: 'string' }, tenantId: { type: 'string' }, signingPublicKey: { type: 'string' } }) },
+      shares: { type: 'array', items: { type: 'string' } },
+      rotated: {
+        type: 'array',
+        items: obj({
+          keyId,
+          versions: { type: 'integer' },
+          blob: { type: 'string' },
+          importers: { type: 'array', items: obj({ share: { type: 'string' }, peerId: { type: 'string' }, tenantId: { type: 'string' } }) }
+        })
+      },
+      alreadyRevoked: { type: 'boolean' }
+    }),
+    handler: async (p: { partner: string, password: string }, ctx) => await ctx.revokePartner(p.partner, p.password)
   },
   'sync.now': {
     summary: 'Starts a round with every partner of a share (or of all enabled shares); with wait, returns when done.',

@@ -16,16 +16,18 @@ import type { MindooDB, MindooTenant } from '../core/index.js'
 import { InvalidArgumentError, MindooError } from '../errors.js'
 import type { AbortOptions } from '../store/types.js'
 import { SYNC_PROTOCOL_VERSION, SyncProtocolError, SyncRemoteError, isHello, type MessageChannel, type SyncErrorCode } from '../sync/messages.js'
-import { createInitiator, createReconcileSet, createResponder } from '../sync/reconcile/index.js'
+import { createInitiator, createReconcileSet, createResponder, type ReconcileSet } from '../sync/reconcile/index.js'
+import { Refusals } from '../sync/refusals.js'
 import { ServedSet } from '../sync/served-set.js'
 import { runSession, ShareDisabledError, WantClaims, type SessionResult, type SessionStats } from '../sync/session.js'
 import { policyOf, topicDhtKeyOf, topicIdOf, validateShare, type ShareConfig, type ShareUpdate } from '../sync/share.js'
+import { createWritePolicy } from '../sync/write-policy.js'
 import { silentLogger, type Logger } from '../util/logger.js'
 import { streamChannel } from './channel.js'
 import {
   DEFAULT_ANNOUNCE_INTERVAL_MS, DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, DEFAULT_DISCOVERY_INTERVAL_MS,
   DEFAULT_LISTEN, DEFAULT_LIVE_DEBOUNCE_MS, DEFAULT_MAX_FRAME_BYTES, DEFAULT_SYNC_INTERVAL_MS, DHT_PROTOCOL,
-  HELLO_TIMEOUT_MS, MAX_INBOUND_STREAMS, MAX_RECENT_REJECTIONS, MAX_RECONCILE_MESSAGE_BYTES, MAX_REFUSED, SYNC_PROTOCOL
+  HELLO_TIMEOUT_MS, MAX_INBOUND_STREAMS, MAX_RECENT_REJECTIONS, MAX_RECONCILE_MESSAGE_BYTES, SYNC_PROTOCOL
 } from './constants.js'
 import { loadOrCreatePeerKey } from './identity.js'
 
@@ -149,8 +151,10 @@ interface ShareRuntime {
   liveTimer?: NodeJS.Timeout
   offGrow: () => void
   recentRejections: Array<{ hash: string, code: string, at: number }>
-  /** Hashes refused on this share, not asked for again until the share changes (bounded, oldest dropped). */
-  refused: Set<string>
+  /** Changes refused on this share for reasons tied to their bytes, per peer (bounded; see src/sync/refusals.ts). */
+  refusals: Refusals
+  /** Direction `receive`: per peer, what it revealed (in memory only: after a restart a peer sends its ids again). */
+  seen: Map<string, ReconcileSet>
   lastSuccessAt?: number
   lastError?: { code: string, message: string, at: number }
 }
@@ -452,7 +456,8 @@ export class MindooNode {
       sessions: new Set(),
       offGrow: () => {},
       recentRejections: [],
-      refused: new Set()
+      refusals: new Refusals(),
+      seen: new Map()
     }
     rt.offGrow = served.onGrow(() => { this.#scheduleLive(rt) })
     return rt
@@ -631,20 +636,16 @@ export class MindooNode {
         rt.totals.rejected[code] = (rt.totals.rejected[code] ?? 0) + 1
         rt.recentRejections.push({ hash, code, at: Date.now() })
         if (rt.recentRejections.length > MAX_RECENT_REJECTIONS) rt.recentRejections.shift()
-        if (hash !== '') {
-          rt.refused.add(hash)
-          if (rt.refused.size > MAX_REFUSED) rt.refused.delete(rt.refused.values().next().value as string)
-        }
       }
     }
     try {
-      return await this.#startSession(rt, channel, role, peerMaxFrameBytes, stats, signal)
+      return await this.#startSession(rt, partner?.peerId ?? '', channel, role, peerMaxFrameBytes, stats, signal)
     } finally {
       if (partner !== undefined && partner.current === progress) partner.current = undefined
     }
   }
 
-  async #startSession (rt: ShareRuntime, channel: MessageChannel, role: 'initiator' | 'responder', peerMaxFrameBytes: number | undefined, stats: SessionStats, signal: AbortSignal): Promise<SessionResult> {
+  async #startSession (rt: ShareRuntime, peer: string, channel: MessageChannel, role: 'initiator' | 'responder', peerMaxFrameBytes: number | undefined, stats: SessionStats, signal: AbortSignal): Promise<SessionResult> {
     let claims = this.#claims.get(rt.config.database)
     if (claims === undefined) {
       claims = new WantClaims()
@@ -654,19 +655,27 @@ export class MindooNode {
       channel,
       db: rt.db,
       served: rt.served,
-      reconciler: (maxMessageBytes) => (role === 'initiator' ? createInitiator : createResponder)({ set: rt.served.index }, { maxMessageBytes }),
+      reconciler: (set, maxMessageBytes) => (role === 'initiator' ? createInitiator : createResponder)({ set }, { maxMessageBytes }),
+      seen: rt.config.direction === 'receive' ? seenOf(rt, peer) : undefined,
       claims,
       stats,
       logger: this.#log.child({ share: rt.config.id })
     }, {
       role,
+      peer,
       direction: rt.config.direction,
       participants: rt.participants,
       topic: role === 'initiator' ? Buffer.from(rt.topicKey, 'hex') : undefined,
       peerMaxFrameBytes,
       maxFrameBytes: this.#maxFrame,
       reconcileMessageBytes: MAX_RECONCILE_MESSAGE_BYTES,
-      refused: rt.refused
+      refusals: rt.refusals,
+      admit: createWritePolicy({
+        served: rt.served,
+        db: rt.db,
+        ownAuthor: this.#init.tenant.getPublicInfo().signingPublicKey,
+        participants: new Map([...rt.config.partners, ...rt.config.participants ?? []].map((p) => [p.tenant.signingPublicKey, p.write]))
+      })
     }, { signal })
   }
 
@@ -738,6 +747,16 @@ export class MindooNode {
       rt.sessions.delete(controller)
     }
   }
+}
+
+/** The ReconcileSet of what `peer` revealed on a receive-only share (kept in memory, per share and peer). */
+function seenOf (rt: ShareRuntime, peer: string): ReconcileSet {
+  let seen = rt.seen.get(peer)
+  if (seen === undefined) {
+    seen = createReconcileSet()
+    rt.seen.set(peer, seen)
+  }
+  return seen
 }
 
 /** Creates a node (not started). */

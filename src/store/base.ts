@@ -1,4 +1,4 @@
-import { ChangeNotFoundError, ChangeRejectedError, ClosedError, InvalidArgumentError, throwIfAborted } from '../errors.js'
+import { ChangeNotFoundError, ChangeRejectedError, ClosedError, InvalidArgumentError, NotStartedError, throwIfAborted } from '../errors.js'
 import { silentLogger, type Logger } from '../util/logger.js'
 import { Mutex } from '../util/mutex.js'
 import { checkChange, encodeChange, encodeWithSignedPart, isChangeHash, isValidId, type ChangeHash, type DocId, type StoreChange } from './change.js'
@@ -299,7 +299,7 @@ export abstract class BaseStore implements AppendOnlyStore {
   }
 
   #nextSeq (): number {
-    if (this.#lastSeq === undefined) throw new Error('store used before open') // unreachable: callers open first
+    if (this.#lastSeq === undefined) throw new NotStartedError('store used before open') // unreachable: callers open first
     return this.#lastSeq + 1
   }
 

@@ -1,6 +1,6 @@
 import type { AbstractLevel } from 'abstract-level'
 import { Level } from 'level'
-import { LockedError, throwIfAborted } from '../errors.js'
+import { LockedError, StoreCorruptError, throwIfAborted } from '../errors.js'
 import { BaseStore, type StoreInit } from './base.js'
 import { decodeChange, type ChangeHash, type DocId, type StoreChange } from './change.js'
 import type { AbortOptions, SequencedChange } from './types.js'
@@ -135,7 +135,7 @@ export class LevelStore extends BaseStore {
       const bytes = await this.#db.getMany<string, Uint8Array>(chunk.map(([, hash]) => changeKey(hashOf(hash))), ENC)
       for (let i = 0; i < chunk.length; i++) {
         const value = bytes[i]
-        if (value === undefined) throw new Error(`store is corrupt: no change for seq ${seqOf(chunk[i][0])}`)
+        if (value === undefined) throw new StoreCorruptError(`store is corrupt: no change for seq ${seqOf(chunk[i][0])}`)
         yield { seq: seqOf(chunk[i][0]), change: decodeChange(value) }
       }
     }

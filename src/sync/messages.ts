@@ -97,12 +97,14 @@ export function createChannelPair (capacity = 16): [MessageChannel, MessageChann
   return [a, b]
 }
 
+type Waiter = (m: SyncMessage | undefined) => void
+
 class QueueEnd implements MessageChannel {
   peer!: QueueEnd
   readonly #capacity: number
   readonly #inbox: Array<SyncMessage | undefined> = []
-  #readers: Array<(m: SyncMessage | undefined) => void> = []
-  #spaceWaiters: Array<() => void> = []
+  readonly #readers: Waiter[] = []
+  readonly #spaceWaiters: Waiter[] = []
   #closed = false
   #aborted: Error | undefined
 
@@ -110,24 +112,25 @@ class QueueEnd implements MessageChannel {
     this.#capacity = capacity
   }
 
-  async send (message: SyncMessage): Promise<void> {
+  async send (message: SyncMessage, options: AbortOptions = {}): Promise<void> {
     if (this.#aborted !== undefined) throw this.#aborted
     if (this.#closed) throw new Error('channel closed for writing')
     while (this.peer.#inbox.length >= this.#capacity) {
-      await new Promise<void>((resolve) => this.peer.#spaceWaiters.push(resolve))
+      await waitIn(this.peer.#spaceWaiters, options)
       if (this.#aborted !== undefined) throw this.#aborted
     }
     this.peer.#deliver(message)
   }
 
-  async receive (): Promise<SyncMessage | undefined> {
+  async receive (options: AbortOptions = {}): Promise<SyncMessage | undefined> {
     if (this.#aborted !== undefined) throw this.#aborted
+    options.signal?.throwIfAborted()
     if (this.#inbox.length > 0) {
       const m = this.#inbox.shift()
-      this.#spaceWaiters.shift()?.()
+      this.#spaceWaiters.shift()?.(undefined)
       return m
     }
-    return await new Promise((resolve) => this.#readers.push(resolve))
+    return await waitIn(this.#readers, options)
   }
 
   async close (): Promise<void> {
@@ -140,10 +143,8 @@ class QueueEnd implements MessageChannel {
     this.#aborted = err
     this.peer.#aborted = err
     for (const end of [this, this.peer]) {
-      for (const r of end.#readers) r(undefined)
-      for (const w of end.#spaceWaiters) w()
-      end.#readers = []
-      end.#spaceWaiters = []
+      for (const r of end.#readers.splice(0)) r(undefined)
+      for (const w of end.#spaceWaiters.splice(0)) w(undefined)
     }
   }
 
@@ -151,5 +152,25 @@ class QueueEnd implements MessageChannel {
     const reader = this.#readers.shift()
     if (reader !== undefined) reader(message)
     else this.#inbox.push(message)
+  }
+}
+
+/** Queues a waiter in `list` and waits for it to be called, or fails with the signal's reason (then it leaves the list). */
+async function waitIn (list: Waiter[], options: AbortOptions): Promise<SyncMessage | undefined> {
+  const signal = options.signal
+  signal?.throwIfAborted()
+  const { promise, resolve, reject } = Promise.withResolvers<SyncMessage | undefined>()
+  const waiter: Waiter = resolve
+  list.push(waiter)
+  const onAbort = (): void => {
+    const at = list.indexOf(waiter)
+    if (at !== -1) list.splice(at, 1)
+    reject(signal?.reason)
+  }
+  signal?.addEventListener('abort', onAbort, { once: true })
+  try {
+    return await promise
+  } finally {
+    signal?.removeEventListener('abort', onAbort)
   }
 }

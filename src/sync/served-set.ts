@@ -30,9 +30,12 @@ export type ServedSetListener = (hashes: ChangeHash[]) => void
  *
  * - filter `all`: every stored change (including ones this side cannot decrypt: relays forward them).
  * - filter `keys`: changes under the listed key ids, decided from the key id alone.
- * - document filters: all changes of documents that are readable here and currently match. A document this side
- *   cannot read is not served (fails closed). A document that stops matching leaves the set: its changes are no
- *   longer served or announced; partners keep what they already received.
+ * - document filters: the applied changes of documents that are readable here and currently match. A document
+ *   this side cannot read is not served (fails closed). Evaluate before insert: a change enters the set only
+ *   after its document has been materialised with it and re-evaluated as still matching (the database's
+ *   documents-changed event, with the changes it applied), so the change that makes a document leave the filter is
+ *   never inserted, served or announced. A document that stops matching leaves the set: its changes are no longer
+ *   served or announced; partners keep what they already received.
  */
 export class ServedSet {
   readonly #db: MindooDB
@@ -66,21 +69,24 @@ export class ServedSet {
     if (this.#started) return
     this.#started = true
     const store = this.#db.getStore()
-    this.#unsubscribe.push(store.onAppend((event) => {
-      void this.#mutex.run(async () => { this.#added(event.changes.map((c) => c.change)) })
-    }))
     if (this.#policy.mode === 'byDoc') {
-      this.#unsubscribe.push(this.#db.onDocumentsChanged(({ docIds }) => {
-        void this.#mutex.run(async () => { await this.#reevaluate(docIds) }).catch((err) => {
+      // evaluate before insert: changes enter only once applied and their document re-evaluated
+      this.#unsubscribe.push(this.#db.onDocumentsChanged(({ docIds, applied }) => {
+        void this.#mutex.run(async () => { await this.#reevaluate(docIds, applied) }).catch((err) => {
           this.#log.error({ err: String(err) }, 'served set update failed')
         })
+      }))
+    } else {
+      // `all` and `keys` decide from the change alone: it enters when stored
+      this.#unsubscribe.push(store.onAppend((event) => {
+        void this.#mutex.run(async () => { this.#added(event.changes.map((c) => c.change)) })
       }))
     }
     await this.#mutex.run(async () => {
       if (this.#policy.mode === 'byDoc') {
         const docIds: DocId[] = []
         for await (const { doc } of this.#db.iterateChangesSince(null, options)) docIds.push(doc.getId())
-        await this.#reevaluate(docIds)
+        await this.#reevaluate(docIds, [])
       } else {
         const batch: StoreChange[] = []
         for await (const { change } of store.iterateSince(0, options)) {
@@ -107,6 +113,21 @@ export class ServedSet {
     return this.#index.size
   }
 
+  /**
+   * True when this side serves the document by its filter: document filters, when it currently matches; `all`:
+   * always; `keys`: never (that filter decides by key, see `servesKey`). Used by the write policy.
+   */
+  servesDoc (docId: DocId): boolean {
+    const p = this.#policy
+    return p.mode === 'all' || (p.mode === 'byDoc' && this.#matching.has(docId))
+  }
+
+  /** True when this side serves changes under `keyId` by its filter: `keys`, when listed; `all`: always. */
+  servesKey (keyId: string): boolean {
+    const p = this.#policy
+    return p.mode === 'all' || (p.mode === 'byKey' && p.keyIds.has(keyId))
+  }
+
   /** Waits until events received so far are reflected in the index. */
   async settled (): Promise<void> {
     await this.#mutex.run(async () => {})
@@ -121,45 +142,83 @@ export class ServedSet {
     return !(this.#direction === 'receive' && change.author === this.#ownAuthor)
   }
 
+  /** `all` and `keys` filters: stored changes enter by the change alone. */
   #added (changes: StoreChange[]): void {
     const grown: ChangeHash[] = []
     for (const change of changes) {
       if (!this.#eligible(change)) continue
       const p = this.#policy
-      const serve = p.mode === 'all' || (p.mode === 'byKey' && p.keyIds.has(change.keyId)) ||
-        (p.mode === 'byDoc' && this.#matching.has(change.docId))
+      const serve = p.mode === 'all' || (p.mode === 'byKey' && p.keyIds.has(change.keyId))
       if (serve && this.#index.insert(change.time, change.hash)) grown.push(change.hash)
     }
     this.#notify(grown)
   }
 
-  async #reevaluate (docIds: DocId[]): Promise<void> {
+  /**
+   * Document filters: re-evaluates the documents at their current state (materialised with every change in
+   * `applied`), then inserts the applied changes of those still matching, inserts the applied history of those
+   * that start matching, and removes those that stop matching.
+   */
+  async #reevaluate (docIds: DocId[], applied: ReadonlyArray<{ hash: ChangeHash, docId: DocId, time: number }>): Promise<void> {
     if (this.#policy.mode !== 'byDoc') return
     const store = this.#db.getStore()
     const grown: ChangeHash[] = []
-    for (const docId of docIds) {
+    const appliedByDoc = new Map<DocId, Array<{ hash: ChangeHash, time: number }>>()
+    for (const a of applied) {
+      const list = appliedByDoc.get(a.docId) ?? []
+      list.push(a)
+      appliedByDoc.set(a.docId, list)
+    }
+    for (const docId of new Set([...docIds, ...appliedByDoc.keys()])) {
       let matches = false
+      let heads: readonly ChangeHash[] = []
       try {
-        matches = this.#policy.matches(await this.#db.getDocument(docId))
+        const doc = await this.#db.getDocument(docId)
+        matches = this.#policy.matches(doc)
+        heads = doc.getHeads()
       } catch (err) {
         if (!(err instanceof DocumentNotFoundError)) {
           this.#log.warn({ docId, err: String(err) }, 'filter failed on a document; not serving it')
         }
       }
-      // no transition: a matching document's new changes entered the set when they were appended
-      if (matches === this.#matching.has(docId)) continue
-      const changes = await store.getChanges(await store.getAllChangeHashesForDoc(docId))
+      if (matches && this.#matching.has(docId)) {
+        // still matching: the changes just applied enter (their document was evaluated with them)
+        let fresh: ReadonlyArray<{ hash: ChangeHash, time: number }> = appliedByDoc.get(docId) ?? []
+        // direction `receive` leaves this side's own changes out: that needs their authors
+        if (this.#direction === 'receive' && fresh.length > 0) fresh = (await store.getChanges(fresh.map((a) => a.hash))).filter((c) => this.#eligible(c))
+        for (const a of fresh) {
+          if (this.#index.insert(a.time, a.hash)) grown.push(a.hash)
+        }
+        continue
+      }
       if (matches) {
+        // starts matching: its applied history (every ancestor of its heads) enters
         this.#matching.add(docId)
-        for (const c of changes) {
+        const byHash = await this.#changesByHash(docId)
+        const stack = [...heads]
+        const visited = new Set<ChangeHash>()
+        while (stack.length > 0) {
+          const h = stack.pop() as ChangeHash
+          if (visited.has(h)) continue
+          visited.add(h)
+          const c = byHash.get(h)
+          if (c === undefined) continue
+          stack.push(...c.deps)
           if (this.#eligible(c) && this.#index.insert(c.time, c.hash)) grown.push(c.hash)
         }
-      } else {
-        this.#matching.delete(docId)
+      } else if (this.#matching.delete(docId)) {
+        // stops matching (or can no longer be read): every change of it leaves
+        const changes = await store.getChanges(await store.getAllChangeHashesForDoc(docId))
         for (const c of changes) this.#index.delete(c.time, c.hash)
       }
     }
     this.#notify(grown)
+  }
+
+  async #changesByHash (docId: DocId): Promise<Map<ChangeHash, StoreChange>> {
+    const store = this.#db.getStore()
+    const changes = await store.getChanges(await store.getAllChangeHashesForDoc(docId))
+    return new Map(changes.map((c) => [c.hash, c]))
   }
 
   #notify (grown: ChangeHash[]): void {

@@ -4,8 +4,9 @@
  * Phases:
  * 1. Opening: the initiator sends `hello` (topic, version, capabilities, frame limit); the responder's owner
  *    authorises it (see `authorizeHello`) and answers `welcome` or an `error` frame, before any hash is revealed.
- * 2. Reconciliation: range-based set reconciliation over each side's *served set*; at its end both sides know
- *    which hashes the other has that they lack.
+ * 2. Reconciliation: range-based set reconciliation over each side's *served set* (direction `receive`: over
+ *    what this peer revealed before, `components.seen`); at its end both sides know which hashes the other has
+ *    that they lack.
  * 3. Transfer, in both directions at once: each side asks for what it lacks with `want` frames (a bounded number
  *    in flight, so a slow receiver slows the sender) and answers the other's wants with `changes` frames. A want
  *    is answered only with changes of the served set: a hash outside it is neither sent nor acknowledged.
@@ -13,17 +14,26 @@
  *
  * Invariants (cited where enforced):
  * I1. No hash outside this side's served set is ever sent (reconciliation runs over the served set; wants are
- *     answered from it only).
+ *     answered from it only). With direction `receive` reconciliation runs over `seen`, which holds only hashes
+ *     this peer itself revealed, so nothing of the local set is revealed; error frames carry fixed texts only.
  * I2. A received change is stored only if it was asked for in this session, its author is a participant of the
- *     share, and the store verifies its hash and signature; a bad change is rejected alone, the rest go on.
+ *     share, the share's write policy admits it (`admit`), and the store verifies its hash and signature; a bad
+ *     change is rejected alone, the rest go on. Refusals tied to a change's bytes are remembered per peer
+ *     (`refusals`); a peer's refusals never keep this side from fetching the change from another peer.
  * I3. At most `pipeline` wants are outstanding; frames sent stay below the peer's frame limit.
- * I4. A hash that another session of the same database is already fetching is not asked for again.
+ * I4. A hash that another session of the same database is already fetching is not asked for again, unless that
+ *     session holds it longer than SESSION_CLAIM_WAIT_MS (then this session asks its own peer).
+ * I5. Idle means no progress: only frames that move the session on reset the idle deadline; a bounded number of
+ *     frames that move nothing (SESSION_MAX_NOOP_FRAMES) ends it. Every wait (a receive, a send blocked by the
+ *     peer not reading, another session's claim) has a deadline and honours the abort signal.
+ * I6. Reconciliation work is bounded by the set's size and what was found (the reconciler's BUDGET).
  */
 import type { MindooDB } from '../core/index.js'
 import {
   MindooError, ReconcileProtocolError, SessionIdleError, ShareDisabledError, SyncProtocolError, SyncRemoteError,
-  UnrequestedChangeError, UntrustedAuthorError
+  UnrequestedChangeError, UntrustedAuthorError, type ChangeRejectedError
 } from '../errors.js'
+import { SESSION_CLAIM_WAIT_MS, SESSION_MAX_NOOP_FRAMES } from '../limits.js'
 import { decodeChange, encodeChange, type ChangeHash, type StoreChange } from '../store/change.js'
 import type { AbortOptions } from '../store/types.js'
 import { silentLogger, type Logger } from '../util/logger.js'
@@ -31,16 +41,17 @@ import {
   isChanges, isError, isReconcile, isWant, isWelcome, SYNC_PROTOCOL_VERSION,
   CAPABILITIES, type ChangesMessage, type MessageChannel, type SyncErrorCode, type SyncMessage, type WantMessage
 } from './messages.js'
-import type { ReconcileSession } from './reconcile/index.js'
+import { createReconcileSet, type ReconcileSession, type ReconcileSet } from './reconcile/index.js'
+import type { Refusals } from './refusals.js'
 import type { ServedSet } from './served-set.js'
 import type { ShareDirection } from './share.js'
 
 /** Keeps the hashes sessions of one database are fetching, so that parallel sessions don't fetch twice (I4). */
 export class WantClaims {
-  readonly #claimed = new Map<ChangeHash, { released: Promise<void>, release: () => void }>()
+  readonly #claimed = new Map<ChangeHash, { owner: object, released: Promise<void>, release: () => void }>()
 
-  /** Claims the hashes not claimed yet; returns them, and the hashes another session is fetching. */
-  claim (hashes: ChangeHash[]): { mine: ChangeHash[], busy: ChangeHash[] } {
+  /** Claims for `owner` the hashes not claimed yet; returns them, and the hashes another session is fetching. */
+  claim (hashes: ChangeHash[], owner: object = WantClaims): { mine: ChangeHash[], busy: ChangeHash[] } {
     const mine: ChangeHash[] = []
     const busy: ChangeHash[] = []
     for (const h of hashes) {
@@ -48,23 +59,61 @@ export class WantClaims {
         busy.push(h)
       } else {
         const { promise, resolve } = Promise.withResolvers<void>()
-        this.#claimed.set(h, { released: promise, release: resolve })
+        this.#claimed.set(h, { owner, released: promise, release: resolve })
         mine.push(h)
       }
     }
     return { mine, busy }
   }
 
-  /** Resolves when the hash is no longer being fetched (fetched or failed). */
-  async released (hash: ChangeHash): Promise<void> {
-    await this.#claimed.get(hash)?.released
+  /**
+   * Resolves when the hash is no longer being fetched (fetched or failed). Honours the signal: an abort (the
+   * session's deadline or its end) rejects with the signal's reason.
+   */
+  async released (hash: ChangeHash, options: AbortOptions = {}): Promise<void> {
+    const claim = this.#claimed.get(hash)
+    if (claim === undefined) return
+    const signal = options.signal
+    signal?.throwIfAborted()
+    if (signal === undefined) {
+      await claim.released
+      return
+    }
+    let onAbort: (() => void) | undefined
+    try {
+      await Promise.race([claim.released, new Promise<never>((_resolve, reject) => {
+        onAbort = () => { reject(signal.reason) }
+        signal.addEventListener('abort', onAbort, { once: true })
+      })])
+    } finally {
+      if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
+    }
   }
 
-  release (hashes: Iterable<ChangeHash>): void {
+  /** Releases the hashes `owner` holds (a claim taken over by another owner is left to it). */
+  release (hashes: Iterable<ChangeHash>, owner: object = WantClaims): void {
     for (const h of hashes) {
-      this.#claimed.get(h)?.release()
+      const claim = this.#claimed.get(h)
+      if (claim === undefined || claim.owner !== owner) continue
+      claim.release()
       this.#claimed.delete(h)
     }
+  }
+
+  /** Takes over the claims of hashes another owner held too long; returns the hashes now held by `owner`. */
+  takeOver (hashes: Iterable<ChangeHash>, owner: object): ChangeHash[] {
+    const taken: ChangeHash[] = []
+    for (const h of hashes) {
+      const claim = this.#claimed.get(h)
+      if (claim === undefined) {
+        taken.push(...this.claim([h], owner).mine)
+      } else {
+        // waiters of the old claim are woken when the new owner releases it
+        claim.owner = owner
+        taken.push(h)
+      }
+    }
+    return taken
   }
 
   get size (): number {
@@ -85,15 +134,29 @@ export interface SessionComponents {
   channel: MessageChannel
   db: MindooDB
   served: ServedSet
-  /** Makes the reconciliation engine once both frame limits are known (both sides pass the same size). */
-  reconciler: (maxMessageBytes: number) => ReconcileSession
+  /**
+   * Makes the reconciliation engine over `set` once both frame limits are known (both sides pass the same size).
+   * The session picks the set: the served set's index, or for direction `receive` `seen`.
+   */
+  reconciler: (set: ReconcileSet, maxMessageBytes: number) => ReconcileSession
+  /**
+   * Direction `receive`: what this peer revealed before (hashes it sent in reconciliation, changes received from
+   * it), kept per share and peer by the owner; the session reconciles over it and adds what the peer reveals.
+   * Missing: an empty set (the peer then sends its whole id list).
+   */
+  seen?: ReconcileSet
   claims: WantClaims
   stats?: SessionStats
   logger?: Logger
 }
 
+/** The write policy of a share: why a received change may not be stored, or undefined when it may. */
+export type AdmitChange = (change: StoreChange) => ChangeRejectedError | undefined | Promise<ChangeRejectedError | undefined>
+
 export interface SessionInit {
   role: 'initiator' | 'responder'
+  /** The remote peer id (for refusals and logs). */
+  peer: string
   /** This side's direction on the share. */
   direction: ShareDirection
   /** Signing keys of the share's participants (this tenant included): the authors accepted (I2). */
@@ -110,8 +173,10 @@ export interface SessionInit {
   wantBatch?: number
   /** Wants in flight. Default 2. */
   pipeline?: number
-  /** Hashes this share refused before (a bad signature, an untrusted author...): not asked for again. */
-  refused?: ReadonlySet<ChangeHash>
+  /** Changes refused before for reasons tied to their bytes, per peer: not asked for again from that peer. */
+  refusals?: Refusals
+  /** The share's write policy, called per received change after the participant check and before the store. */
+  admit?: AdmitChange
   /** The session fails when the peer sends nothing for this long, ms. Default 60 000. */
   idleTimeoutMs?: number
 }
@@ -134,7 +199,7 @@ export interface SessionResult {
 
 export const DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024
 export const DEFAULT_RECONCILE_MESSAGE_BYTES = 64 * 1024
-/** A session fails when the peer sends nothing for this long. */
+/** A session fails when the peer makes no progress for this long (see I5). */
 export const DEFAULT_IDLE_TIMEOUT_MS = 60_000
 /** Time allowed to tell a peer why its session ends. */
 const GOODBYE_TIMEOUT_MS = 2_000
@@ -168,6 +233,9 @@ class SyncSession {
   readonly #init: SessionInit
   readonly #log: Logger
   readonly #stats: SessionStats
+  /** This session's identity for claims (I4). */
+  readonly #owner = {}
+  readonly #idleMs: number
   #maxFrame: number
   #reconciler: ReconcileSession | undefined
   readonly #result: SessionResult = { received: 0, sent: 0, rejected: {}, bytesSent: 0, bytesReceived: 0, reconcileMessages: 0, peerLacked: 0 }
@@ -178,19 +246,24 @@ class SyncSession {
   #serveWake: (() => void) | undefined
   #peerDone = false
   #failed: Error | undefined
-  #idleTimer: NodeJS.Timeout | undefined
+  /** When the session is idle unless the peer makes progress before (I5). */
+  #idleAt = 0
+  /** Frames that moved nothing since the last progress (I5). */
+  #noops = 0
 
   constructor (components: SessionComponents, init: SessionInit) {
     this.#c = components
     this.#init = init
-    this.#log = (components.logger ?? silentLogger).child({ role: init.role })
+    this.#log = (components.logger ?? silentLogger).child({ role: init.role, peer: init.peer })
     this.#stats = components.stats ?? noStats
     this.#maxFrame = init.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES
+    this.#idleMs = init.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS
   }
 
   async run (options: AbortOptions): Promise<SessionResult> {
     const { channel } = this.#c
     let reader: Promise<void> | undefined
+    this.#progress()
     try {
       await this.#open(options)
       await this.#reconcile(options)
@@ -202,7 +275,7 @@ class SyncSession {
       await this.#fetch(options)
       await server
       // this side asked for everything and answered every want: end our writes, then wait for the peer's end
-      await channel.close(options)
+      await this.#bounded(options, async (signal) => { await channel.close({ signal }) })
       await reader
       return this.#result
     } catch (caught) {
@@ -212,8 +285,44 @@ class SyncSession {
       await this.#goodbye(err)
       throw err
     } finally {
-      clearTimeout(this.#idleTimer)
+      // claims still held (a failed want, a taken-over hash) are released for the other sessions
+      for (const o of this.#outstanding.splice(0)) this.#c.claims.release(o.hashes, this.#owner)
     }
+  }
+
+  /** The peer made progress: the idle deadline moves on and the no-op count restarts (I5). */
+  #progress (): void {
+    this.#idleAt = Date.now() + this.#idleMs
+    this.#noops = 0
+  }
+
+  /** A frame that moved nothing: it does not move the idle deadline, and only a few are accepted (I5). */
+  #noop (): void {
+    if (++this.#noops > SESSION_MAX_NOOP_FRAMES) throw new SyncProtocolError('too many frames that move nothing')
+  }
+
+  /**
+   * Runs `fn` with a signal that aborts at the idle deadline (SessionIdleError) or with the caller's signal (I5).
+   */
+  async #bounded<T> (options: AbortOptions, fn: (signal: AbortSignal) => Promise<T>, deadline = this.#idleAt): Promise<T> {
+    const idle = new AbortController()
+    const ms = Math.max(0, deadline - Date.now())
+    const timer = setTimeout(() => { idle.abort(new SessionIdleError(`peer made no progress for ${this.#idleMs} ms`)) }, ms)
+    const signal = options.signal === undefined ? idle.signal : AbortSignal.any([options.signal, idle.signal])
+    try {
+      return await fn(signal)
+    } catch (err) {
+      if (idle.signal.aborted && options.signal?.aborted !== true) throw idle.signal.reason as Error
+      throw err
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  /** Sends a frame; a peer that does not read for the idle timeout fails the session (I5). */
+  async #send (message: SyncMessage, options: AbortOptions): Promise<void> {
+    // a send in progress is this side's progress, not the peer's: it has its own full idle period
+    await this.#bounded(options, async (signal) => { await this.#c.channel.send(message, { signal }) }, Date.now() + this.#idleMs)
   }
 
   /**
@@ -221,7 +330,7 @@ class SyncSession {
    * reader (or one receive) a moment to find it, so the failure carries the peer's code.
    */
   async #peerReason (err: Error, reader: Promise<void> | undefined): Promise<Error> {
-    if (err instanceof SyncRemoteError || err instanceof SyncProtocolError || err instanceof ReconcileProtocolError) return err
+    if (err instanceof SyncRemoteError || err instanceof SyncProtocolError || err instanceof ReconcileProtocolError || err instanceof SessionIdleError) return err
     const timer = new AbortController()
     const t = setTimeout(() => { timer.abort() }, PEER_REASON_WAIT_MS)
     try {
@@ -242,12 +351,22 @@ class SyncSession {
   /**
    * Ends a failed session: for failures the peer should know about (a broken frame, a disabled share) an
    * error frame and a graceful close, bounded in time; otherwise (or if that fails) the channel is torn down.
+   * The frame's text is fixed per failure: it carries no hash, id or count (I1).
    */
   async #goodbye (err: Error): Promise<void> {
     const { channel } = this.#c
-    const code: SyncErrorCode | undefined = err instanceof SyncProtocolError || err instanceof ReconcileProtocolError
-      ? 'PROTOCOL_ERROR'
-      : err instanceof ShareDisabledError ? 'SHARE_DISABLED' : undefined
+    let code: SyncErrorCode | undefined
+    let message = ''
+    if (err instanceof ReconcileProtocolError) {
+      code = 'PROTOCOL_ERROR'
+      message = `invalid reconcile message (${err.reason})`
+    } else if (err instanceof SyncProtocolError) {
+      code = 'PROTOCOL_ERROR'
+      message = 'unexpected or malformed frame'
+    } else if (err instanceof ShareDisabledError) {
+      code = 'SHARE_DISABLED'
+      message = 'share is disabled'
+    }
     if (code === undefined) {
       channel.abort(err)
       return
@@ -255,7 +374,7 @@ class SyncSession {
     const timer = new AbortController()
     const t = setTimeout(() => { timer.abort() }, GOODBYE_TIMEOUT_MS)
     try {
-      await channel.send({ type: 'error', code, message: err.message.slice(0, 500) }, { signal: timer.signal })
+      await channel.send({ type: 'error', code, message }, { signal: timer.signal })
       await channel.close({ signal: timer.signal })
     } catch {
       channel.abort(err)
@@ -265,23 +384,11 @@ class SyncSession {
   }
 
   /**
-   * Receives the next frame, failing with SessionIdleError when the peer stays silent longer than the idle
-   * timeout (a peer cannot hold a session open by saying nothing).
+   * Receives the next frame, failing with SessionIdleError when the peer made no progress for the idle timeout
+   * (a peer cannot hold a session open by saying nothing, nor by saying nothing useful: I5).
    */
   async #receive (options: AbortOptions): Promise<SyncMessage | undefined> {
-    const idle = new AbortController()
-    clearTimeout(this.#idleTimer)
-    const ms = this.#init.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS
-    this.#idleTimer = setTimeout(() => { idle.abort(new SessionIdleError(`peer silent for ${ms} ms`)) }, ms)
-    const signal = options.signal === undefined ? idle.signal : AbortSignal.any([options.signal, idle.signal])
-    try {
-      return await this.#c.channel.receive({ signal })
-    } catch (err) {
-      if (idle.signal.aborted) throw idle.signal.reason as Error
-      throw err
-    } finally {
-      clearTimeout(this.#idleTimer)
-    }
+    return await this.#bounded(options, async (signal) => await this.#c.channel.receive({ signal }))
   }
 
   async #recv (options: AbortOptions): Promise<SyncMessage> {
@@ -292,20 +399,27 @@ class SyncSession {
   }
 
   async #open (options: AbortOptions): Promise<void> {
-    const { channel } = this.#c
     if (this.#init.role === 'initiator') {
       if (this.#init.topic === undefined) throw new TypeError('an initiator needs a topic')
-      await channel.send({ type: 'hello', topic: this.#init.topic, version: SYNC_PROTOCOL_VERSION, capabilities: [...CAPABILITIES], maxFrameBytes: this.#maxFrame }, options)
+      await this.#send({ type: 'hello', topic: this.#init.topic, version: SYNC_PROTOCOL_VERSION, capabilities: [...CAPABILITIES], maxFrameBytes: this.#maxFrame }, options)
       const m = await this.#recv(options)
       if (!isWelcome(m)) throw new SyncProtocolError(`expected welcome, got ${m.type}`)
+      this.#progress()
       this.#maxFrame = Math.min(this.#maxFrame, m.maxFrameBytes)
     } else {
-      await channel.send({ type: 'welcome', version: SYNC_PROTOCOL_VERSION, capabilities: [...CAPABILITIES], maxFrameBytes: this.#maxFrame }, options)
+      await this.#send({ type: 'welcome', version: SYNC_PROTOCOL_VERSION, capabilities: [...CAPABILITIES], maxFrameBytes: this.#maxFrame }, options)
       this.#maxFrame = Math.min(this.#maxFrame, this.#init.peerMaxFrameBytes ?? this.#maxFrame)
     }
     // both sides now know both limits, so both pick the same reconciliation message size
     const size = Math.min(this.#init.reconcileMessageBytes ?? DEFAULT_RECONCILE_MESSAGE_BYTES, this.#maxFrame - FRAME_OVERHEAD)
-    this.#reconciler = this.#c.reconciler(size)
+    this.#reconciler = this.#c.reconciler(this.#reconcileSet(), size)
+  }
+
+  /** The set reconciled over: the served set, or with direction `receive` only what the peer revealed (I1). */
+  #reconcileSet (): ReconcileSet {
+    if (this.#init.direction !== 'receive') return this.#c.served.index
+    this.#c.seen ??= createReconcileSet()
+    return this.#c.seen
   }
 
   get #rec (): ReconcileSession {
@@ -315,30 +429,36 @@ class SyncSession {
 
   /** Runs reconciliation until this side's reconciler is done (it knows then what the peer lacks and has). */
   async #reconcile (options: AbortOptions): Promise<void> {
-    const { channel } = this.#c
     const reconciler = this.#rec
     let out: Uint8Array | null = this.#init.role === 'initiator' ? reconciler.initiate() : null
     while (true) {
       if (out !== null) {
-        await channel.send({ type: 'reconcile', data: out }, options)
+        await this.#send({ type: 'reconcile', data: out }, options)
         this.#result.reconcileMessages++
       }
       if (reconciler.done) {
-        this.#result.peerLacked = reconciler.have.length
-        this.#stats.reconciled?.(reconciler.have.length, this.#init.direction === 'serve' ? 0 : reconciler.need.length)
+        if (this.#init.direction === 'receive') {
+          // what the peer revealed is all it may be told about later (I1)
+          const seen = this.#reconcileSet()
+          for (const item of reconciler.need) seen.insert(item.timestamp, item.id)
+        }
+        this.#result.peerLacked = this.#init.direction === 'receive' ? 0 : reconciler.have.length
+        this.#stats.reconciled?.(this.#result.peerLacked, this.#init.direction === 'serve' ? 0 : reconciler.need.length)
         return
       }
       const m = await this.#recv(options)
       if (!isReconcile(m)) throw new SyncProtocolError(`expected reconcile, got ${m.type}`)
       this.#result.reconcileMessages++
+      // the reconciler bounds its work and its messages (I6): each message it accepts is progress
       out = reconciler.reconcile(m.data)
+      this.#progress()
     }
   }
 
   #fail (err: Error): void {
     this.#failed ??= err
     for (const o of this.#outstanding.splice(0)) {
-      this.#c.claims.release(o.hashes)
+      this.#c.claims.release(o.hashes, this.#owner)
       o.reject(err)
     }
     this.#serveWake?.()
@@ -367,6 +487,11 @@ class SyncSession {
   #onWant (m: WantMessage): void {
     if (this.#peerDone) throw new SyncProtocolError('want after done')
     if (m.hashes.some((h) => h.length !== 32)) throw new SyncProtocolError('a wanted hash must have 32 bytes')
+    if (m.hashes.length === 0 && !m.done) {
+      this.#noop() // (I5)
+      return
+    }
+    this.#progress()
     if (m.hashes.length > 0) {
       if (this.#toServe.length >= 8) throw new SyncProtocolError('too many wants in flight')
       this.#toServe.push(m)
@@ -379,41 +504,58 @@ class SyncSession {
   async #onChanges (m: ChangesMessage): Promise<void> {
     const o = this.#outstanding[0]
     if (o === undefined) throw new SyncProtocolError('changes that were not asked for')
+    if (m.changes.length === 0 && !m.last) {
+      this.#noop() // (I5)
+      return
+    }
     o.received += m.changes.length
     // a few extra changes are rejected one by one (UNREQUESTED); a flood ends the session
     if (o.received > 2 * o.asked + 16) throw new SyncProtocolError('far more changes than asked for')
+    const before = o.hashes.size
     await this.#store(o, m.changes)
+    // progress: a change asked for arrived, or the answer ended (unrequested changes alone are no progress)
+    if (o.hashes.size < before || m.last) this.#progress()
+    else this.#noop()
     if (!m.last) return
     this.#outstanding.shift()
     // what the peer did not send is not being fetched any more
-    this.#c.claims.release(o.hashes)
+    this.#c.claims.release(o.hashes, this.#owner)
     o.resolve()
   }
 
-  /** Verifies and stores one frame of a want's answer (I2); bad changes are rejected one by one. */
+  /** Verifies, admits and stores one frame of a want's answer (I2); bad changes are rejected one by one. */
   async #store (o: Outstanding, frame: Uint8Array[]): Promise<void> {
     const { db, claims } = this.#c
     const good: StoreChange[] = []
     let bytes = 0
-    for (const bytesIn of frame) {
-      bytes += bytesIn.length
-      let change: StoreChange
-      try {
-        change = decodeChange(bytesIn)
-      } catch (err) {
-        this.#reject(err as MindooError, '')
-        continue
-      }
-      if (!o.hashes.has(change.hash)) {
-        this.#reject(new UnrequestedChangeError('a change that was not asked for'), change.hash)
-      } else if (!this.#init.participants.has(change.author)) {
-        this.#reject(new UntrustedAuthorError('author is not a participant of this share'), change.hash)
-      } else {
+    try {
+      for (const bytesIn of frame) {
+        bytes += bytesIn.length
+        let change: StoreChange
+        try {
+          change = decodeChange(bytesIn)
+        } catch (err) {
+          this.#reject(err as MindooError, '')
+          continue
+        }
+        if (!o.hashes.has(change.hash)) {
+          this.#reject(new UnrequestedChangeError('a change that was not asked for'), change.hash)
+          continue
+        }
         o.hashes.delete(change.hash)
+        if (!this.#init.participants.has(change.author)) {
+          this.#reject(new UntrustedAuthorError('author is not a participant of this share'), change.hash)
+          claims.release([change.hash], this.#owner)
+          continue
+        }
+        const denied = await this.#init.admit?.(change)
+        if (denied !== undefined) {
+          this.#reject(denied, change.hash)
+          claims.release([change.hash], this.#owner)
+          continue
+        }
         good.push(change)
       }
-    }
-    try {
       if (good.length > 0) {
         const result = await db.getStore().appendMany(good)
         for (const r of result.rejected) this.#reject(r.error, r.hash)
@@ -423,7 +565,7 @@ class SyncSession {
         if (result.added.length > 0) await db.syncStoreChanges(result.added)
       }
     } finally {
-      claims.release(good.map((c) => c.hash))
+      claims.release(good.map((c) => c.hash), this.#owner)
     }
   }
 
@@ -431,18 +573,21 @@ class SyncSession {
     const code = err instanceof MindooError ? err.code : 'MALFORMED_CHANGE'
     this.#result.rejected[code] = (this.#result.rejected[code] ?? 0) + 1
     this.#stats.rejected(code, hash)
+    // only reasons tied to the change's bytes are remembered, and only for this peer (I2)
+    this.#init.refusals?.add(this.#init.peer, hash, code)
     this.#log.warn({ hash, code }, 'change rejected')
   }
 
   /** Answers wants in order, from the served set only (I1), in frames below the frame limit (I3). */
   async #serve (options: AbortOptions): Promise<void> {
-    const { channel, db, served } = this.#c
+    const { db, served } = this.#c
     const mayServe = this.#init.direction !== 'receive'
     while (true) {
       if (this.#failed !== undefined) throw this.#failed
       const want = this.#toServe.shift()
       if (want === undefined) {
         if (this.#peerDone) return
+        // woken by the reader: a want, the peer's done, or the session's failure (the reader's waits are bounded)
         await new Promise<void>((resolve) => { this.#serveWake = resolve })
         this.#serveWake = undefined
         continue
@@ -461,7 +606,7 @@ class SyncSession {
           continue
         }
         if (frameBytes + bytes.length + FRAME_OVERHEAD > this.#maxFrame) {
-          await channel.send({ type: 'changes', changes: frame, last: false }, options)
+          await this.#send({ type: 'changes', changes: frame, last: false }, options)
           frame = []
           frameBytes = 0
         }
@@ -471,19 +616,23 @@ class SyncSession {
         this.#result.bytesSent += bytes.length
         this.#stats.sent(1, bytes.length)
       }
-      await channel.send({ type: 'changes', changes: frame, last: true }, options)
+      await this.#send({ type: 'changes', changes: frame, last: true }, options)
     }
   }
 
   /** Asks for what this side lacks, a bounded number of wants at a time (I3, I4). */
   async #fetch (options: AbortOptions): Promise<void> {
-    const { channel, db, claims } = this.#c
+    const { db, claims } = this.#c
     const batch = this.#init.wantBatch ?? 256
     const pipeline = this.#init.pipeline ?? 2
+    const { peer, refusals } = this.#init
     let need = this.#init.direction === 'serve' ? [] : this.#rec.need.map((item) => item.id)
     const inFlight: Array<Promise<void>> = []
     const store = db.getStore()
-    // hashes another session was fetching are waited for, then asked for here if that session failed (I4)
+    const claimWaitMs = Math.min(SESSION_CLAIM_WAIT_MS, Math.floor(this.#idleMs / 2))
+    // hashes another session was fetching are waited for, then asked for here if that session failed or held
+    // them past the claim deadline (I4)
+    let takeOver = false
     for (let attempt = 0; attempt < 3 && need.length > 0; attempt++) {
       const busy: ChangeHash[] = []
       let i = 0
@@ -492,29 +641,54 @@ class SyncSession {
         const candidates: ChangeHash[] = []
         while (i < need.length && candidates.length < batch) {
           const h = need[i++]
-          if (this.#init.refused?.has(h) !== true && !await store.has(h)) candidates.push(h)
+          if (refusals?.has(peer, h) !== true && !await store.has(h)) candidates.push(h)
         }
-        const claimed = claims.claim(candidates)
-        busy.push(...claimed.busy)
-        const hashes = claimed.mine
+        let hashes: ChangeHash[]
+        if (takeOver || attempt === 2) {
+          // hashes still claimed were held past the deadline (or on the last attempt): ask this peer for them too
+          hashes = claims.takeOver(candidates, this.#owner)
+        } else {
+          const claimed = claims.claim(candidates, this.#owner)
+          busy.push(...claimed.busy)
+          hashes = claimed.mine
+        }
         if (hashes.length === 0) continue
         const done = new Promise<void>((resolve, reject) => {
           this.#outstanding.push({ hashes: new Set(hashes), asked: hashes.length, received: 0, resolve, reject })
         })
         done.catch(() => {}) // observed below; this only keeps an early failure from going unhandled
         inFlight.push(done)
-        try {
-          await channel.send({ type: 'want', hashes: hashes.map((h) => Buffer.from(h, 'hex')), done: false }, options)
-        } catch (err) {
-          claims.release(hashes)
-          throw err
-        }
+        await this.#send({ type: 'want', hashes: hashes.map((h) => Buffer.from(h, 'hex')), done: false }, options)
         if (inFlight.length >= pipeline) await inFlight.shift()
       }
       await Promise.all(inFlight.splice(0))
-      await Promise.all(busy.map(async (h) => { await claims.released(h) }))
+      if (busy.length > 0) takeOver = !await this.#awaitClaims(busy, claimWaitMs, options)
       need = busy
     }
-    await channel.send({ type: 'want', hashes: [], done: true }, options)
+    await this.#send({ type: 'want', hashes: [], done: true }, options)
+  }
+
+  /**
+   * Waits for other sessions to release `hashes`, at most `ms` and never past an abort or this session's failure
+   * (I4, I5). Returns false when the deadline passed first.
+   */
+  async #awaitClaims (hashes: ChangeHash[], ms: number, options: AbortOptions): Promise<boolean> {
+    const deadline = new AbortController()
+    const timer = setTimeout(() => { deadline.abort(new SessionIdleError('claim wait over')) }, ms)
+    const signals = [deadline.signal]
+    if (options.signal !== undefined) signals.push(options.signal)
+    const signal = AbortSignal.any(signals)
+    let released = true
+    try {
+      await Promise.all(hashes.map(async (h) => { await this.#c.claims.released(h, { signal }) }))
+    } catch (err) {
+      if (options.signal?.aborted === true) throw err
+      // past the deadline: the caller asks its own peer for what is still claimed
+      released = false
+    } finally {
+      clearTimeout(timer)
+    }
+    if (this.#failed !== undefined) throw this.#failed
+    return released
   }
 }

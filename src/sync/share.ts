@@ -27,6 +27,19 @@ export type ShareFilter =
   /** Library API only: a predicate over readable documents. */
   | { kind: 'predicate', predicate: (doc: MindooDoc) => boolean }
 
+/**
+ * What a participant may write into this side's database through the share, enforced on each change's author
+ * (relayed changes too). `'none'`: nothing.
+ */
+export type WritePolicy = 'none' | {
+  created?: boolean   // may write documents it created (docId proves the creator). Default true
+  served?: boolean    // may write documents this share serves to it (by this side's filter). Default true
+  keyIds?: string[]   // and only under these key ids. Default: any
+  types?: string[]    // and only documents whose current `type` here is one of these (checked on this side's
+                      // state before the change; a document this side does not have yet passes only if the
+                      // partner created it). Default: any
+}
+
 export interface SharePartner {
   /** The partner node's libp2p peer id. */
   peerId: string
@@ -34,6 +47,14 @@ export interface SharePartner {
   tenant: TenantPublicInfo
   /** Known multiaddrs of the partner node (optional; the DHT finds the rest). */
   addresses?: string[]
+  /** What its tenant's authors may write. Default `{ created: true, served: true }`. */
+  write?: WritePolicy
+}
+
+/** An author whose changes are accepted when relayed; no sessions with it. */
+export interface ShareParticipant {
+  tenant: TenantPublicInfo
+  write?: WritePolicy
 }
 
 export interface ShareConfig {
@@ -44,6 +65,8 @@ export interface ShareConfig {
   /** The local database it maps to (names may differ per side). */
   database: string
   partners: SharePartner[]
+  /** Authors accepted when relayed, besides the partners' tenants. */
+  participants?: ShareParticipant[]
   direction: ShareDirection
   filter: ShareFilter
   enabled: boolean

@@ -6,6 +6,7 @@ import { expect } from 'chai'
 import type { Command } from 'commander'
 import { buildProgram, EXIT, runCli, type CliClient, type CliContext, type ClientOptions, type GlobalOptions } from '../../src/cli/index.js'
 import { formatProgress, progressOf, syncAndWait } from '../../src/cli/commands/sync.js'
+import { cleanJson, cleanText } from '../../src/cli/sanitize.js'
 import { createTenantFactory } from '../../src/core/index.js'
 import { loadConfig } from '../../src/daemon/config.js'
 import { RpcError, RpcUnavailableError } from '../../src/daemon/rpc-client.js'
@@ -125,7 +126,8 @@ describe('cli', () => {
       expect(all.map((p) => p.join(' '))).to.include.members([
         'init', 'daemon', 'status', 'doc create', 'doc get', 'doc change', 'doc delete', 'doc list',
         'key create', 'key import', 'key export', 'key rotate', 'key list', 'share add', 'share update',
-        'share enable', 'share disable', 'share remove', 'share list', 'share show', 'peers', 'partners', 'sync now', 'rpc'
+        'share enable', 'share disable', 'share remove', 'share list', 'share show', 'share secret', 'peers', 'partners',
+        'partner revoke', 'sync now', 'rpc'
       ])
       for (const path of [[], ...all]) {
         const h = harness()
@@ -293,14 +295,14 @@ describe('cli', () => {
   describe('share', () => {
     it('should add a share from a file with flags over it', async () => {
       await writeFile(join(dir, 'share.json'), JSON.stringify({ id: 'orders', database: 'wrong', direction: 'serve' }))
-      await writeFile(join(dir, 'topic'), 'a-very-secret-topic\n')
+      await writeFile(join(dir, 'topic'), 'a-very-secret-topic-0123456789\n')
       await writeFile(join(dir, 'bob.json'), JSON.stringify(share.partners[0]))
       const h = harness({ 'share.add': () => share })
       expect(await h.run('share', 'add', '--file', join(dir, 'share.json'), '--database', 'orders', '--topic-secret-file', join(dir, 'topic'),
         '--partner-file', join(dir, 'bob.json'), '--filter', '{"kind":"type","types":["order"]}')).to.equal(EXIT.OK)
       expect(h.client.calls).to.deep.equal([{
         method: 'share.add',
-        params: { share: { id: 'orders', database: 'orders', direction: 'serve', topicSecret: 'a-very-secret-topic', partners: share.partners, filter: { kind: 'type', types: ['order'] } } }
+        params: { share: { id: 'orders', database: 'orders', direction: 'serve', topicSecret: 'a-very-secret-topic-0123456789', partners: share.partners, filter: { kind: 'type', types: ['order'] } } }
       }])
       expect(h.out[0]).to.equal([
         'share orders (enabled, both, filter type order) -> database orders, from rpc',
@@ -518,6 +520,91 @@ describe('cli', () => {
       }
       expect(await h.run('--config', join(dir, 'x.json'), 'init', '--tenant', 'not valid', '--data-dir', dataDir)).to.equal(EXIT.USAGE)
       expect(h.err.join('')).to.include('/tenant')
+    })
+  })
+
+  describe('share secret and partner revoke', () => {
+    it('should print a random 256-bit base64url topic secret without calling the daemon', async () => {
+      const h = harness()
+      expect(await h.run('share', 'secret')).to.equal(EXIT.OK)
+      expect(await h.run('share', 'secret')).to.equal(EXIT.OK)
+      expect(h.out[0]).to.match(/^[A-Za-z0-9_-]{43}$/)
+      expect(Buffer.from(h.out[0], 'base64url')).to.have.length(32)
+      expect(h.out[1]).to.not.equal(h.out[0])
+      expect(h.client.calls).to.have.length(0)
+    })
+
+    it('should revoke with the password from a file and print what the remaining partners need', async () => {
+      await writeFile(join(dir, 'pw'), 'rotation-password\n')
+      const answer = {
+        revoked: [{ peerId: PEER_B, tenantId: 'bob', signingPublicKey: SIGNING_B }],
+        shares: ['orders'],
+        rotated: [{ keyId: 'orders-key', versions: 2, blob: 'BLOB', importers: [{ share: 'orders', tenantId: 'carol', peerId: 'PEER_C' }, { share: 'orders', tenantId: 'dave' }] }]
+      }
+      const h = harness({ 'partner.revoke': () => answer })
+      expect(await h.run('partner', 'revoke', PEER_B, '--password-file', join(dir, 'pw'))).to.equal(EXIT.OK)
+      expect(h.client.calls).to.deep.equal([{ method: 'partner.revoke', params: { partner: PEER_B, password: 'rotation-password' } }])
+      const out = h.out[0]
+      expect(out).to.include(`revoked bob peer ${PEER_B}`)
+      expect(out).to.include('rotated orders-key (2 versions)')
+      expect(out).to.include('import at carol peer PEER_C, share orders')
+      expect(out).to.include('import at dave (participant), share orders')
+      expect(out).to.include('  BLOB')
+      const missing = harness({ 'partner.revoke': () => { throw new RpcError(-32000, 'no share names a partner x', 'PARTNER_NOT_FOUND') } })
+      expect(await missing.run('partner', 'revoke', 'x', '--password-file', join(dir, 'pw'))).to.equal(EXIT.FAILED)
+      expect(missing.err.join('')).to.include('PARTNER_NOT_FOUND')
+      expect(await harness().run('partner', 'revoke', 'x')).to.equal(EXIT.USAGE) // no password file
+    })
+  })
+
+  describe('remote text on the terminal', () => {
+    /** Escape sequences and controls a partner or a compromised daemon could put into any text field. */
+    const EVIL = '\u001b]0;pwned\u0007\u001b[2J\u001b[31mred\u001b[0m\r\u0008\u009b31m\u009d8;;http://evil\u009c\u202eevil\u0000\u007f'
+    const controls = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/ // eslint-disable-line no-control-regex
+    const clean = (text: string): void => {
+      expect(text).to.not.match(controls)
+    }
+
+    it('should strip escape sequences and controls but keep newlines, tabs and the text around them', () => {
+      expect(cleanText(`a\u001b[1;31mb\u001b[0m\tc\nd\re\u009b2Jf\u001b]8;;http://x\u001b\\g`)).to.equal('ab\tc\ndef' + 'g')
+      expect(cleanText('ünïcödé ✓ 日本')).to.equal('ünïcödé ✓ 日本')
+      clean(cleanText(EVIL))
+      expect(cleanText(EVIL)).to.not.include('pwned') // the whole OSC sequence goes, not only its ESC
+      // JSON keeps the data: what is escaped parses back to the same string
+      const value = { text: EVIL }
+      const json = cleanJson(value)
+      expect(json).to.not.match(controls)
+      expect(JSON.parse(json)).to.deep.equal(value)
+    })
+
+    it('should print no control character from sync results, documents, shares, peers, partners and errors', async () => {
+      const failed = { peerId: PEER_B, ok: false, error: { code: `NOT_AUTHORIZED${EVIL}`, message: `refused ${EVIL}` } }
+      const status = shareStatus({}, 0)
+      status.partners[0].tenantId = `bob${EVIL}`
+      status.partners[0].lastError = { code: 'X', message: EVIL, at: Date.now() }
+      const evilShare = { ...share, id: `orders${EVIL}`, partners: [{ peerId: PEER_B, tenant: { tenantId: `bob${EVIL}`, signingPublicKey: SIGNING_B }, addresses: [`/dns4/${EVIL}`] }] }
+      const h = harness({
+        'sync.status': () => ({ shares: [status] }),
+        'sync.now': () => ({ started: true, results: [failed] }),
+        'doc.get': () => doc('d-1', { title: EVIL, nested: { x: EVIL } }),
+        'share.list': () => ({ shares: [evilShare] }),
+        'peers.list': () => ({ peers: [{ peerId: PEER_B, addresses: [EVIL] }] }),
+        'partners.list': () => ({ partners: [{ share: 'orders', ...status.partners[0] }] }),
+        'node.info': () => ({ peerId: PEER_B, addresses: [EVIL], tenant: { tenantId: EVIL } }),
+        'key.list': () => { throw new RpcError(-32000, `daemon says ${EVIL}`, 'KEY_NOT_FOUND') }
+      })
+      expect(await h.run('sync', 'now', '--wait')).to.equal(EXIT.FAILED)
+      expect(h.out.join('')).to.include('FAILED NOT_AUTHORIZED')
+      expect(h.out.join('')).to.include('refused ')
+      for (const cmd of [['doc', 'get', 'db', 'd-1'], ['share', 'list'], ['peers'], ['partners'], ['status'], ['key', 'list']]) {
+        await h.run(...cmd)
+      }
+      expect(h.out.join('')).to.include('red') // the text between the sequences stays
+      expect(h.out.join('')).to.include('\\u001b]0;pwned') // document JSON shows escapes as text, harmless
+      clean(h.out.join('\n'))
+      clean(h.notes.join('\n'))
+      clean(h.err.join('\n'))
+      expect(h.err.join('')).to.include('KEY_NOT_FOUND: daemon says')
     })
   })
 })

@@ -185,6 +185,27 @@ describe('daemon: bad input', function () {
       expect(s.message).to.include('no-such-share')
     })
 
+    it('a share whose topicSecret is under 22 characters: -32602 naming it, on add and on update', async () => {
+      const add = await rpcError(d.client.call('share.add', { share: share({ id: 'short', topicSecret: 'x'.repeat(21) }) }))
+      expect(add.rpcCode).to.equal(-32602)
+      expect(add.message).to.include('params.share.topicSecret')
+      await d.client.call('share.add', { share: share({ id: 'long-enough', topicSecret: 'y'.repeat(22), enabled: false }) })
+      const update = await rpcError(d.client.call('share.update', { id: 'long-enough', update: { topicSecret: 'z'.repeat(21) } }))
+      expect(update.rpcCode).to.equal(-32602)
+      expect(update.message).to.include('params.update.topicSecret')
+      await d.client.call('share.remove', { id: 'long-enough' })
+    })
+
+    it('partner.revoke of a partner no share names: PARTNER_NOT_FOUND; of the own tenant: -32602', async () => {
+      const none = await rpcError(d.client.call('partner.revoke', { partner: 'nobody', password: 'pw' }))
+      expect(none.dataCode).to.equal('PARTNER_NOT_FOUND')
+      const info = await d.client.call<{ tenant: { tenantId: string } }>('node.info')
+      const own = await rpcError(d.client.call('partner.revoke', { partner: info.tenant.tenantId, password: 'pw' }))
+      expect(own.rpcCode).to.equal(-32602)
+      const missing = await rpcError(d.client.call('partner.revoke', { partner: 'nobody' }))
+      expect(missing.message).to.include('params.password')
+    })
+
     it('an unknown method: -32601', async () => {
       const err = await rpcError(d.client.call('no.such.method'))
       expect(err.rpcCode).to.equal(-32601)

@@ -37,4 +37,48 @@ describe('config', () => {
       expect(err.key, JSON.stringify(input)).to.equal(key)
     }
   })
+
+  describe('share security fields', () => {
+    const PEER = '12D3KooWPc3CauzUzJQ6kHvKU9C4qm1dozN9B5RseyyPoYRk553s'
+    const tenant = { tenantId: 'bob', signingPublicKey: 'SzEadV_zrJe8G-gK3pTzXwPG_D--kipYSNaFX_wKIuA' }
+    const share = (extra: Record<string, unknown> = {}, partner: Record<string, unknown> = {}): Record<string, unknown> =>
+      ({ id: 's', topicSecret: 'x'.repeat(22), database: 'd', partners: [{ peerId: PEER, tenant, ...partner }], ...extra })
+
+    it('should refuse a topic secret under 22 characters and accept one of 22', async () => {
+      const err = await resolveConfig({ shares: [share({ topicSecret: 'x'.repeat(21) })] }).catch((e: unknown) => e) as { key?: string, message?: string }
+      expect(err.key).to.equal('/shares/0/topicSecret')
+      expect(err.message).to.include('22')
+      expect((await resolveConfig({ shares: [share()] })).shares).to.have.length(1)
+    })
+
+    it('should accept dial, write policies, participants and the node options', async () => {
+      const config = await resolveConfig({
+        announcePrivateAddresses: true,
+        allowPeers: [PEER],
+        shares: [share({ participants: [{ tenant, write: 'none' }, { tenant, write: { created: true, served: false, keyIds: ['k'], types: ['order'] } }] }, { dial: false, write: { served: false } })]
+      })
+      expect(config.announcePrivateAddresses).to.equal(true)
+      expect(config.allowPeers).to.deep.equal([PEER])
+      const defaults = await resolveConfig({})
+      expect(defaults.announcePrivateAddresses).to.equal(false)
+      expect(defaults.allowPeers).to.deep.equal([])
+    })
+
+    it('should name the key of a mistake in the new fields', async () => {
+      const cases: Array<[unknown, string]> = [
+        [{ shares: [share({}, { dial: 'no' })] }, '/shares/0/partners/0/dial'],
+        [{ shares: [share({}, { write: { created: 'yes' } })] }, '/shares/0/partners/0/write/created'],
+        [{ shares: [share({}, { write: { owner: true } })] }, '/shares/0/partners/0/write/owner'],
+        [{ shares: [share({ participants: [{ tenant: { tenantId: 'bob' } }] })] }, '/shares/0/participants/0/tenant/signingPublicKey'],
+        [{ shares: [share({ participants: [{ tenant, peerId: PEER }] })] }, '/shares/0/participants/0/peerId'],
+        [{ allowPeers: ['not a peer id'] }, '/allowPeers/0'],
+        [{ announcePrivateAddresses: 'yes' }, '/announcePrivateAddresses']
+      ]
+      for (const [input, key] of cases) {
+        const err = await resolveConfig(input).catch((e: unknown) => e) as { code?: string, key?: string }
+        expect(err.code, JSON.stringify(input)).to.equal('INVALID_CONFIG')
+        expect(err.key, JSON.stringify(input)).to.equal(key)
+      }
+    })
+  })
 })

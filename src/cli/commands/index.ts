@@ -4,7 +4,7 @@ import { registerDaemon } from './daemon.js'
 import { registerDoc } from './doc.js'
 import { registerInit } from './init.js'
 import { registerKey } from './key.js'
-import { registerPartners } from './partners.js'
+import { registerPartner, registerPartners } from './partners.js'
 import { registerPeers } from './peers.js'
 import { registerRpc } from './rpc.js'
 import { registerShare } from './share.js'
@@ -21,6 +21,7 @@ export function registerCommands (program: Command, ctx: () => CliContext): void
   registerShare(program, ctx)
   registerPeers(program, ctx)
   registerPartners(program, ctx)
+  registerPartner(program, ctx)
   registerSync(program, ctx)
   registerRpc(program, ctx)
 }

@@ -49,19 +49,21 @@ async function exists (path: string): Promise<boolean> {
     return true
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
-    throw err
+    throw new UsageError(`cannot check ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err })
   }
 }
 
 async function writeConfig (path: string, content: string, force: boolean): Promise<void> {
-  await mkdir(dirname(path), { recursive: true })
+  await mkdir(dirname(path), { recursive: true }).catch((err: NodeJS.ErrnoException) => {
+    throw new UsageError(`cannot create ${dirname(path)}: ${err.code ?? String(err)}`, { cause: err })
+  })
   const target = force ? `${path}.${process.pid}.tmp` : path
   let handle
   try {
     handle = await open(target, 'wx', 0o640)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new UsageError(`${path} exists (--force overwrites it)`, { cause: err })
-    throw err
+    throw new UsageError(`cannot write ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err })
   }
   try {
     await handle.writeFile(content)

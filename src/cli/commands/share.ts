@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto'
 import { Option, type Command } from 'commander'
+import { MIN_TOPIC_SECRET_CHARS, TOPIC_SECRET_BYTES } from '../../daemon/constants.js'
 import type { ShareConfig } from '../../sync/share.js'
 import { UsageError, type CliContext } from '../context.js'
 import { brief } from '../format.js'
@@ -23,6 +25,11 @@ export function formatShare (s: ShareView): string {
     ...(s.partners.length === 0 ? ['  no partners'] : s.partners.map((p) =>
       `  partner ${p.tenant.tenantId} ${p.peerId}${(p.addresses ?? []).length === 0 ? '' : ' ' + (p.addresses ?? []).join(' ')}`))
   ].join('\n')
+}
+
+/** A random topic secret: 256 bits, base64url (43 characters). */
+export function newTopicSecret (): string {
+  return randomBytes(TOPIC_SECRET_BYTES).toString('base64url')
 }
 
 /** Partners from files: each holds one partner entry (what `mindoodb --json init` prints) or an array of them. */
@@ -71,7 +78,7 @@ async function fromFlags (c: CliContext, opts: ShareFlags, what: string): Promis
 
 const direction = (): Option => new Option('--direction <direction>', 'both, serve (we only send) or receive (we only take)').choices(['both', 'serve', 'receive'])
 const filterHelp = 'what this side serves, JSON: {"kind":"all"}, {"kind":"type","types":["order"]}, {"kind":"keys","keyIds":["k"]} or {"kind":"selector","selector":{...}}'
-const secretHelp = 'file holding the topic secret (first line, 16+ characters; only participants know it), or - for stdin'
+const secretHelp = `file holding the topic secret (first line, ${MIN_TOPIC_SECRET_CHARS}+ characters, e.g. from \`mindoodb share secret\`; only participants know it), or - for stdin`
 
 export function registerShare (program: Command, ctx: () => CliContext): void {
   const share = program.command('share')
@@ -95,6 +102,16 @@ Topic secrets come from files, never from arguments, and are never shown back.`)
     const c = ctx()
     c.print(await (await c.client()).call<ShareView>(method, params(id)), formatShare)
   }
+
+  share.command('secret')
+    .description(`print a new random topic secret (${TOPIC_SECRET_BYTES * 8} bits, base64url) to agree with the partners; needs no daemon`)
+    .addHelpText('after', `
+Write it to a file that only you can read (umask 077; mindoodb share secret > orders.topic) and give it to the
+partners by a channel you trust; every participant uses the same secret for the share.`)
+    .action(async () => {
+      const c = ctx()
+      c.print({ topicSecret: newTopicSecret() }, (r: { topicSecret: string }) => r.topicSecret)
+    })
 
   withFieldOptions(share.command('add')
     .description('add a share and start syncing it: from a JSON file, flags override its fields')

@@ -1,15 +1,12 @@
 import { SingleBar } from 'cli-progress'
 import type { Command } from 'commander'
 import type { RoundResult, ShareStatus } from '../../p2p/index.js'
-import { MindooError } from '../../errors.js'
+import { RoundsFailedError } from '../../errors.js'
 import type { CliClient, CliContext } from '../context.js'
 import { bytes, count, duration } from '../format.js'
 import { positiveNumberArg } from '../input.js'
 
-/** `sync now --wait` saw at least one failed round: exit code 1, after the results are printed. */
-export class RoundsFailedError extends MindooError {
-  static override readonly code: string = 'SYNC_ROUNDS_FAILED'
-}
+export { RoundsFailedError }
 
 /** Progress of the rounds since `sync now` started, from the share totals. */
 export interface SyncProgress {

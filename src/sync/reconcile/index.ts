@@ -9,7 +9,8 @@
  * Messages never exceed `maxMessageBytes` (work that does not fit waits for later messages), and every incoming
  * message is validated: a bad one raises ReconcileProtocolError (code RECONCILE_PROTOCOL) whose `reason` is one of
  * TRUNCATED, BAD_VERSION, BAD_VARINT, BAD_BOUND, BAD_TIMESTAMP, BOUNDS_ORDER, UNKNOWN_MODE, ITEMS_ORDER,
- * ITEM_OUT_OF_RANGE, FRAME_TOO_LARGE, TOO_MANY_MESSAGES, UNEXPECTED_MESSAGE. The message format is described in
+ * ITEM_OUT_OF_RANGE, FRAME_TOO_LARGE, TOO_MANY_MESSAGES, UNEXPECTED_MESSAGE, BUDGET (the session's work budget, see
+ * `ReconcileInit.workPerLevel`). The message format is described in
  * `codec.ts`, the session's invariants in `session.ts`.
  *
  * @example

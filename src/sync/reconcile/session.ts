@@ -20,11 +20,15 @@
  * 6. Every incoming message is decoded and validated in full before it changes any state; an invalid one
  *    fails the session with ReconcileProtocolError.
  * 7. Bounded work: at most `maxMessages` messages are accepted; each is at most `maxMessageBytes`; the work per
- *    message is bounded by its size and our output budget; there is no recursion.
+ *    message is bounded by its size and our output budget; there is no recursion. Over the whole session the
+ *    ranges handled stay within `workPerLevel * ceil(log2(set size + 2)) + workPerFound * (differences found)`
+ *    (checked before a message is worked on; over it the session fails with reason BUDGET), so a peer can make
+ *    a session cost O(log n + difference) range operations, however many messages it sends.
  * 8. `have` and `need` only take ids checked against our set (an IdDiff cannot make us claim what we lack, or
  *    lack what we have), each id once.
  */
 import { InvalidArgumentError, ReconcileProtocolError } from '../../errors.js'
+import { RECONCILE_WORK_PER_FOUND, RECONCILE_WORK_PER_LEVEL } from '../../limits.js'
 import { silentLogger } from '../../util/logger.js'
 import type { Logger } from '../../util/logger.js'
 import {
@@ -88,6 +92,12 @@ export class Session implements ReconcileSession {
   readonly #branchingFactor: number
   readonly #idListThreshold: number
   readonly #maxMessages: number
+  readonly #workPerLevel: number
+  readonly #workPerFound: number
+  /** Ranges of the peer's messages handled so far (7). */
+  #work = 0
+  /** Peer fingerprints that did not match ours (each proves a difference below it, or a lying peer) (7). */
+  #mismatches = 0
   #state: State = 'idle'
   readonly #have: ReconcileItem[] = []
   readonly #need: ReconcileItem[] = []
@@ -112,6 +122,28 @@ export class Session implements ReconcileSession {
     this.#branchingFactor = integerOption('branchingFactor', init.branchingFactor, DEFAULT_BRANCHING_FACTOR, 2, MAX_BRANCHING_FACTOR)
     this.#idListThreshold = integerOption('idListThreshold', init.idListThreshold, DEFAULT_ID_LIST_THRESHOLD, 1, 2 ** 31)
     this.#maxMessages = integerOption('maxMessages', init.maxMessages, DEFAULT_MAX_MESSAGES, 1, 2 ** 31)
+    this.#workPerLevel = integerOption('workPerLevel', init.workPerLevel, RECONCILE_WORK_PER_LEVEL, 1, 2 ** 31)
+    this.#workPerFound = integerOption('workPerFound', init.workPerFound, RECONCILE_WORK_PER_FOUND, 0, 2 ** 31)
+  }
+
+  /** Ranges handled so far, and the most this session accepts at its current state (7). */
+  get work (): { used: number, budget: number } {
+    return { used: this.#work, budget: this.#budget() }
+  }
+
+  /**
+   * The session's work budget (7): a base that grows with the log of the set, plus an allowance per difference
+   * found and per mismatching fingerprint (an honest peer answers a mismatch with at most `branchingFactor`
+   * ranges and an id list; the mismatches counted are capped by the size of the split tree over our set, about
+   * `levels * n / idListThreshold`, so a peer faking mismatches buys at most O(n) work, never unbounded work).
+   */
+  #budget (): number {
+    const n = this.#set.size
+    const log2 = Math.ceil(Math.log2(n + 2))
+    const levels = Math.ceil(log2 / Math.log2(this.#branchingFactor)) + 1
+    const mismatchCap = levels * Math.ceil((n + 1) / this.#idListThreshold) + this.#branchingFactor
+    return this.#workPerLevel * log2 + this.#workPerFound * (this.#have.length + this.#need.length) +
+      (this.#branchingFactor + 2) * Math.min(this.#mismatches, mismatchCap)
   }
 
   get done (): boolean {
@@ -176,6 +208,12 @@ export class Session implements ReconcileSession {
       return this.#send(w)
     }
     for (const range of event.ranges) if (isIdDiffRange(range)) this.#recordPeerDiff(range) // (8)
+    // (7) the work this message asks for must fit the session's budget, before any of it is done
+    this.#work += event.ranges.length
+    if (this.#work > this.#budget()) {
+      this.#state = 'failed'
+      throw new ReconcileProtocolError(`reconciliation work over budget (${this.#work} ranges)`, { reason: 'BUDGET' })
+    }
     if (!event.ranges.some(isRequest)) { // (2)
       this.#finish()
       return null
@@ -253,6 +291,7 @@ export class Session implements ReconcileSession {
     const lo = this.#set.lowerBound(range.lower)
     const hi = this.#set.lowerBound(range.upper)
     if (equalFingerprints(this.#set.fingerprintAt(lo, hi), range.fingerprint)) return SETTLED
+    this.#mismatches++ // (7)
     return this.#split(turn, range.lower, range.upper, lo, hi)
   }
 

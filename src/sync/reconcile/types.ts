@@ -96,4 +96,11 @@ export interface ReconcileInit {
   idListThreshold?: number
   /** The most messages accepted from the peer before the session fails. Default: DEFAULT_MAX_MESSAGES (10000). */
   maxMessages?: number
+  /**
+   * Work budget: ranges of the peer's messages handled per session are at most
+   * `workPerLevel * ceil(log2(set size + 2)) + workPerFound * (have + need)`; over it the session fails with
+   * reason BUDGET. Defaults: RECONCILE_WORK_PER_LEVEL, RECONCILE_WORK_PER_FOUND (src/limits.ts).
+   */
+  workPerLevel?: number
+  workPerFound?: number
 }

@@ -1,0 +1,258 @@
+import { expect } from 'chai'
+import { WriteDeniedError } from '../../src/errors.js'
+import type { MindooDB, MindooTenant } from '../../src/index.js'
+import type { StoreChange } from '../../src/store/change.js'
+import { createChannelPair, type MessageChannel, type SyncMessage } from '../../src/sync/messages.js'
+import { createInitiator, createReconcileSet, createResponder } from '../../src/sync/reconcile/index.js'
+import { Refusals } from '../../src/sync/refusals.js'
+import { ServedSet } from '../../src/sync/served-set.js'
+import { runSession, WantClaims, type SessionComponents, type SessionInit } from '../../src/sync/session.js'
+import { policyOf } from '../../src/sync/share.js'
+import { createWritePolicy } from '../../src/sync/write-policy.js'
+import { hostileMessage } from '../../bench/reconcile.js'
+import { testFactory } from '../utils/tmp.js'
+
+async function changesOf (db: MindooDB, docId: string): Promise<StoreChange[]> {
+  const store = db.getStore()
+  return (await store.getChanges(await store.getAllChangeHashesForDoc(docId))).sort((x, y) => x.time - y.time)
+}
+
+describe('sync boundary (unit)', function () {
+  this.timeout(30_000)
+  let cleanups: Array<() => Promise<void>> = []
+  let tenant: MindooTenant
+  let other: MindooTenant
+  let db: MindooDB
+
+  beforeEach(async () => {
+    const t = await testFactory()
+    cleanups.push(t.cleanup)
+    tenant = await t.factory.createTenant({ tenantId: 'org-a', tenantEncryptionKeyPassword: 'a' })
+    other = await t.factory.createTenant({ tenantId: 'org-b', tenantEncryptionKeyPassword: 'b' })
+    const blob = await t.factory.createSymmetricEncryptedPrivateKey('k-pw')
+    await tenant.importNamedKey('k', blob, 'k-pw')
+    await other.importNamedKey('k', blob, 'k-pw')
+    db = await tenant.openDB('orders', { defaultKeyId: 'k' })
+  })
+
+  afterEach(async () => {
+    for (const c of cleanups) await c()
+    cleanups = []
+  })
+
+  describe('Refusals', () => {
+    it('should remember only reasons tied to the bytes, per peer', () => {
+      const r = new Refusals()
+      const h = 'ab'.repeat(32)
+      for (const code of ['INVALID_SIGNATURE', 'UNREQUESTED', 'HASH_MISMATCH']) r.add('peer-x', h, code)
+      expect(r.has('peer-x', h)).to.equal(false)
+      for (const code of ['UNTRUSTED_AUTHOR', 'KEY_MISMATCH', 'NOT_CREATOR', 'WRITE_DENIED', 'MALFORMED_CHANGE']) {
+        const one = new Refusals()
+        one.add('peer-x', h, code)
+        expect(one.has('peer-x', h), code).to.equal(true)
+        expect(one.has('peer-y', h), code).to.equal(false)
+      }
+    })
+
+    it('should stay within its bounds per peer and in peers', () => {
+      const r = new Refusals({ perPeer: 3, maxPeers: 2 })
+      const hash = (i: number): string => i.toString(16).padStart(64, '0')
+      for (let i = 0; i < 5; i++) r.add('p1', hash(i), 'UNTRUSTED_AUTHOR')
+      expect(r.size).to.equal(3)
+      expect(r.has('p1', hash(0))).to.equal(false)
+      expect(r.has('p1', hash(4))).to.equal(true)
+      r.add('p2', hash(0), 'UNTRUSTED_AUTHOR')
+      r.add('p3', hash(0), 'UNTRUSTED_AUTHOR')
+      expect(r.has('p1', hash(4))).to.equal(false)
+      expect(r.has('p3', hash(0))).to.equal(true)
+      r.clear()
+      expect(r.size).to.equal(0)
+    })
+  })
+
+  describe('ServedSet (evaluate before insert)', () => {
+    it('should never insert or announce the change that makes a document leave a selector filter', async () => {
+      const served = new ServedSet({ db, index: createReconcileSet() }, {
+        policy: policyOf({ kind: 'selector', selector: { visibility: 'public' } }), direction: 'both', ownAuthor: tenant.getPublicInfo().signingPublicKey
+      })
+      await served.start()
+      const grown: string[] = []
+      served.onGrow((hashes) => grown.push(...hashes))
+      const doc = await db.createDocument()
+      await db.changeDoc(doc, (d) => { d.getData().visibility = 'public' })
+      await served.settled()
+      expect(served.servesDoc(doc.getId())).to.equal(true)
+      expect(served.size).to.equal(2)
+      await db.changeDoc(doc, (d) => { d.getData().visibility = 'private'; d.getData().secret = 1 })
+      const leaving = (await changesOf(db, doc.getId())).at(-1) as StoreChange
+      await served.settled()
+      expect(grown).to.not.include(leaving.hash)
+      expect(served.includes(leaving)).to.equal(false)
+      expect(served.size).to.equal(0)
+      expect(served.servesDoc(doc.getId())).to.equal(false)
+      // back to public: its whole applied history enters again
+      await db.changeDoc(doc, (d) => { d.getData().visibility = 'public' })
+      await served.settled()
+      expect(served.size).to.equal(4)
+      served.stop()
+    })
+
+    it('should answer servesKey and servesDoc by the filter kind', async () => {
+      const byKey = new ServedSet({ db, index: createReconcileSet() }, { policy: policyOf({ kind: 'keys', keyIds: ['k'] }), direction: 'both', ownAuthor: '' })
+      expect(byKey.servesKey('k')).to.equal(true)
+      expect(byKey.servesKey('k2')).to.equal(false)
+      expect(byKey.servesDoc('any')).to.equal(false)
+      const all = new ServedSet({ db, index: createReconcileSet() }, { policy: policyOf({ kind: 'all' }), direction: 'both', ownAuthor: '' })
+      expect(all.servesKey('k2')).to.equal(true)
+      expect(all.servesDoc('any')).to.equal(true)
+    })
+  })
+
+  describe('reconciliation work budget', () => {
+    it('should refuse a 62 KB message of thousands of mismatching ranges against a 200k set with BUDGET', () => {
+      const items = Array.from({ length: 200_000 }, (_, i) => ({ timestamp: 1_700_000_000_000 + i, id: i.toString(16).padStart(64, '0') }))
+      const set = createReconcileSet(items)
+      const responder = createResponder({ set }, { maxMessageBytes: 64 * 1024 })
+      let err: unknown
+      try {
+        responder.reconcile(hostileMessage(3269))
+      } catch (caught) {
+        err = caught
+      }
+      expect(err).to.include({ code: 'RECONCILE_PROTOCOL', reason: 'BUDGET' })
+      expect(responder.done).to.equal(false)
+      // an honest first message (one fingerprint) is well within the budget
+      const honest = createResponder({ set }, { maxMessageBytes: 64 * 1024 })
+      const reply = honest.reconcile(createInitiator({ set: createReconcileSet(items.slice(1)) }, { maxMessageBytes: 64 * 1024 }).initiate())
+      expect(reply).to.not.equal(null)
+    })
+  })
+
+  describe('write policy', () => {
+    it('should let a partner write what it created and what is served to it, and deny the rest WRITE_DENIED', async () => {
+      const partner = other.getPublicInfo().signingPublicKey
+      const dbB = await other.openDB('orders', { defaultKeyId: 'k' })
+      await dbB.trustPartner(tenant.getPublicInfo())
+      const mine = await db.createDocument()
+      await db.changeDoc(mine, (d) => { d.getData().type = 'order' })
+      const changes = await changesOf(db, mine.getId())
+      await dbB.getStore().appendMany(changes)
+      await dbB.syncStoreChanges(changes.map((c) => c.hash))
+      await dbB.changeDoc(mine.getId(), (d) => { d.getData().visibility = 'public' })
+      const intoMine = (await changesOf(dbB, mine.getId())).at(-1) as StoreChange
+      const theirs = await dbB.createDocument()
+      const [creation] = await changesOf(dbB, theirs.getId())
+      let serves = false
+      const served = { servesDoc: () => serves, servesKey: () => false }
+      const admit = (policy?: Parameters<typeof createWritePolicy>[0]['participants'] extends ReadonlyMap<string, infer P> ? P : never) =>
+        createWritePolicy({ served, db, ownAuthor: tenant.getPublicInfo().signingPublicKey, participants: new Map([[partner, policy]]) })
+      expect(await admit()(creation)).to.equal(undefined)
+      expect(await admit()(intoMine)).to.be.instanceOf(WriteDeniedError)
+      expect((await admit()(intoMine))?.code).to.equal('WRITE_DENIED')
+      serves = true
+      expect(await admit()(intoMine)).to.equal(undefined)
+      expect(await admit({ served: false })(intoMine)).to.be.instanceOf(WriteDeniedError)
+      expect(await admit({ types: ['invoice'] })(intoMine)).to.be.instanceOf(WriteDeniedError)
+      expect(await admit({ types: ['order'] })(intoMine)).to.equal(undefined)
+      expect(await admit({ keyIds: ['other'] })(intoMine)).to.be.instanceOf(WriteDeniedError)
+      expect(await admit('none')(creation)).to.be.instanceOf(WriteDeniedError)
+      // a document this side does not have yet passes a type rule only if the author created it
+      expect(await admit({ types: ['order'] })(creation)).to.equal(undefined)
+    })
+  })
+
+  describe('session stalls', () => {
+    /** A responder session over `db` against a hand-driven initiator end. */
+    function start (channel: MessageChannel, extra: Partial<SessionInit> = {}, signal?: AbortSignal, claims = new WantClaims()): Promise<unknown> {
+      const served = new ServedSet({ db, index: createReconcileSet() }, { policy: { mode: 'all' }, direction: 'both', ownAuthor: '' })
+      const components: SessionComponents = {
+        channel, db, served, claims, reconciler: (set, maxMessageBytes) => createResponder({ set }, { maxMessageBytes })
+      }
+      return runSession(components, { role: 'responder', peer: 'peer-x', direction: 'both', participants: new Set(), idleTimeoutMs: 60_000, ...extra }, { signal })
+    }
+
+    async function reconcileAsInitiator (end: MessageChannel, items: Array<{ timestamp: number, id: string }> = []): Promise<void> {
+      const r = createInitiator({ set: createReconcileSet(items) }, { maxMessageBytes: 64 * 1024 })
+      let out: Uint8Array | null = r.initiate()
+      expect((await end.receive())?.type).to.equal('welcome')
+      while (true) {
+        if (out !== null) await end.send({ type: 'reconcile', data: out })
+        if (r.done) return
+        const m = await end.receive() as SyncMessage
+        expect(m.type).to.equal('reconcile')
+        out = r.reconcile((m as { data: Uint8Array }).data)
+      }
+    }
+
+    it('should end a session flooded with empty wants with PROTOCOL_ERROR (they are no progress)', async () => {
+      const [ours, theirs] = createChannelPair(1024)
+      const session = start(ours)
+      await reconcileAsInitiator(theirs)
+      for (let i = 0; i < 100; i++) await theirs.send({ type: 'want', hashes: [], done: false })
+      const err = await session.then(() => undefined, (e: Error) => e)
+      expect((err as { code?: string })?.code).to.equal('PROTOCOL_ERROR')
+    })
+
+    it('should fail with SESSION_IDLE when the peer only sends frames that move nothing', async () => {
+      const [ours, theirs] = createChannelPair(1024)
+      const session = start(ours, { idleTimeoutMs: 300 })
+      await reconcileAsInitiator(theirs)
+      // fewer no-op frames than the limit, then silence: the no-ops did not move the idle deadline
+      for (let i = 0; i < 10; i++) await theirs.send({ type: 'want', hashes: [], done: false })
+      const err = await session.then(() => undefined, (e: Error) => e)
+      expect((err as { code?: string })?.code).to.equal('SESSION_IDLE')
+    })
+
+    it('should honour abort while waiting for another session\'s claim', async () => {
+      const doc = await other.openDB('x', { defaultKeyId: 'k' })
+      const created = await doc.createDocument()
+      const [wanted] = await changesOf(doc, created.getId())
+      const claims = new WantClaims()
+      claims.claim([wanted.hash], {}) // another session holds it and never releases it
+      const [ours, theirs] = createChannelPair(1024)
+      const controller = new AbortController()
+      const session = start(ours, {}, controller.signal, claims)
+      await reconcileAsInitiator(theirs, [{ timestamp: wanted.time, id: wanted.hash }])
+      await theirs.send({ type: 'want', hashes: [], done: true })
+      controller.abort(new Error('share disabled'))
+      const err = await session.then(() => undefined, (e: Error) => e)
+      expect(err?.message).to.equal('share disabled')
+    })
+
+    it('should reconcile a receive-only session over what the peer revealed, and remember it', async () => {
+      for (let i = 0; i < 10; i++) await db.createDocument()
+      const local = await db.getStore().getAllChangeHashes()
+      const seen = createReconcileSet()
+      const [ours, theirs] = createChannelPair(1024)
+      const served = new ServedSet({ db, index: createReconcileSet() }, { policy: { mode: 'all' }, direction: 'receive', ownAuthor: '' })
+      await served.start()
+      const session = runSession({
+        channel: ours, db, served, seen, claims: new WantClaims(), reconciler: (set, maxMessageBytes) => createResponder({ set }, { maxMessageBytes })
+      }, { role: 'responder', peer: 'peer-x', direction: 'receive', participants: new Set() })
+      const revealed = [{ timestamp: 1, id: 'cd'.repeat(32) }]
+      const sent: SyncMessage[] = []
+      const r = createInitiator({ set: createReconcileSet(revealed) }, { maxMessageBytes: 64 * 1024 })
+      let out: Uint8Array | null = r.initiate()
+      expect((await theirs.receive())?.type).to.equal('welcome')
+      while (true) {
+        if (out !== null) await theirs.send({ type: 'reconcile', data: out })
+        if (r.done) break
+        const m = await theirs.receive() as SyncMessage
+        sent.push(m)
+        out = r.reconcile((m as { data: Uint8Array }).data)
+      }
+      await theirs.send({ type: 'want', hashes: [], done: true })
+      // A asks for the revealed hash; the peer answers nothing and ends
+      const want = await theirs.receive()
+      expect(want?.type).to.equal('want')
+      await theirs.send({ type: 'changes', changes: [], last: true })
+      expect((await theirs.receive())?.type).to.equal('want')
+      await theirs.close()
+      await session
+      const bytes = Buffer.concat(sent.map((m) => Buffer.from((m as { data: Uint8Array }).data)))
+      for (const h of local) expect(bytes.includes(Buffer.from(h, 'hex'))).to.equal(false)
+      expect(seen.has(1, revealed[0].id)).to.equal(true)
+      served.stop()
+    })
+  })
+})
