@@ -1,4 +1,4 @@
-import type { Stream } from '@libp2p/interface'
+import { StreamBufferError, type Stream } from '@libp2p/interface'
 import { byteStream } from '@libp2p/utils'
 import * as varint from 'uint8-varint'
 import { Uint8ArrayList } from 'uint8arraylist'
@@ -62,6 +62,8 @@ export function streamChannel (stream: Stream, options: StreamChannelOptions | n
   const typed = (err: unknown, options?: AbortOptions): unknown => {
     if (overflow !== undefined) return overflow
     if (options?.signal?.aborted === true || err instanceof MindooError) return err
+    // more unread bytes than a frame arrived at once: libp2p aborts the stream, and the peer broke the protocol
+    if (err instanceof StreamBufferError) return new SyncProtocolError('the peer sent more than a frame ahead', { cause: err })
     return new StreamError(`sync stream failed: ${String((err as Error)?.message ?? err)}`, { cause: err })
   }
 

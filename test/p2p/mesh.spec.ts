@@ -57,9 +57,9 @@ describe('mesh', () => {
       await c.restart({ bootstrap })
       await shareKey([b, c], 'k')
 
-      // each side's only route to the other is the DHT provider record of the topic
+      // each side's only route to the other is the DHT (neither has the other's address); whether the DHT's own
+      // queries connect them before the share exists depends on timing, so it is not asserted
       await waitFor(() => connectedTo(b, a) && connectedTo(c, a), 'B and C to reach the bootstrap node', 10_000)
-      expect(connectedTo(b, c)).to.equal(false)
 
       const dbB = await b.tenant.openDB('shared', { defaultKeyId: 'k' })
       const doc = await dbB.createDocument()

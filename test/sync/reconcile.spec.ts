@@ -334,7 +334,8 @@ describe('sync/reconcile', () => {
         numRuns: 4,
         // always include the largest sets: 100k items, mostly shared, and with no overlap at all
         // (and a case that once went over the work budget: nothing shared, one message could hold every range)
-        examples: [[1, 100_000, 0.999, 'spread', 65_536], [2, 100_000, 0, 'few', 1 << 20], [1514331836, 34692, 0, 'spread', 1 << 20]]
+        examples: [[1, 100_000, 0.999, 'spread', 65_536], [2, 100_000, 0, 'few', 1 << 20], [1514331836, 34692, 0, 'spread', 1 << 20],
+          [0, 67744, 0, 'spread', 1 << 20]]
       })
     })
 

@@ -7,6 +7,8 @@
  * - `{ event: 'ready', peerId, tenant, count }` once the node listens (`count`: changes stored at start, before
  *   any sync);
  * - `{ event: 'progress', count, totals }` every `progressMs`;
+ * - `{ event: 'killing', count, totals }` when `killAt` is set and an append brought the store to `killAt` changes
+ *   or more; then it kills itself with SIGKILL (a crash at a known point of a transfer, whatever the load);
  * - `{ event: 'stopped', count, totals }` after a clean stop, on a `stop` line on stdin or SIGTERM; then it exits 0;
  * - `{ event: 'error', message }` when it fails; then it exits 1.
  */
@@ -29,6 +31,8 @@ export interface ChildConfig {
   share: ShareConfig
   /** Default 100. */
   progressMs?: number
+  /** SIGKILL itself once the store holds this many changes (see `killing` above). */
+  killAt?: number
 }
 
 function print (line: Record<string, unknown>): void {
@@ -53,9 +57,19 @@ async function main (config: ChildConfig): Promise<void> {
   })
   await node.start()
   print({ event: 'ready', peerId: node.peerId, tenant: tenant.getPublicInfo(), count: await db.getStore().count() })
+  const totals = (): unknown => node.status(config.share.id)[0]?.totals
+  if (config.killAt !== undefined) {
+    const killAt = config.killAt
+    let count = await db.getStore().count()
+    db.getStore().onAppend((event) => {
+      count += event.changes.length
+      if (count < killAt) return
+      print({ event: 'killing', count, totals: totals() }) // stdout is a pipe: written synchronously
+      process.kill(process.pid, 'SIGKILL')
+    })
+  }
   await node.addShare(config.share)
 
-  const totals = (): unknown => node.status(config.share.id)[0]?.totals
   const timer = setInterval(() => {
     void db.getStore().count().then((count) => { print({ event: 'progress', count, totals: totals() }) })
   }, config.progressMs ?? 100)
