@@ -97,6 +97,7 @@ export class Session implements ReconcileSession {
   readonly #maxMessages: number
   readonly #workPerLevel: number
   readonly #workPerFound: number
+  readonly #answerRangesPerRequest: number
   /** Ranges of the peer's messages handled so far (7). */
   #work = 0
   /** Peer fingerprints that did not match ours (each proves a difference below it, or a lying peer) (7). */
@@ -129,6 +130,7 @@ export class Session implements ReconcileSession {
     this.#maxMessages = integerOption('maxMessages', init.maxMessages, DEFAULT_MAX_MESSAGES, 1, 2 ** 31)
     this.#workPerLevel = integerOption('workPerLevel', init.workPerLevel, RECONCILE_WORK_PER_LEVEL, 1, 2 ** 31)
     this.#workPerFound = integerOption('workPerFound', init.workPerFound, RECONCILE_WORK_PER_FOUND, 0, 2 ** 31)
+    this.#answerRangesPerRequest = integerOption('answerRangesPerRequest', init.answerRangesPerRequest, this.#branchingFactor + 2, this.#branchingFactor + 2, 2 ** 31)
   }
 
   /** Ranges handled so far, and the most this session accepts at its current state (7). */
@@ -214,7 +216,7 @@ export class Session implements ReconcileSession {
     }
     // (7) an honest peer answers each request of our last message with at most b + 2 ranges (a skip, then a
     // split into b, or one IdDiff; or one deferred fingerprint): a longer message is refused before any work
-    const allowed = (this.#branchingFactor + 2) * Math.max(1, this.#lastRequests) + 2
+    const allowed = this.#answerRangesPerRequest * Math.max(1, this.#lastRequests) + 2
     if (event.ranges.length > allowed) {
       this.#overBudget(`a message of ${event.ranges.length} ranges answers ${this.#lastRequests} requests`)
     }

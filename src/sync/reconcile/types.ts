@@ -103,4 +103,10 @@ export interface ReconcileInit {
    */
   workPerLevel?: number
   workPerFound?: number
+  /**
+   * Ranges an honest answer may hold per request of our last message; a longer message fails at once with reason
+   * BUDGET. Default: branching factor + 2 (a skip, then a split into `branchingFactor` ranges). Raised only to
+   * measure what an unchecked message would cost (the benchmark).
+   */
+  answerRangesPerRequest?: number
 }
