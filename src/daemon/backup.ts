@@ -21,12 +21,13 @@
  * directory fsynced: a crash or kill -9 at any point leaves the previous backup file as it was.
  */
 import { createHash } from 'node:crypto'
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises'
+import { mkdir, open, readdir, readFile, rm, stat, writeFile, type FileHandle } from 'node:fs/promises'
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path'
 import { Level } from 'level'
 import { tenantPaths, type TenantSnapshot } from '../core/index.js'
 import { BackupCorruptError, BackupVersionError, InvalidParamsError, RestoreTargetNotEmptyError } from '../errors.js'
 import { PEER_KEY_FILE } from '../p2p/constants.js'
+import { writeAtomically } from '../util/atomic-file.js'
 import { GENERATED_PASSWORD_FILE, REVOKED_FILE } from './constants.js'
 
 /** The first 16 bytes of every backup file. */
@@ -159,17 +160,10 @@ export async function writeBackup (
     level: relative(header.dataDir, tenantPaths(header.dataDir, header.tenantId).level)
   }
   await refuseToOverwrite(path)
-  const tmp = `${path}.${process.pid}.${Date.now()}.tmp`
-  let handle: FileHandle
-  try {
-    handle = await open(tmp, 'wx', 0o600)
-  } catch (err) {
-    throw new InvalidParamsError(`params.path: cannot write ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err })
-  }
-  let entries = 0
-  let sha256: string
-  let bytes: number
-  try {
+  const openFailed = (err: unknown): unknown =>
+    new InvalidParamsError(`params.path: cannot write ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err })
+  const { entries, sha256, bytes } = await writeAtomically(path, 0o600, async (handle) => {
+    let entries = 0
     const w = new RecordWriter(handle)
     const head = Buffer.from(JSON.stringify(full), 'utf8')
     await w.put(BACKUP_MAGIC, u32(BACKUP_VERSION), u32(head.byteLength), head)
@@ -182,17 +176,9 @@ export async function writeBackup (
       entries++
     }
     await w.put(u8(END), u64(entries), u32(snapshot.captured.size))
-    sha256 = await w.finish()
-    bytes = w.bytes
-    await handle.sync()
-  } catch (err) {
-    await handle.close()
-    await rm(tmp, { force: true })
-    throw err
-  }
-  await handle.close()
-  await rename(tmp, path)
-  await syncDir(dirname(path))
+    const sha256 = await w.finish()
+    return { entries, sha256, bytes: w.bytes }
+  }, openFailed)
   return {
     path,
     bytes,
@@ -223,15 +209,6 @@ async function refuseToOverwrite (path: string): Promise<void> {
     }
   } finally {
     await handle.close()
-  }
-}
-
-async function syncDir (dir: string): Promise<void> {
-  const h = await open(dir, 'r')
-  try {
-    await h.sync()
-  } finally {
-    await h.close()
   }
 }
 

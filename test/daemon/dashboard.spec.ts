@@ -5,12 +5,12 @@
  * in that scrape. Renaming a metric or a label without the dashboard (or the other way round) fails here.
  */
 import { readFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { expect } from 'chai'
 import { eventually, killAll, startDaemon, testConfig, writeJson, type DaemonProcess } from '../utils/daemon-proc.js'
 import { getMetrics } from '../utils/http.js'
 import { removeDir, tempDir } from '../utils/tmp.js'
+import { closedPort } from '../utils/net.js'
 
 interface Target { expr: string, legendFormat?: string, refId: string, datasource?: { uid?: string } }
 interface Panel { id: number, type: string, title: string, targets?: Target[], datasource?: { uid?: string }, gridPos: { h: number, w: number, x: number, y: number } }
@@ -59,14 +59,6 @@ function parseExpr (expr: string): { metrics: string[], labels: string[] } {
   rest = rest.replace(/\[[^\]]*\]/g, ' ').replace(/\$\w+/g, ' ')
   const metrics = [...rest.matchAll(/\b([a-zA-Z_:][a-zA-Z0-9_:]*)\b/g)].map((m) => m[1]).filter((n) => !PROMQL.has(n) && !/^\d/.test(n))
   return { metrics, labels }
-}
-
-async function closedPort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as { port: number }).port
-  await new Promise<void>((resolve) => server.close(() => { resolve() }))
-  return port
 }
 
 describe('grafana/mindoodb.json against a real daemon\'s metrics', function () {

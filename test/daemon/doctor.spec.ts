@@ -5,26 +5,17 @@
  * so in plain words, and shows D as connected inbound once D dials A. The CLI prints the same, and cleans what a
  * partner could have written (an error message) before it reaches the terminal.
  */
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { expect } from 'chai'
 import { runCli as runCliInProcess, type CliContext } from '../../src/cli/index.js'
 import type { DoctorReport, PartnerDiagnosis } from '../../src/p2p/index.js'
 import { eventually, killAll, runCli, startDaemon, testConfig, writeJson, type DaemonProcess } from '../utils/daemon-proc.js'
 import { removeDir, tempDir } from '../utils/tmp.js'
+import { closedPort } from '../utils/net.js'
 
 interface NodeInfo { peerId: string, addresses: string[], tenant: { tenantId: string, signingPublicKey: string } }
 
 const TOPIC = 'doctor-topic-secret-0123456789'
-
-/** A TCP port on 127.0.0.1 that nothing listens on (taken, then released). */
-async function closedPort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as { port: number }).port
-  await new Promise<void>((resolve) => server.close(() => { resolve() }))
-  return port
-}
 
 describe('daemon: mindoodb doctor', function () {
   this.timeout(90_000)

@@ -34,18 +34,8 @@ import { createAuthor, makeChange, publicKeyFromRaw, type TestAuthor } from '../
 import { forgedTarget } from './forged.js'
 import { InMemoryStream } from './memory-stream.js'
 import { concat, estimateBytes, isOneOf, mutate, mutationsArb, refused, type CaseOutcome, type FuzzTarget, type Mutation } from './harness.js'
+import { prng } from '../utils/prng.js'
 
-/** A seeded PRNG (mulberry32), so the fixed data the targets share is the same on every run. */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 
 // ================================================================ frame

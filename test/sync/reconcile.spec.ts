@@ -6,20 +6,10 @@ import {
   MIN_MESSAGE_BYTES, PROTOCOL_VERSION, createInitiator, createReconcileSession, createReconcileSet, createResponder
 } from '../../src/sync/reconcile/index.js'
 import type { ReconcileInit, ReconcileItem, ReconcileSession, ReconcileSet } from '../../src/sync/reconcile/index.js'
+import { prng } from '../utils/prng.js'
 
 // ---- helpers ----
 
-/** mulberry32: a seeded PRNG, so fast-check can replay and shrink a case from its seed. */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 type TsMode = 'spread' | 'few' | 'same'
 type IdMode = 'random' | 'sharedPrefix'
