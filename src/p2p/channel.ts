@@ -5,7 +5,7 @@ import { Uint8ArrayList } from 'uint8arraylist'
 import type { AbortOptions } from '../store/types.js'
 import { MindooError, StreamError } from '../errors.js'
 import { SyncProtocolError, type MessageChannel, type SyncMessage } from '../sync/messages.js'
-import { HELLO_READ_SLACK_BYTES } from '../limits.js'
+import { HELLO_READ_SLACK_BYTES, READ_PAUSE_MARGIN_BYTES } from '../limits.js'
 import { decodeFrame, encodeFrame } from './codec.js'
 
 /** A MessageChannel whose receive limit can be raised once the peer is authorised. */
@@ -31,8 +31,9 @@ export interface StreamChannelOptions {
  * truncated frame and a malformed one are SyncProtocolErrors; a clean end of the peer's writes is `undefined`
  * from `receive`.
  *
- * Memory: whatever the peer sends is buffered by libp2p's byteStream until read, up to `maxFrameBytes` plus
- * `HELLO_READ_SLACK_BYTES` (then the stream is reset). While the receive limit is lowered (before the hello is
+ * Memory and backpressure: once a whole frame's worth of bytes is unread, the stream is paused (Yamux stops
+ * granting window, so the peer's writes wait) until the reader takes frames out again; what was in flight still
+ * lands (`READ_PAUSE_MARGIN_BYTES`), and beyond that the stream is reset. While the receive limit is lowered (before the hello is
  * authorised), the stream is reset as soon as the bytes held (read or not) exceed that limit plus the slack,
  * so an unauthorised peer can make it hold a few KiB only, whatever it sends.
  */
@@ -41,14 +42,27 @@ export function streamChannel (stream: Stream, options: StreamChannelOptions | n
   const { maxFrameBytes } = options
   let limit = Math.min(options.receiveLimit ?? maxFrameBytes, maxFrameBytes)
   // byteStream's own bound is fixed at creation: the largest limit this channel can ever have
-  const bytes = byteStream(stream, { maxBufferSize: maxFrameBytes + HELLO_READ_SLACK_BYTES })
+  const bytes = byteStream(stream, { maxBufferSize: maxFrameBytes + HELLO_READ_SLACK_BYTES + READ_PAUSE_MARGIN_BYTES })
   const buffer = new Uint8ArrayList()
   let overflow: SyncProtocolError | undefined
   // bytes the peer sent, and bytes of them returned as frames: the difference is what this side holds
   let arrived = 0
   let consumed = 0
+  // backpressure: with a whole frame's worth of bytes unread, the stream is paused (Yamux stops granting window,
+  // so the peer's writes wait) until the reader has taken frames out again
+  let paused = false
+  const pauseAt = (): number => limit + varint.encodingLength(limit)
+  const resume = (): void => {
+    if (!paused) return
+    paused = false
+    stream.resume()
+  }
   const onMessage = (evt: { data: { byteLength: number } }): void => {
     arrived += evt.data.byteLength
+    if (!paused && overflow === undefined && arrived - consumed >= pauseAt()) {
+      paused = true
+      stream.pause()
+    }
     if (overflow !== undefined || limit >= maxFrameBytes) return
     const held = arrived - consumed
     if (held > limit + varint.encodingLength(limit) + HELLO_READ_SLACK_BYTES) {
@@ -110,10 +124,12 @@ export function streamChannel (stream: Stream, options: StreamChannelOptions | n
             const frame = buffer.sublist(next.prefix, next.prefix + next.length)
             buffer.consume(next.prefix + next.length)
             consumed += next.prefix + next.length
+            if (arrived - consumed < pauseAt()) resume()
             return decodeFrame(frame)
           }
         }
         let chunk: Uint8ArrayList | null
+        resume() // more bytes are needed to complete a frame
         try {
           chunk = await bytes.read(options)
         } catch (err) {

@@ -33,7 +33,7 @@ import {
   DEFAULT_LISTEN, DEFAULT_LIVE_DEBOUNCE_MS, DEFAULT_MAX_FRAME_BYTES, DEFAULT_SYNC_INTERVAL_MS, DHT_EPOCH_LEAD_MS,
   DHT_EPOCH_MS, DHT_PROTOCOL, HELLO_TIMEOUT_MS, INBOUND_UPGRADE_TIMEOUT_MS, MAX_CONNECTIONS, MAX_HELLO_FRAME_BYTES,
   MAX_INBOUND_STREAMS, MAX_MUXED_STREAMS, MAX_OUTBOUND_STREAMS, MAX_PENDING_INBOUND_CONNECTIONS, MAX_PENDING_SESSIONS,
-  MAX_PENDING_SESSIONS_PER_PEER, MAX_RECENT_REJECTIONS, MAX_RECONCILE_MESSAGE_BYTES, SYNC_PROTOCOL
+  MAX_PENDING_SESSIONS_PER_PEER, MAX_RECENT_REJECTIONS, MAX_RECONCILE_MESSAGE_BYTES, MAX_STREAM_WINDOW_BYTES, SYNC_PROTOCOL
 } from './constants.js'
 import { clip, NodeEvents } from './events.js'
 import { loadOrCreatePeerKey } from './identity.js'
@@ -343,7 +343,7 @@ export class MindooNode {
       },
       transports: [tcp()],
       connectionEncrypters: [noise()],
-      streamMuxers: [yamux({ maxInboundStreams: MAX_MUXED_STREAMS })],
+      streamMuxers: [yamux({ maxInboundStreams: MAX_MUXED_STREAMS, streamOptions: { maxStreamWindowSize: MAX_STREAM_WINDOW_BYTES } })],
       // only partners of some share, bootstrap peers and allowPeers connect, in either direction: a stranger is
       // turned away as soon as Noise proves its peer id, so it can open no stream, DHT queries included; and
       // peers learned from the DHT outside that list are never dialled

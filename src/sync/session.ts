@@ -273,6 +273,7 @@ class SyncSession {
       reader.catch(() => {})
       server.catch(() => {})
       await this.#fetch(options)
+      await this.#rememberSeen()
       await server
       // this side asked for everything and answered every want: end our writes, then wait for the peer's end
       await this.#bounded(options, async (signal) => { await channel.close({ signal }) })
@@ -427,6 +428,20 @@ class SyncSession {
     return this.#reconciler
   }
 
+  /**
+   * Direction `receive`: what the peer revealed, and this side now stores, is what later rounds reconcile over
+   * (I1). Only stored hashes enter: one revealed here but fetched by no session (another session held its claim
+   * and failed, or this one failed) stays out, so the next round asks for it again.
+   */
+  async #rememberSeen (): Promise<void> {
+    if (this.#init.direction !== 'receive') return
+    const seen = this.#reconcileSet()
+    const store = this.#c.db.getStore()
+    for (const item of this.#rec.need) {
+      if (await store.has(item.id)) seen.insert(item.timestamp, item.id)
+    }
+  }
+
   /** Runs reconciliation until this side's reconciler is done (it knows then what the peer lacks and has). */
   async #reconcile (options: AbortOptions): Promise<void> {
     const reconciler = this.#rec
@@ -437,11 +452,6 @@ class SyncSession {
         this.#result.reconcileMessages++
       }
       if (reconciler.done) {
-        if (this.#init.direction === 'receive') {
-          // what the peer revealed is all it may be told about later (I1)
-          const seen = this.#reconcileSet()
-          for (const item of reconciler.need) seen.insert(item.timestamp, item.id)
-        }
         this.#result.peerLacked = this.#init.direction === 'receive' ? 0 : reconciler.have.length
         this.#stats.reconciled?.(this.#result.peerLacked, this.#init.direction === 'serve' ? 0 : reconciler.need.length)
         return
