@@ -210,6 +210,15 @@ export class SessionRefusedError extends MindooError {
   static override readonly code: string = 'SESSION_REFUSED'
 }
 
+/**
+ * This node could not open a sync stream to a partner: no known address, connection refused, the connection was
+ * closed by a simultaneous dial, protocol negotiation failed. The message names libp2p's error; the round is
+ * retried with backoff.
+ */
+export class DialFailedError extends MindooError {
+  static override readonly code: string = 'DIAL_FAILED'
+}
+
 /** A sync stream failed below the protocol: the peer reset it, the connection closed; `cause` has libp2p's error. */
 export class StreamError extends MindooError {
   static override readonly code: string = 'STREAM_ERROR'
@@ -380,7 +389,7 @@ export const ERROR_CODES: Readonly<Record<string, ErrorClass>> = errorTable([
   ConfigError, InvalidParamsError, NotStartedError, PartnerNotFoundError, RpcError, RpcUnavailableError, UsageError,
   RoundsFailedError, StoreCorruptError, BackupCorruptError, BackupVersionError, RestoreTargetNotEmptyError,
   NodeStoppingError, TimeoutError, TooManySessionsError, SessionRefusedError, PeerNotDialledError, StreamError,
-  InternalError, EventsCursorStaleError, AuditTamperedError, AuditTornError
+  InternalError, EventsCursorStaleError, AuditTamperedError, AuditTornError, DialFailedError
 ])
 
 /** Throws AbortError if the signal is aborted. */

@@ -38,6 +38,11 @@ export function encodeFrame (m: SyncMessage): Uint8Array {
   return Frame.encode(f)
 }
 
+/** A peer's text as well-formed UTF-16: protons reads invalid UTF-8 as lone surrogates, and a cut can split a pair. */
+function wellFormed (text: string): string {
+  return text.toWellFormed()
+}
+
 /** Decodes and validates one frame. Throws SyncProtocolError for anything malformed or unknown. */
 export function decodeFrame (bytes: Uint8Array | Uint8ArrayList): SyncMessage {
   let f: Frame
@@ -54,13 +59,13 @@ export function decodeFrame (bytes: Uint8Array | Uint8ArrayList): SyncMessage {
       need(f.topic.length === 32, 'topic must have 32 bytes')
       need(f.version > 0, 'version missing')
       need(f.maxFrameBytes >= 1024, 'maxFrameBytes too small')
-      return { type: 'hello', topic: f.topic, version: f.version, capabilities: f.capabilities, maxFrameBytes: f.maxFrameBytes }
+      return { type: 'hello', topic: f.topic, version: f.version, capabilities: f.capabilities.map(wellFormed), maxFrameBytes: f.maxFrameBytes }
     case Frame.Type.WELCOME:
       need(f.version > 0, 'version missing')
       need(f.maxFrameBytes >= 1024, 'maxFrameBytes too small')
-      return { type: 'welcome', version: f.version, capabilities: f.capabilities, maxFrameBytes: f.maxFrameBytes }
+      return { type: 'welcome', version: f.version, capabilities: f.capabilities.map(wellFormed), maxFrameBytes: f.maxFrameBytes }
     case Frame.Type.ERROR:
-      return { type: 'error', code: ERROR_CODES.has(f.code as SyncErrorCode) ? f.code as SyncErrorCode : 'INTERNAL', message: f.message.slice(0, 1000) }
+      return { type: 'error', code: ERROR_CODES.has(f.code as SyncErrorCode) ? f.code as SyncErrorCode : 'INTERNAL', message: wellFormed(f.message.slice(0, 1000)) }
     case Frame.Type.RECONCILE:
       return { type: 'reconcile', data: f.data }
     case Frame.Type.WANT:

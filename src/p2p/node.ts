@@ -15,7 +15,7 @@ import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import type { MindooDB, MindooTenant } from '../core/index.js'
 import {
-  InvalidArgumentError, NotStartedError, NodeStoppingError, PeerNotDialledError, SessionRefusedError, TimeoutError,
+  DialFailedError, InvalidArgumentError, MindooError, NotStartedError, NodeStoppingError, PeerNotDialledError, SessionRefusedError, TimeoutError,
   TooManySessionsError
 } from '../errors.js'
 import type { AbortOptions } from '../store/types.js'
@@ -768,9 +768,17 @@ export class MindooNode {
     try {
       const signal = AbortSignal.any([controller.signal, this.#signal(options)])
       // over a connection the partner opened, if any: a partner with dial: false is never dialled
-      stream = connection !== undefined && connection.status === 'open'
-        ? await connection.newStream(SYNC_PROTOCOL, { signal })
-        : await this.#node().dialProtocol(peerIdFromString(p.peerId), SYNC_PROTOCOL, { signal })
+      try {
+        stream = connection !== undefined && connection.status === 'open'
+          ? await connection.newStream(SYNC_PROTOCOL, { signal })
+          : await this.#node().dialProtocol(peerIdFromString(p.peerId), SYNC_PROTOCOL, { signal })
+      } catch (err) {
+        // libp2p's own failures (no address, refused, a connection closed by a simultaneous dial, negotiation)
+        // become one typed error; an abort keeps its reason
+        if (signal.aborted || err instanceof MindooError) throw err
+        const e = err as Error
+        throw new DialFailedError(`cannot open a sync stream to ${p.peerId}: ${e?.name ?? 'Error'}: ${e?.message ?? String(err)}`, { cause: err })
+      }
       const channel = streamChannel(stream, this.#maxFrame)
       const result = await this.#runSession(rt, p, channel, 'initiator', undefined, signal)
       p.failures = 0

@@ -1,12 +1,13 @@
 /**
- * Regression test for what the channel fuzzer found: a peer that sends more than a frame (plus 1 KiB) ahead of
- * the reader overflowed libp2p's read buffer, and `receive` threw libp2p's StreamBufferError instead of the
+ * Regression test for what the channel fuzzer found: a peer that sends far more than a frame ahead of the reader
+ * (ignoring the pause the channel asks for) overflowed libp2p's read buffer, and `receive` threw libp2p's StreamBufferError instead of the
  * channel's documented SyncProtocolError.
  */
 import type { Stream } from '@libp2p/interface'
 import { expect } from 'chai'
 import * as varint from 'uint8-varint'
 import { SyncProtocolError } from '../../src/errors.js'
+import { HELLO_READ_SLACK_BYTES, READ_PAUSE_MARGIN_BYTES } from '../../src/limits.js'
 import { streamChannel } from '../../src/p2p/channel.js'
 import { encodeFrame } from '../../src/p2p/codec.js'
 import { concat } from './harness.js'
@@ -16,9 +17,11 @@ describe('p2p/channel: a peer far ahead of the reader', () => {
   it('should end the channel with SyncProtocolError and abort the stream', async () => {
     const stream = new InMemoryStream()
     const channel = streamChannel(stream as unknown as Stream, 1024)
-    // well-formed frames, but 4 KB of them in one piece: more than the channel's read buffer (1024 + 1024)
+    // well-formed frames, but more of them in one piece than the channel's read buffer holds (a frame, the slack
+    // and the margin for what arrives after a pause): a peer that ignores flow control
     const frame = encodeFrame({ type: 'reconcile', data: new Uint8Array(500) })
-    const piece = concat(...Array.from({ length: 8 }, () => concat(varint.encode(frame.length), frame)))
+    const count = Math.ceil((1024 + HELLO_READ_SLACK_BYTES + READ_PAUSE_MARGIN_BYTES) / frame.length) + 8
+    const piece = concat(...Array.from({ length: count }, () => concat(varint.encode(frame.length), frame)))
     stream.deliver(piece)
     stream.end()
     const err = await channel.receive().then(() => undefined, (e: unknown) => e)
@@ -40,6 +43,21 @@ describe('p2p/channel: a peer far ahead of the reader', () => {
     stream.end()
     expect(await channel.receive()).to.equal(undefined)
     expect(received).to.have.length(8)
+    expect(stream.aborted).to.equal(undefined)
+  })
+
+  it('should pause the stream while a whole frame is unread, and resume it once the reader takes frames out', async () => {
+    const stream = new InMemoryStream()
+    const channel = streamChannel(stream as unknown as Stream, 1024)
+    const whole = encodeFrame({ type: 'reconcile', data: new Uint8Array(597) })
+    const one = concat(varint.encode(whole.length), whole)
+    stream.deliver(one)
+    expect(stream.paused, 'less than a limit\'s worth unread').to.equal(false)
+    stream.deliver(one)
+    expect(stream.paused, 'more than a frame limit unread').to.equal(true)
+    await channel.receive()
+    expect(stream.paused, 'after the reader took a frame out').to.equal(false)
+    expect(await channel.receive()).to.include({ type: 'reconcile' })
     expect(stream.aborted).to.equal(undefined)
   })
 })

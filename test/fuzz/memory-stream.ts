@@ -15,6 +15,10 @@ export class InMemoryStream extends EventTarget {
   push (): void {}
   async close (): Promise<void> {}
   abort (err: Error): void { this.aborted = err }
+  /** Recorded only: this stream keeps delivering, like a peer that ignores flow control (the worst case). */
+  paused = false
+  pause (): void { this.paused = true }
+  resume (): void { this.paused = false }
 
   deliver (chunk: Uint8Array): void {
     this.dispatchEvent(new StreamMessageEvent(chunk))
