@@ -59,7 +59,8 @@ export function streamChannel (stream: Stream, options: StreamChannelOptions | n
   }
   const onMessage = (evt: { data: { byteLength: number } }): void => {
     arrived += evt.data.byteLength
-    if (!paused && overflow === undefined && arrived - consumed >= pauseAt()) {
+    // (only once authorised: before that, a peer sending more than a hello's worth is reset, not paused)
+    if (!paused && overflow === undefined && limit >= maxFrameBytes && arrived - consumed >= pauseAt()) {
       paused = true
       stream.pause()
     }

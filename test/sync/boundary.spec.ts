@@ -229,7 +229,9 @@ describe('sync boundary (unit)', function () {
       const session = runSession({
         channel: ours, db, served, seen, claims: new WantClaims(), reconciler: (set, maxMessageBytes) => createResponder({ set }, { maxMessageBytes })
       }, { role: 'responder', peer: 'peer-x', direction: 'receive', participants: new Set() })
-      const revealed = [{ timestamp: 1, id: 'cd'.repeat(32) }]
+      // the peer reveals a hash this side lacks, and one it stores already
+      const [stored] = await db.getStore().getChanges([local[0]])
+      const revealed = [{ timestamp: 1, id: 'cd'.repeat(32) }, { timestamp: stored.time, id: stored.hash }]
       const sent: SyncMessage[] = []
       const r = createInitiator({ set: createReconcileSet(revealed) }, { maxMessageBytes: 64 * 1024 })
       let out: Uint8Array | null = r.initiate()
@@ -242,7 +244,7 @@ describe('sync boundary (unit)', function () {
         out = r.reconcile((m as { data: Uint8Array }).data)
       }
       await theirs.send({ type: 'want', hashes: [], done: true })
-      // A asks for the revealed hash; the peer answers nothing and ends
+      // A asks for the hash it lacks; the peer answers nothing and ends
       const want = await theirs.receive()
       expect(want?.type).to.equal('want')
       await theirs.send({ type: 'changes', changes: [], last: true })
@@ -251,7 +253,10 @@ describe('sync boundary (unit)', function () {
       await session
       const bytes = Buffer.concat(sent.map((m) => Buffer.from((m as { data: Uint8Array }).data)))
       for (const h of local) expect(bytes.includes(Buffer.from(h, 'hex'))).to.equal(false)
-      expect(seen.has(1, revealed[0].id)).to.equal(true)
+      // remembered: only what the peer revealed and this side stores; the hash it never got is asked for again
+      expect(seen.has(stored.time, stored.hash)).to.equal(true)
+      expect(seen.has(1, revealed[0].id)).to.equal(false)
+      expect(seen.size).to.equal(1)
       served.stop()
     })
   })
