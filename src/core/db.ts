@@ -132,10 +132,8 @@ const validateHashes = (hashes: unknown): ChangeHash[] => {
 class Batch {
   readonly ops: Op[] = []
   readonly dirty = new Map<DocId, DocState>()
-  /** Changes applied in this batch, with their document. */
-  readonly applied = new Map<ChangeHash, DocId>()
-  /** Times of the changes applied in this batch (for the documents-changed event). */
-  readonly appliedTimes = new Map<ChangeHash, number>()
+  /** Changes applied in this batch, with their document and time (for the documents-changed event). */
+  readonly applied = new Map<ChangeHash, { docId: DocId, time: number }>()
   readonly rejected: Array<{ hash: ChangeHash, code: string }> = []
   /** Changes waiting for a dependency, registered in this batch: dep -> waiting hashes. */
   readonly waiting = new Map<ChangeHash, ChangeHash[]>()
@@ -586,7 +584,7 @@ export class MindooDB {
 
   /** The document an applied change belongs to, or undefined when the change is not applied. */
   async #appliedTo (batch: Batch, hash: ChangeHash): Promise<DocId | undefined> {
-    const docId = batch.applied.get(hash)
+    const docId = batch.applied.get(hash)?.docId
     if (docId !== undefined) return docId
     const value = await this.#read('ap!' + hash)
     return value === undefined ? undefined : dec.decode(value)
@@ -681,8 +679,7 @@ export class MindooDB {
     state.meta.modifiedAt = Math.max(state.meta.modifiedAt, change.time)
     state.meta.createdAt = Math.min(state.meta.createdAt, change.time)
     batch.dirty.set(change.docId, state)
-    batch.applied.set(change.hash, change.docId)
-    batch.appliedTimes.set(change.hash, change.time)
+    batch.applied.set(change.hash, { docId: change.docId, time: change.time })
     batch.ops.push({ type: 'put', key: 'ap!' + change.hash, value: enc.encode(change.docId) })
     batch.appliedCount++
     return true
@@ -707,7 +704,7 @@ export class MindooDB {
     for (const [docId, state] of batch.dirty) this.#remember(docId, state)
     if (batch.dirty.size > 0) {
       const docIds = [...batch.dirty.keys()]
-      const applied = [...batch.applied].map(([hash, docId]) => ({ hash, docId, time: batch.appliedTimes.get(hash) ?? 0 }))
+      const applied = [...batch.applied].map(([hash, { docId, time }]) => ({ hash, docId, time }))
       for (const listener of this.#listeners) {
         try {
           listener({ docIds, applied })

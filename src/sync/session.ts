@@ -140,9 +140,9 @@ export interface SessionComponents {
    */
   reconciler: (set: ReconcileSet, maxMessageBytes: number) => ReconcileSession
   /**
-   * Direction `receive`: what this peer revealed before (hashes it sent in reconciliation, changes received from
-   * it), kept per share and peer by the owner; the session reconciles over it and adds what the peer reveals.
-   * Missing: an empty set (the peer then sends its whole id list).
+   * Direction `receive`: what this peer revealed before and this side stores, kept per share and peer by the
+   * owner; the session reconciles over it and adds what the peer revealed once it is stored. Missing: an empty
+   * set (the peer then sends its whole id list).
    */
   seen?: ReconcileSet
   claims: WantClaims
@@ -683,20 +683,15 @@ class SyncSession {
    * (I4, I5). Returns false when the deadline passed first.
    */
   async #awaitClaims (hashes: ChangeHash[], ms: number, options: AbortOptions): Promise<boolean> {
-    const deadline = new AbortController()
-    const timer = setTimeout(() => { deadline.abort(new SessionIdleError('claim wait over')) }, ms)
-    const signals = [deadline.signal]
-    if (options.signal !== undefined) signals.push(options.signal)
-    const signal = AbortSignal.any(signals)
     let released = true
     try {
-      await Promise.all(hashes.map(async (h) => { await this.#c.claims.released(h, { signal }) }))
+      await this.#bounded(options, async (signal) => {
+        await Promise.all(hashes.map(async (h) => { await this.#c.claims.released(h, { signal }) }))
+      }, Date.now() + ms)
     } catch (err) {
-      if (options.signal?.aborted === true) throw err
+      if (!(err instanceof SessionIdleError)) throw err
       // past the deadline: the caller asks its own peer for what is still claimed
       released = false
-    } finally {
-      clearTimeout(timer)
     }
     if (this.#failed !== undefined) throw this.#failed
     return released
