@@ -164,6 +164,16 @@ export class SyncProtocolError extends MindooError {
   static override readonly code: string = 'PROTOCOL_ERROR'
 }
 
+/** A live push broke a limit: too large a change, too many bytes in one announcement (LIVE_MAX_PUSH_*). */
+export class PushLimitError extends SyncProtocolError {
+  static override readonly code: string = 'PUSH_LIMIT'
+}
+
+/** A partner wasted more live pushes and announcements than LIVE_WASTE_BURST allows: the session is cut off. */
+export class PushFloodError extends SyncProtocolError {
+  static override readonly code: string = 'PUSH_FLOOD'
+}
+
 /** The peer answered with an error frame; `remoteCode` is its code (NOT_AUTHORIZED, SHARE_DISABLED...). */
 export class SyncRemoteError extends MindooError {
   static override readonly code: string = 'REMOTE_ERROR'
@@ -383,7 +393,7 @@ export const ERROR_CODES: Readonly<Record<string, ErrorClass>> = errorTable([
   MalformedChangeError, HashMismatchError, InvalidSignatureError, UntrustedAuthorError, WrongPasswordError,
   InvalidKeyFormatError, KeyNotFoundError, KeyExistsError, DecryptionError, TenantExistsError, TenantNotFoundError,
   DocumentNotFoundError, DocumentDeletedError, ChangeNotFoundError, InvalidArgumentError, ClosedError,
-  LockedError, AbortError, ChangeRejectedError, UnrequestedChangeError, InvalidFilterError, SyncProtocolError,
+  LockedError, AbortError, ChangeRejectedError, UnrequestedChangeError, InvalidFilterError, SyncProtocolError, PushLimitError, PushFloodError,
   SyncRemoteError, ShareDisabledError, SessionIdleError, ReconcileProtocolError, KeyMismatchError, NotCreatorError,
   WriteDeniedError,
   ConfigError, InvalidParamsError, NotStartedError, PartnerNotFoundError, RpcError, RpcUnavailableError, UsageError,

@@ -9,7 +9,7 @@ import {
 import type { AbortOptions } from '../store/types.js'
 import { SyncRemoteError, type MessageChannel } from '../sync/messages.js'
 import { createInitiator, createResponder } from '../sync/reconcile/index.js'
-import { runSession, WantClaims, type SessionResult, type SessionStats } from '../sync/session.js'
+import { runSession, WantClaims, type LiveSession, type SessionResult, type SessionStats } from '../sync/session.js'
 import { validateShare, type ShareConfig, type ShareUpdate } from '../sync/share.js'
 import { createWritePolicy } from '../sync/write-policy.js'
 import { silentLogger, type Logger } from '../util/logger.js'
@@ -25,7 +25,8 @@ import { loadOrCreatePeerKey } from './identity.js'
 import { InboundGate } from './inbound.js'
 import { RoundScheduler, type Clock } from './scheduler.js'
 import {
-  abortSessions, seenOf, ShareRegistry, type PartnerState, type RoundProgress, type RoundResult, type ShareRuntime, type ShareStatus
+  abortSessions, seenOf, ShareRegistry, type LiveHandle, type LiveStatus, type PartnerState, type RoundProgress, type RoundResult, type ShareRuntime,
+  type ShareStatus
 } from './shares.js'
 
 export { announceEpochs, dhtEpochOf, lookupEpochs, topicCidOf } from './discovery.js'
@@ -74,8 +75,14 @@ export interface MindooNodeInit {
   dht?: boolean
   /** Largest frame sent or accepted. Default 4 MiB. */
   maxFrameBytes?: number
-  /** Delay before live rounds start after a change, ms. Default 5. */
+  /** Delay before live rounds start after a change, ms (partners without a long-lived session). Default 5. */
   liveDebounceMs?: number
+  /**
+   * Keep one long-lived session per partner and share after the first reconciliation, and announce (or push,
+   * when small) each change entering the served set on it: one round trip instead of a new round per change.
+   * Default true.
+   */
+  live?: boolean
   /** A prom-client registry to publish libp2p's own metrics into (off when not given). */
   metricsRegistry?: Registry
   logger?: Logger
@@ -148,7 +155,9 @@ export class MindooNode {
       run: async (rt, p, options) => await this.#round(rt, p, options),
       notRun: (rt, p) => ({ share: rt.config.id, peerId: p.peerId, ok: false, error: { code: 'SHARE_DISABLED', message: 'share is disabled or node stopped' } }),
       enabled: (rt) => rt.config.enabled && this.#started,
-      connected: (peerId) => this.#connected(peerId)
+      connected: (peerId) => this.#connected(peerId),
+      // a partner with a long-lived session gets announcements on it, not rounds
+      liveCovered: (_rt, p) => p.live !== undefined
     }, {
       backoffBaseMs: init.backoffBaseMs,
       backoffMaxMs: init.backoffMaxMs,
@@ -459,6 +468,7 @@ export class MindooNode {
       return { share: rt.config.id, peerId: p.peerId, ok: false, skipped: true, error: { code: error.code, message: why } }
     }
     const controller = new AbortController()
+    const slot: SessionSlot = { controller, live: false }
     rt.sessions.add(controller)
     p.rounds++
     rt.totals.rounds++
@@ -479,7 +489,7 @@ export class MindooNode {
         throw new DialFailedError(`cannot open a sync stream to ${p.peerId}: ${e?.name ?? 'Error'}: ${e?.message ?? String(err)}`, { cause: err })
       }
       const channel = streamChannel(stream, this.#maxFrame)
-      const result = await this.#runSession(rt, p, channel, 'initiator', undefined, signal)
+      const result = await this.#runSession(rt, p, channel, 'initiator', undefined, undefined, slot, signal)
       p.lag = result.peerLacked
       p.lastSuccessAt = rt.lastSuccessAt = Date.now()
       return { share: rt.config.id, peerId: p.peerId, ok: true, result }
@@ -496,11 +506,11 @@ export class MindooNode {
       }
       return { share: rt.config.id, peerId: p.peerId, ok: false, error: info }
     } finally {
-      rt.sessions.delete(controller)
+      if (!slot.live) rt.sessions.delete(controller)
     }
   }
 
-  async #runSession (rt: ShareRuntime, partner: PartnerState | undefined, channel: MessageChannel, role: 'initiator' | 'responder', peerMaxFrameBytes: number | undefined, signal: AbortSignal): Promise<SessionResult> {
+  async #runSession (rt: ShareRuntime, partner: PartnerState | undefined, channel: MessageChannel, role: 'initiator' | 'responder', peerMaxFrameBytes: number | undefined, peerCapabilities: readonly string[] | undefined, slot: SessionSlot, signal: AbortSignal): Promise<SessionResult> {
     const progress: RoundProgress = { startedAt: Date.now(), sent: 0, received: 0, bytesSent: 0, bytesReceived: 0 }
     if (partner !== undefined) partner.current = progress
     const rejected: Record<string, number> = {}
@@ -511,18 +521,49 @@ export class MindooNode {
       if (Object.keys(rejected).length > 0) this.events.emit({ type: 'changes.rejected', share: round.share, peerId: round.peerId, counts: { ...rejected } })
       this.events.emit({ type: 'round.finished', ...round, ok: error === undefined, sent, received, bytesSent, bytesReceived, rejected: { ...rejected }, ...(error === undefined ? {} : { error: { code: clip(error.code, 64), message: clip(error.message) } }) })
     }
+    // once live, what moves is counted for the long-lived session as well
+    let live: LiveStatus | undefined
+    const liveTotals = rt.totals.live ?? (rt.totals.live = { sessions: 0, announcementsSent: 0, announcementsReceived: 0, changesSent: 0, changesReceived: 0 })
     const stats: SessionStats = {
       sent: (n, bytes) => {
         rt.totals.changesSent += n
         rt.totals.bytesSent += bytes
         progress.sent += n
         progress.bytesSent += bytes
+        if (live !== undefined) {
+          live.changesSent += n
+          liveTotals.changesSent += n
+        }
       },
       received: (n, bytes) => {
         rt.totals.changesReceived += n
         rt.totals.bytesReceived += bytes
         progress.received += n
         progress.bytesReceived += bytes
+        if (live !== undefined) {
+          live.changesReceived += n
+          liveTotals.changesReceived += n
+        }
+      },
+      liveStarted: () => {
+        live = { since: Date.now(), announcementsSent: 0, announcementsReceived: 0, hashesAnnounced: 0, hashesReceived: 0, changesSent: 0, changesReceived: 0 }
+        liveTotals.sessions++
+      },
+      announced: (direction, hashes) => {
+        if (live === undefined) return
+        if (direction === 'sent') {
+          live.announcementsSent++
+          live.hashesAnnounced += hashes
+          liveTotals.announcementsSent++
+        } else {
+          live.announcementsReceived++
+          live.hashesReceived += hashes
+          liveTotals.announcementsReceived++
+        }
+      },
+      reconciled: (peerLacks, weLack) => {
+        progress.toSend = peerLacks
+        progress.toReceive = weLack
       },
       rejected: (code, hash) => {
         rejected[code] = (rejected[code] ?? 0) + 1
@@ -531,8 +572,16 @@ export class MindooNode {
         if (rt.recentRejections.length > MAX_RECENT_REJECTIONS) rt.recentRejections.shift()
       }
     }
+    const onLive = (session: LiveSession): void => {
+      slot.live = true
+      if (partner === undefined || live === undefined) {
+        session.close()
+        return
+      }
+      this.#onLive(rt, partner, { role, status: live, close: session.close }, session.ended, slot.controller)
+    }
     try {
-      const result = await this.#startSession(rt, partner?.peerId ?? '', channel, role, peerMaxFrameBytes, stats, signal)
+      const result = await this.#startSession(rt, partner, channel, role, peerMaxFrameBytes, peerCapabilities, stats, onLive, signal)
       finished()
       return result
     } catch (err) {
@@ -543,7 +592,11 @@ export class MindooNode {
     }
   }
 
-  async #startSession (rt: ShareRuntime, peer: string, channel: MessageChannel, role: 'initiator' | 'responder', peerMaxFrameBytes: number | undefined, stats: SessionStats, signal: AbortSignal): Promise<SessionResult> {
+  async #startSession (rt: ShareRuntime, partner: PartnerState | undefined, channel: MessageChannel, role: 'initiator' | 'responder', peerMaxFrameBytes: number | undefined, peerCapabilities: readonly string[] | undefined, stats: SessionStats, onLive: (live: LiveSession) => void, signal: AbortSignal): Promise<SessionResult> {
+    const peer = partner?.peerId ?? ''
+    const ownAuthor = this.#init.tenant.getPublicInfo().signingPublicKey
+    // a long-lived session is offered when this partner has none yet (a race of two is settled in #onLive)
+    const offerLive = (this.#init.live ?? true) && partner !== undefined && partner.live === undefined
     let claims = this.#claims.get(rt.config.database)
     if (claims === undefined) {
       claims = new WantClaims()
@@ -557,7 +610,8 @@ export class MindooNode {
       seen: rt.config.direction === 'receive' ? seenOf(rt, peer) : undefined,
       claims,
       stats,
-      logger: this.#log.child({ share: rt.config.id })
+      logger: this.#log.child({ share: rt.config.id }),
+      onLive
     }, {
       role,
       peer,
@@ -568,10 +622,13 @@ export class MindooNode {
       maxFrameBytes: this.#maxFrame,
       reconcileMessageBytes: MAX_RECONCILE_MESSAGE_BYTES,
       refusals: rt.refusals,
+      peerHas: partner?.peerHas,
+      live: offerLive ? { ownAuthor } : undefined,
+      peerCapabilities,
       admit: createWritePolicy({
         served: rt.served,
         db: rt.db,
-        ownAuthor: this.#init.tenant.getPublicInfo().signingPublicKey,
+        ownAuthor,
         participants: new Map([...rt.config.partners, ...rt.config.participants ?? []].map((p) => [p.tenant.signingPublicKey, p.write]))
       })
     }, { signal })
@@ -581,11 +638,12 @@ export class MindooNode {
   async #onInbound (stream: Stream, connection: Connection): Promise<void> {
     const inbound = await this.#gate.accept(stream, connection)
     if (inbound === undefined) return
-    const { rt, remote, channel, peerMaxFrameBytes } = inbound
+    const { rt, remote, channel, peerMaxFrameBytes, capabilities } = inbound
     const controller = new AbortController()
+    const slot: SessionSlot = { controller, live: false }
     rt.sessions.add(controller)
     try {
-      const result = await this.#runSession(rt, rt.partners.get(remote), channel, 'responder', peerMaxFrameBytes, AbortSignal.any([controller.signal, this.#stopping.signal]))
+      const result = await this.#runSession(rt, rt.partners.get(remote), channel, 'responder', peerMaxFrameBytes, capabilities, slot, AbortSignal.any([controller.signal, this.#stopping.signal]))
       const p = rt.partners.get(remote)
       if (p !== undefined) {
         p.lastSuccessAt = rt.lastSuccessAt = Date.now()
@@ -601,9 +659,52 @@ export class MindooNode {
       // the session has told the peer why (or torn the stream down) already
       this.#log.warn({ share: rt.config.id, peer: remote, code: info.code, err: info.message }, 'inbound session failed')
     } finally {
-      rt.sessions.delete(controller)
+      if (!slot.live) rt.sessions.delete(controller)
     }
   }
+
+  /**
+   * A session went live. One long-lived session per partner and share: of two (both sides opened one at once),
+   * both sides keep the one opened by the peer with the smaller id. When it ends (the partner closed it, the
+   * stream failed, the connection went) the partner resumes with a reconciliation round.
+   */
+  #onLive (rt: ShareRuntime, p: PartnerState, handle: LiveHandle, ended: Promise<void>, controller: AbortController): void {
+    const preferred = (role: 'initiator' | 'responder'): boolean => role === 'initiator' ? this.peerId < p.peerId : p.peerId < this.peerId
+    const current = p.live
+    if (current !== undefined && !(preferred(handle.role) && !preferred(current.role))) {
+      handle.close()
+    } else {
+      p.live = handle
+      current?.close()
+    }
+    let closedHere = false
+    const close = handle.close
+    handle.close = () => {
+      closedHere = true
+      close()
+    }
+    ended.then(() => undefined, (err: unknown) => {
+      if (!this.#started) return undefined
+      const info = errorInfo(err)
+      p.lastError = rt.lastError = { ...info, at: Date.now() }
+      rt.totals.errors[info.code] = (rt.totals.errors[info.code] ?? 0) + 1
+      this.#log.warn({ share: rt.config.id, peer: p.peerId, code: info.code, err: info.message }, 'live session failed')
+      return undefined
+    }).then(() => {
+      rt.sessions.delete(controller)
+      if (p.live !== handle) return
+      p.live = undefined
+      // a closed stream resumes with a reconciliation (unless this side closed it on purpose)
+      if (!closedHere && this.#started && rt.config.enabled && this.#shares.has(rt.config.id)) void this.#scheduler.request(rt, p)
+    }, () => {})
+  }
+}
+
+/** What a session's runner needs to know about its live phase: it keeps its controller until the phase ends. */
+interface SessionSlot {
+  controller: AbortController
+  /** The session went live: its controller stays in the share's sessions until the live phase ends. */
+  live: boolean
 }
 
 /** Creates a node (not started). */
