@@ -88,6 +88,13 @@ export const LIVE_MAX_PENDING = 65_536
 /** Hashes remembered per partner and share as known to the partner, so they are not announced back (65,536). */
 export const LIVE_PEER_HAS_MAX = 65_536
 
+/**
+ * Long-lived sessions this node keeps with one peer, over all shares (4): half of MAX_INBOUND_STREAMS, so that
+ * rounds (and the other side's long-lived sessions) always find a free stream on the connection. Shares beyond
+ * it sync with a round per change, as before.
+ */
+export const LIVE_SESSIONS_PER_PEER = 4
+
 // ---------------------------------------------------------------- the node and its connections (src/p2p)
 //
 // A node admits connections only from peers it has a reason to talk to (the connection gater: partners of some

@@ -12,6 +12,7 @@ import { createInitiator, createResponder } from '../sync/reconcile/index.js'
 import { runSession, WantClaims, type LiveSession, type SessionResult, type SessionStats } from '../sync/session.js'
 import { validateShare, type ShareConfig, type ShareUpdate } from '../sync/share.js'
 import { createWritePolicy } from '../sync/write-policy.js'
+import { LIVE_SESSIONS_PER_PEER } from '../limits.js'
 import { silentLogger, type Logger } from '../util/logger.js'
 import { streamChannel } from './channel.js'
 import {
@@ -581,7 +582,7 @@ export class MindooNode {
       this.#onLive(rt, partner, { role, status: live, close: session.close }, session.ended, slot.controller)
     }
     try {
-      const result = await this.#startSession(rt, partner, channel, role, peerMaxFrameBytes, peerCapabilities, stats, onLive, signal)
+      const result = await this.#startSession(rt, partner, channel, role, peerMaxFrameBytes, peerCapabilities, stats, slot, onLive, signal)
       finished()
       return result
     } catch (err) {
@@ -592,11 +593,14 @@ export class MindooNode {
     }
   }
 
-  async #startSession (rt: ShareRuntime, partner: PartnerState | undefined, channel: MessageChannel, role: 'initiator' | 'responder', peerMaxFrameBytes: number | undefined, peerCapabilities: readonly string[] | undefined, stats: SessionStats, onLive: (live: LiveSession) => void, signal: AbortSignal): Promise<SessionResult> {
+  async #startSession (rt: ShareRuntime, partner: PartnerState | undefined, channel: MessageChannel, role: 'initiator' | 'responder', peerMaxFrameBytes: number | undefined, peerCapabilities: readonly string[] | undefined, stats: SessionStats, slot: SessionSlot, onLive: (live: LiveSession) => void, signal: AbortSignal): Promise<SessionResult> {
     const peer = partner?.peerId ?? ''
     const ownAuthor = this.#init.tenant.getPublicInfo().signingPublicKey
     // a long-lived session is offered when this partner has none yet (a race of two is settled in #onLive)
-    const offerLive = (this.#init.live ?? true) && partner !== undefined && partner.live === undefined
+    const offerLive = (this.#init.live ?? true) && partner !== undefined && partner.live === undefined &&
+      this.#liveSessionsWith(partner.peerId) < LIVE_SESSIONS_PER_PEER
+    // the live phase outlives the round's caller (its deadline): it ends with the share or the node only
+    const liveSignal = AbortSignal.any([slot.controller.signal, this.#stopping.signal])
     let claims = this.#claims.get(rt.config.database)
     if (claims === undefined) {
       claims = new WantClaims()
@@ -623,7 +627,7 @@ export class MindooNode {
       reconcileMessageBytes: MAX_RECONCILE_MESSAGE_BYTES,
       refusals: rt.refusals,
       peerHas: partner?.peerHas,
-      live: offerLive ? { ownAuthor } : undefined,
+      live: offerLive ? { ownAuthor, signal: liveSignal } : undefined,
       peerCapabilities,
       admit: createWritePolicy({
         served: rt.served,
@@ -661,6 +665,15 @@ export class MindooNode {
     } finally {
       if (!slot.live) rt.sessions.delete(controller)
     }
+  }
+
+  /** Long-lived sessions with a peer, over all shares. */
+  #liveSessionsWith (peerId: string): number {
+    let n = 0
+    for (const rt of this.#shares.values()) {
+      if (rt.partners.get(peerId)?.live !== undefined) n++
+    }
+    return n
   }
 
   /**

@@ -225,6 +225,11 @@ export interface LiveInit {
   ownAuthor: string
   /** The clock of the waste bucket (I7). Default Date.now. */
   now?: () => number
+  /**
+   * Ends the live phase (the share disabled, the node stopping). Default: the signal `run` was given; pass one
+   * when that signal only bounds the run (a caller's deadline).
+   */
+  signal?: AbortSignal
 }
 
 export interface SessionResult {
@@ -315,6 +320,8 @@ class SyncSession {
   readonly #liveAbort = new AbortController()
   #liveTimer: NodeJS.Timeout | undefined
   #waste = { tokens: LIVE_WASTE_BURST, at: 0 }
+  /** More grew than LIVE_MAX_PENDING: the live phase ends as soon as it starts. */
+  #liveOverflowed = false
   /** The live phase's abort options (the caller's signal and #liveAbort). */
   #liveOptions: AbortOptions = {}
 
@@ -364,6 +371,8 @@ class SyncSession {
     } finally {
       // claims still held (a failed want, a taken-over hash) are released for the other sessions
       for (const o of this.#outstanding.splice(0)) this.#c.claims.release(o.hashes, this.#owner)
+      // a session that did not go live stops following the served set
+      if (!this.#liveStarted) this.#liveOff?.()
     }
   }
 
@@ -831,10 +840,13 @@ class SyncSession {
       this.#livePending.set(h, this.#liveStarted)
     }
     if (this.#livePending.size > LIVE_MAX_PENDING) {
-      // a backlog this large moves cheaper by reconciliation: end the live phase, the owner resumes with a round
+      // a backlog this large moves cheaper by reconciliation: end the live phase (once it started: a transfer
+      // in progress goes on), the owner resumes with a round
       this.#log.info({ pending: this.#livePending.size }, 'live backlog too large; ending the live phase')
       this.#livePending.clear()
-      void this.#closeLive({}).catch(() => {})
+      this.#liveOff?.()
+      this.#liveOverflowed = true
+      if (this.#liveStarted) void this.#closeLive(this.#liveOptions).catch(() => {})
       return
     }
     this.#scheduleFlush()
@@ -924,7 +936,8 @@ class SyncSession {
     this.#liveStarted = true
     this.#peerDone = false
     this.#stats.liveStarted?.()
-    const signal = options.signal === undefined ? this.#liveAbort.signal : AbortSignal.any([options.signal, this.#liveAbort.signal])
+    const outer = this.#init.live?.signal ?? options.signal
+    const signal = outer === undefined ? this.#liveAbort.signal : AbortSignal.any([outer, this.#liveAbort.signal])
     const live: AbortOptions = { signal }
     this.#liveOptions = live
     const reader = this.#readLive(live)
@@ -936,7 +949,7 @@ class SyncSession {
         await reader
         await this.#closeLive(live)
       } catch (caught) {
-        const err = options.signal?.aborted === true ? options.signal.reason as Error : caught as Error
+        const err = outer?.aborted === true ? outer.reason as Error : caught as Error
         this.#fail(err)
         await this.#goodbye(err)
         throw err
@@ -947,6 +960,7 @@ class SyncSession {
       }
     })()
     ended.catch(() => {})
+    if (this.#liveOverflowed) void this.#closeLive(live).catch(() => {})
     this.#scheduleFlush()
     this.#c.onLive?.({ ended, close: () => { void this.#closeLive(live).catch(() => {}) } })
   }

@@ -1,5 +1,6 @@
 import { expect } from 'chai'
 import type { MindooDB } from '../../src/index.js'
+import { LIVE_SESSIONS_PER_PEER } from '../../src/limits.js'
 import type { PartnerStatus, ShareStatus } from '../../src/p2p/index.js'
 import { createOrg, shareKey, shareWith, waitFor, type TestOrg } from '../utils/orgs.js'
 
@@ -131,6 +132,25 @@ describe('live sync over a long-lived session', () => {
     for (const h of secretHashes) expect(await dbFromA.getStore().has(h)).to.equal(false)
     // B's direction is receive: it announces nothing, and A never asked for announcements
     expect(partner(b, a).live?.announcementsSent).to.equal(0)
+  })
+
+  it('should keep at most LIVE_SESSIONS_PER_PEER long-lived sessions with one partner and sync the other shares by rounds', async () => {
+    const ids = ['s0', 's1', 's2', 's3', 's4']
+    for (const id of ids) {
+      const share = { id, database: id, topicSecret: `live-topic-secret-${id}-0123456789` }
+      await a.node.addShare(shareWith([b], share))
+      await b.node.addShare(shareWith([a], share))
+    }
+    for (const id of ids) await a.node.syncNow(id)
+    const liveCount = (org: TestOrg, other: TestOrg): number => ids.filter((id) => partner(org, other, id).live !== undefined).length
+    await waitFor(() => liveCount(a, b) === LIVE_SESSIONS_PER_PEER && liveCount(b, a) === LIVE_SESSIONS_PER_PEER, 'the long-lived sessions')
+    const [without] = ids.filter((id) => partner(a, b, id).live === undefined)
+    const dbAx = await a.tenant.openDB(without, { defaultKeyId: 'k' })
+    const dbBx = await b.tenant.openDB(without, { defaultKeyId: 'k' })
+    const doc = await dbAx.createDocument()
+    await dbAx.changeDoc(doc, (d) => { d.getData().by = 'round' })
+    await waitFor(async () => await readable(dbBx, doc.getId(), 'by', 'round'), 'the change on the share without a long-lived session to reach B')
+    expect(liveCount(a, b)).to.equal(LIVE_SESSIONS_PER_PEER)
   })
 
   it('should keep the round-per-change path when live sessions are off', async () => {
