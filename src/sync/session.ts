@@ -35,9 +35,10 @@
  * I6. Reconciliation work is bounded by the set's size and what was found (the reconciler's BUDGET).
  * I7. Live: only hashes of the served set are announced or pushed (checked again when sent, I1); a pushed change
  *     goes through the same checks as an answer to a want (I2: it must be one of the announcement's hashes);
- *     pushes are bounded per change and per frame (PushLimitError), and wasted pushes and announcements by a
- *     token bucket (PushFloodError); a wait for an `ack` or an answer has the idle deadline, an idle live
- *     session with nothing outstanding may stay open.
+ *     pushes are bounded per change and per frame (PushLimitError), and wasted pushes (refused or already
+ *     stored) by a token bucket (PushFloodError); an announcement of hashes this side has costs a lookup each,
+ *     as a want does; a wait for an `ack` or an answer has the idle deadline, an idle live session with nothing
+ *     outstanding may stay open.
  */
 import type { MindooDB } from '../core/index.js'
 import {
@@ -928,7 +929,7 @@ class SyncSession {
     w.tokens = Math.min(LIVE_WASTE_BURST, w.tokens + (w.at === 0 ? 0 : (now - w.at) * LIVE_WASTE_REFILL_PER_S / 1000))
     w.at = now
     w.tokens -= n
-    if (w.tokens < 0) throw new PushFloodError('too many pushed changes or announcements that brought nothing')
+    if (w.tokens < 0) throw new PushFloodError('too many pushed changes that were refused or already stored')
   }
 
   /** Starts phase 5: a live reader, the server answering the peer's wants, and the first flush. */
@@ -1037,15 +1038,13 @@ class SyncSession {
     const { peer, refusals } = this.#init
     // what may be pushed: the announcement's hashes, less those refused from this peer before
     const offered = new Set(hashes.filter((h) => refusals?.has(peer, h) !== true))
-    let added = 0
     if (m.changes.length > 0) {
       // a push is an answer to a want for the announcement's hashes: the same checks, one by one (I2); one this
       // side already has is skipped by the store (a waste, counted below)
       const pushed: Outstanding = { hashes: new Set(offered), asked: m.changes.length, received: m.changes.length, resolve: () => {}, reject: () => {} }
       const before = this.#result.received
       await this.#store(pushed, m.changes)
-      added = this.#result.received - before
-      this.#wasted(m.changes.length - added)
+      this.#wasted(m.changes.length - (this.#result.received - before))
       // what the push delivered (stored or refused) is settled
       for (const h of offered) {
         if (!pushed.hashes.has(h)) offered.delete(h)
@@ -1057,7 +1056,6 @@ class SyncSession {
       if (!await store.has(h)) lacking.push(h)
     }
     const { mine } = this.#c.claims.claim(lacking, this.#owner)
-    if (added === 0 && mine.length === 0) this.#wasted(1)
     if (mine.length > 0) {
       this.#outstanding.push({ hashes: new Set(mine), asked: mine.length, received: 0, resolve: () => {}, reject: () => {} })
       this.#watch()
