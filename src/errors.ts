@@ -169,7 +169,7 @@ export class PushLimitError extends SyncProtocolError {
   static override readonly code: string = 'PUSH_LIMIT'
 }
 
-/** A partner wasted more live pushes and announcements than LIVE_WASTE_BURST allows: the session is cut off. */
+/** A partner pushed more refused changes on a live session than LIVE_WASTE_BURST allows: the session is cut off. */
 export class PushFloodError extends SyncProtocolError {
   static override readonly code: string = 'PUSH_FLOOD'
 }

@@ -70,12 +70,12 @@ export const LIVE_MAX_PUSH_CHANGE_BYTES = 16 * 1024
 export const LIVE_MAX_PUSH_BYTES = 256 * 1024
 
 /**
- * Unsolicited changes a partner may waste, as a token bucket: a pushed change that is refused or already stored
+ * Unsolicited changes a partner may waste, as a token bucket: a pushed change that is refused (or not announced)
  * takes a token; the bucket holds 256 and refills at `LIVE_WASTE_REFILL_PER_S` (64 per second). An empty bucket
- * ends the session with PushFloodError (PUSH_FLOOD). Only a side's own changes are pushed (relayed ones are
- * announced by hash), so an honest partner wastes a token only when the change reached this side another way
- * first. Announcements of hashes this side has are not counted: in a mesh every relay announces each change, and
- * each such hash costs one lookup, as a want for it would.
+ * ends the session with PushFloodError (PUSH_FLOOD). A pushed change this side already has (it came another
+ * way first, through a relay that announced it sooner) is skipped before it is verified and costs no token; nor
+ * do announcements of hashes this side has: in a mesh every relay announces each change, and each such hash
+ * costs one lookup, as a want for it would.
  */
 export const LIVE_WASTE_BURST = 256
 /** See LIVE_WASTE_BURST. */

@@ -62,6 +62,15 @@ import type { Refusals } from './refusals.js'
 import type { ServedSet } from './served-set.js'
 import type { ShareDirection } from './share.js'
 
+/** The hash of a change's bytes, or undefined when they are not a change (the store then says why). */
+function hashOf (bytes: Uint8Array): ChangeHash | undefined {
+  try {
+    return decodeChange(bytes).hash
+  } catch {
+    return undefined
+  }
+}
+
 /** Keeps the hashes sessions of one database are fetching, so that parallel sessions don't fetch twice (I4). */
 export class WantClaims {
   readonly #claimed = new Map<ChangeHash, { owner: object, released: Promise<void>, release: () => void }>()
@@ -1036,15 +1045,24 @@ class SyncSession {
     this.#notePeerHas(hashes)
     const store = this.#c.db.getStore()
     const { peer, refusals } = this.#init
-    // what may be pushed: the announcement's hashes, less those refused from this peer before
-    const offered = new Set(hashes.filter((h) => refusals?.has(peer, h) !== true))
+    // what may be pushed: the announcement's hashes this side lacks, less those refused from this peer before
+    const offered = new Set<ChangeHash>()
+    const stored = new Set<ChangeHash>()
+    for (const h of hashes) {
+      if (refusals?.has(peer, h) === true) continue
+      if (await store.has(h)) stored.add(h)
+      else offered.add(h)
+    }
     if (m.changes.length > 0) {
-      // a push is an answer to a want for the announcement's hashes: the same checks, one by one (I2); one this
-      // side already has is skipped by the store (a waste, counted below)
-      const pushed: Outstanding = { hashes: new Set(offered), asked: m.changes.length, received: m.changes.length, resolve: () => {}, reject: () => {} }
+      // an announced change this side has already is a late push (it came another way first, e.g. through a
+      // relay that announced sooner): skipped unverified and uncounted
+      const fresh = m.changes.filter((bytes) => !stored.has(hashOf(bytes) ?? ''))
+      // a push is an answer to a want for the announcement's hashes: the same checks, one by one (I2)
+      const pushed: Outstanding = { hashes: new Set(offered), asked: fresh.length, received: fresh.length, resolve: () => {}, reject: () => {} }
       const before = this.#result.received
-      await this.#store(pushed, m.changes)
-      this.#wasted(m.changes.length - (this.#result.received - before))
+      await this.#store(pushed, fresh)
+      // refused, unannounced or stored meanwhile: wasted (I7)
+      this.#wasted(fresh.length - (this.#result.received - before))
       // what the push delivered (stored or refused) is settled
       for (const h of offered) {
         if (!pushed.hashes.has(h)) offered.delete(h)
