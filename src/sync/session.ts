@@ -1053,11 +1053,28 @@ class SyncSession {
       if (await store.has(h)) stored.add(h)
       else offered.add(h)
     }
+    // claimed at once, so that a round running meanwhile waits for this announcement instead of asking too (I4);
+    // a hash another session is fetching is left to it
+    const { mine } = this.#c.claims.claim([...offered], this.#owner)
+    try {
+      await this.#settleAnnounced(m, offered, stored, mine, options)
+    } catch (err) {
+      this.#c.claims.release(mine, this.#owner)
+      throw err
+    }
+    await this.#send({ type: 'ack' }, options)
+    this.#progress()
+  }
+
+  /** Stores an announcement's pushes and asks for the rest this side lacks (its claims taken, `mine`). */
+  async #settleAnnounced (m: AnnounceMessage, offered: Set<ChangeHash>, stored: Set<ChangeHash>, mine: ChangeHash[], options: AbortOptions): Promise<void> {
+    const store = this.#c.db.getStore()
     if (m.changes.length > 0) {
       // an announced change this side has already is a late push (it came another way first, e.g. through a
-      // relay that announced sooner): skipped unverified and uncounted
+      // relay that announced it sooner): skipped unverified and uncounted
       const fresh = m.changes.filter((bytes) => !stored.has(hashOf(bytes) ?? ''))
-      // a push is an answer to a want for the announcement's hashes: the same checks, one by one (I2)
+      // a push is an answer to a want for the announcement's hashes: the same checks, one by one (I2); the
+      // store releases the claims of what it settles
       const pushed: Outstanding = { hashes: new Set(offered), asked: fresh.length, received: fresh.length, resolve: () => {}, reject: () => {} }
       const before = this.#result.received
       await this.#store(pushed, fresh)
@@ -1068,18 +1085,18 @@ class SyncSession {
         if (!pushed.hashes.has(h)) offered.delete(h)
       }
     }
-    // the rest this side lacks is asked for in one want
+    // the rest this side lacks is asked for in one want (claimed above); what arrived meanwhile is released
     const lacking: ChangeHash[] = []
-    for (const h of offered) {
-      if (!await store.has(h)) lacking.push(h)
+    const settled: ChangeHash[] = []
+    for (const h of mine) {
+      if (offered.has(h) && !await store.has(h)) lacking.push(h)
+      else settled.push(h)
     }
-    const { mine } = this.#c.claims.claim(lacking, this.#owner)
-    if (mine.length > 0) {
-      this.#outstanding.push({ hashes: new Set(mine), asked: mine.length, received: 0, resolve: () => {}, reject: () => {} })
+    this.#c.claims.release(settled, this.#owner)
+    if (lacking.length > 0) {
+      this.#outstanding.push({ hashes: new Set(lacking), asked: lacking.length, received: 0, resolve: () => {}, reject: () => {} })
       this.#watch()
-      await this.#send({ type: 'want', hashes: mine.map((h) => Buffer.from(h, 'hex')), done: false }, options)
+      await this.#send({ type: 'want', hashes: lacking.map((h) => Buffer.from(h, 'hex')), done: false }, options)
     }
-    await this.#send({ type: 'ack' }, options)
-    this.#progress()
   }
 }
