@@ -120,9 +120,19 @@ function varint (n: number): number[] {
   return [...leb128(n)]
 }
 
-/** A bound: timestamp delta + 1 (0 = infinity), then an id prefix. */
-function bound (tsPlusOne: number, prefix: number[] = []): number[] {
-  return [...varint(tsPlusOne), ...varint(prefix.length), ...prefix]
+/**
+ * A range head in its raw form (codec.ts): the mode, the id-prefix flag and e = 1 (raw delta) packed into one
+ * varint, then the timestamp delta, then the id prefix. `tsPlusOne` is the delta + 1; 0 is the infinity bound.
+ */
+function head (mode: number, tsPlusOne: number, prefix: number[] = []): number[] {
+  const hasId = prefix.length > 0 ? 1 : 0
+  if (tsPlusOne === 0) return [...varint(hasId * 8 + mode), ...(hasId === 1 ? [...varint(prefix.length), ...prefix] : [])]
+  return [...varint((2 + hasId) * 8 + mode), ...varint(tsPlusOne - 1), ...(hasId === 1 ? [...varint(prefix.length), ...prefix] : [])]
+}
+
+/** A packed head: ((q * 56 + e) * 2 + hasId) * 8 + mode. */
+function packedHead (mode: number, q: number, e: number, hasId = 0): number[] {
+  return varint(((q * 56 + e) * 2 + hasId) * 8 + mode)
 }
 
 const ID = (fill: number): number[] => new Array<number>(32).fill(fill)
@@ -449,7 +459,7 @@ describe('sync/reconcile', () => {
     it('should stop a peer that keeps the session going past maxMessages', () => {
       const responder = createResponder({ set: createReconcileSet(randomItems(1000, prng(12))) }, { maxMessages: 3 })
       // a peer that asks about the whole set over and over, with a fingerprint that never matches
-      const ask = message(bound(0), [1], new Array<number>(16).fill(7))
+      const ask = message(head(1, 0), new Array<number>(16).fill(7))
       for (let k = 0; k < 3; k++) assert.ok(responder.reconcile(ask) !== null)
       expectProtocolError(() => responder.reconcile(ask), 'TOO_MANY_MESSAGES')
     })
@@ -472,7 +482,7 @@ describe('sync/reconcile', () => {
       const [s, i0, i2, i1] = [stranger, items[0], items[2], items[1]]
       const senderOnly = [i0, i2].sort(compareItems)
       const receiverOnly = [s, i1].sort(compareItems)
-      const msg = message(bound(0), [3], list(senderOnly), list(receiverOnly))
+      const msg = message(head(3, 0), list(senderOnly), list(receiverOnly))
       assert.equal(responder.reconcile(msg), null)
       assert.deepEqual(responder.need.map((x) => x.id), [i2.id])
       assert.deepEqual(responder.have.map((x) => x.id), [i1.id])
@@ -488,41 +498,53 @@ describe('sync/reconcile', () => {
 
     const cases: Array<[string, string, () => Uint8Array]> = [
       ['an empty message', 'TRUNCATED', () => new Uint8Array(0)],
-      ['another protocol version', 'BAD_VERSION', () => Uint8Array.from([PROTOCOL_VERSION + 1, ...bound(0), 0])],
-      ['a bound cut short', 'TRUNCATED', () => message([5, 3, 1])],
-      ['a fingerprint cut short', 'TRUNCATED', () => message(bound(0), [1], [1, 2, 3])],
-      ['a missing mode', 'TRUNCATED', () => message(bound(0))],
+      ['another protocol version', 'BAD_VERSION', () => Uint8Array.from([PROTOCOL_VERSION + 1, ...head(0, 0)])],
+      ['a bound cut short', 'TRUNCATED', () => message([(2 + 1) * 8, 3, 5, 1])],
+      ['a fingerprint cut short', 'TRUNCATED', () => message(head(1, 0), [1, 2, 3])],
+      ['a head cut short', 'TRUNCATED', () => message([0x80])],
+      ['a short fingerprint cut short', 'TRUNCATED', () => message(head(4, 0), [1, 2, 3, 4, 5, 6, 7])],
       ['a varint longer than 8 bytes', 'BAD_VARINT', () => message([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01])],
       ['a varint above 2^53', 'BAD_VARINT', () => message([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f])],
-      ['an id prefix longer than 32 bytes', 'BAD_BOUND', () => message(bound(5, new Array<number>(33).fill(1)), [0])],
-      ['an infinity bound with an id prefix', 'BAD_BOUND', () => message(bound(0, [1]), [0])],
-      ['a bound timestamp beyond 2^53-1', 'BAD_TIMESTAMP', () => message(bound(2 ** 52), [0], bound(2 ** 52), [0], bound(10), [0])],
-      ['bounds out of order', 'BOUNDS_ORDER', () => message(bound(11, [5]), [0], bound(1, [4]), [0])],
-      ['a repeated bound', 'BOUNDS_ORDER', () => message(bound(11, [5]), [0], bound(1, [5, 0]), [0])],
-      ['a first bound at the minimum', 'BOUNDS_ORDER', () => message(bound(1), [0])],
-      ['a range after the infinity bound', 'BOUNDS_ORDER', () => message(bound(0), [0], bound(5), [0])],
-      ['an unknown mode', 'UNKNOWN_MODE', () => message(bound(0), [4])],
-      ['a huge unknown mode', 'UNKNOWN_MODE', () => message(bound(0), varint(2 ** 40))],
-      ['an item count beyond the message', 'TRUNCATED', () => message(bound(0), [2], varint(1000), [0], ID(1))],
-      ['items out of order', 'ITEMS_ORDER', () => message(bound(0), [2], varint(2), [5], ID(2), [0], ID(1))],
-      ['a repeated item', 'ITEMS_ORDER', () => message(bound(0), [2], varint(2), [5], ID(2), [0], ID(2))],
-      ['an item below its range', 'ITEM_OUT_OF_RANGE', () => message(bound(11, [5]), [0], bound(0), [2], varint(1), [0], ID(0))],
-      ['an item at its upper bound', 'ITEM_OUT_OF_RANGE', () => message(bound(11, [1]), [2], varint(1), [10], ID(1))],
-      ['an item timestamp beyond 2^53-1', 'BAD_TIMESTAMP', () => message(bound(0), [2], varint(1), varint(2 ** 53), ID(1))],
-      ['an IdDiff cut short', 'TRUNCATED', () => message(bound(0), [3], varint(0), varint(1), [1])],
-      ['a message over the frame limit', 'FRAME_TOO_LARGE', () => message(bound(0), [0], new Array<number>(5000).fill(0))]
+      ['an id prefix longer than 32 bytes', 'BAD_BOUND', () => message(head(0, 5, new Array<number>(33).fill(1)))],
+      ['an infinity bound with an id prefix', 'BAD_BOUND', () => message(head(0, 0, [1]))],
+      ['a bound timestamp beyond 2^53-1', 'BAD_TIMESTAMP', () => message(head(0, 2 ** 52), head(0, 2 ** 52), head(0, 10))],
+      ['bounds out of order', 'BOUNDS_ORDER', () => message(head(0, 11, [5]), head(0, 1, [4]))],
+      ['a repeated bound', 'BOUNDS_ORDER', () => message(head(0, 11, [5]), head(0, 1, [5, 0]))],
+      ['a first bound at the minimum', 'BOUNDS_ORDER', () => message(head(0, 1))],
+      ['a range after the infinity bound', 'BOUNDS_ORDER', () => message(head(0, 0), head(0, 5))],
+      ['an unknown mode', 'UNKNOWN_MODE', () => message(head(5, 0))],
+      ['an unknown mode in a packed head', 'UNKNOWN_MODE', () => message(packedHead(7, 3, 20))],
+      ['an id prefix flagged but empty', 'BAD_BOUND', () => message([(2 + 1) * 8, 5, 0])],
+      ['a raw head with a packed delta', 'BAD_BOUND', () => message(packedHead(0, 1, 1))],
+      ['an infinity head with a delta', 'BAD_BOUND', () => message(packedHead(0, 1, 0))],
+      ['a packed delta beyond 2^53-1', 'BAD_TIMESTAMP', () => message(packedHead(0, 0, 55))],
+      ['an item count beyond the message', 'TRUNCATED', () => message(head(2, 0), varint(1000), [0], ID(1))],
+      ['items out of order', 'ITEMS_ORDER', () => message(head(2, 0), varint(2), [5], ID(2), [0], ID(1))],
+      ['a repeated item', 'ITEMS_ORDER', () => message(head(2, 0), varint(2), [5], ID(2), [0], ID(2))],
+      ['an item below its range', 'ITEM_OUT_OF_RANGE', () => message(head(0, 11, [5]), head(2, 0), varint(1), [0], ID(0))],
+      ['an item at its upper bound', 'ITEM_OUT_OF_RANGE', () => message(head(2, 11, [1]), varint(1), [10], ID(1))],
+      ['an item timestamp beyond 2^53-1', 'BAD_TIMESTAMP', () => message(head(2, 0), varint(1), varint(2 ** 53), ID(1))],
+      ['an IdDiff cut short', 'TRUNCATED', () => message(head(3, 0), varint(0), varint(1), [1])],
+      ['a message over the frame limit', 'FRAME_TOO_LARGE', () => message(head(0, 0), new Array<number>(5000).fill(0))]
     ]
     for (const [what, reason, build] of cases) {
       it(`should reject ${what} with ReconcileProtocolError ${reason}`, () => {
         expectProtocolError(() => responder.reconcile(build()), reason)
         // a failed session stays failed
-        expectProtocolError(() => responder.reconcile(message(bound(0), [0])), 'UNEXPECTED_MESSAGE')
+        expectProtocolError(() => responder.reconcile(message(head(0, 0))), 'UNEXPECTED_MESSAGE')
       })
     }
 
     it('should accept a well-formed hand-built message', () => {
-      assert.equal(responder.reconcile(message(bound(0), [0])), null)
+      assert.equal(responder.reconcile(message(head(0, 0))), null)
       assert.equal(responder.done, true)
+    })
+
+    it('should accept packed heads and answer a short fingerprint', () => {
+      // a Skip up to 1024 (delta 2^10: q = 0, e = 12), then a ShortFingerprint over the rest that cannot match
+      const reply = responder.reconcile(message(packedHead(0, 0, 12), head(4, 0), new Array<number>(8).fill(7)))
+      assert.ok(reply !== null && reply.length > 1)
+      assert.equal(responder.done, false)
     })
 
     it('should answer random bytes with a reply within the limit or a ReconcileProtocolError, never anything else', () => {
