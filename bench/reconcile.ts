@@ -56,6 +56,32 @@ export interface BenchReconcileReport {
   results: BenchReconcileRow[]
   /** A hostile peer's cost: see HostileRow. */
   hostile?: HostileRow
+  /** Issue 8's bounds at the largest n run: d = 1 in at most 3 round trips and 2 KB, d = 0 in at most 21 B. */
+  bounds?: ReconcileBounds
+}
+
+export interface ReconcileBounds {
+  n: number
+  oneDiffBytes: number
+  oneDiffRoundTrips: number
+  equalBytes: number
+  /** oneDiffBytes <= 2048, oneDiffRoundTrips <= 3, equalBytes <= 21 (format 1's figure), and every row correct. */
+  ok: boolean
+}
+
+/** Issue 8's bounds over the rows of the largest set size that has rows for d = 0 and d = 1. */
+export function reconcileBounds (rows: readonly BenchReconcileRow[]): ReconcileBounds | undefined {
+  const n = Math.max(...rows.map((r) => r.n))
+  const one = rows.find((r) => r.n === n && r.d === 1)
+  const zero = rows.find((r) => r.n === n && r.d === 0)
+  if (one === undefined || zero === undefined) return undefined
+  return {
+    n,
+    oneDiffBytes: one.bytes,
+    oneDiffRoundTrips: one.roundTrips,
+    equalBytes: zero.bytes,
+    ok: one.bytes <= 2048 && one.roundTrips <= 3 && zero.bytes <= 21 && rows.every((r) => r.correct)
+  }
 }
 
 /**
@@ -208,6 +234,7 @@ export async function benchReconcile (opts: BenchReconcileOptions = {}): Promise
       await new Promise((resolve) => setImmediate(resolve))
     }
   }
+  report.bounds = reconcileBounds(report.results)
   {
     const n = 200_000
     const { timestamps, ids } = sortedItems(n, prng(seed + 7))
