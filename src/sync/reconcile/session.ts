@@ -1,10 +1,13 @@
 /**
  * The reconciliation session: one side of one exchange, as a state machine over message bytes.
  *
- * Both sides run the same range logic; the initiator only sends the first message. A mismatching Fingerprint
- * range is split into `branchingFactor` sub-ranges of equal item counts (or, when it holds at most
- * `idListThreshold` of our items, answered with our IdList); an IdList is answered with an IdDiff that tells the
- * peer both directions of the difference in that range, so each side ends knowing `have` and `need`.
+ * Both sides run the same range logic; the initiator only sends the first message (one 16-byte fingerprint of the
+ * whole set; every later fingerprint has 8 bytes). A mismatching Fingerprint range is split into at most
+ * `branchingFactor` sub-ranges of about equal item counts, as many as reach id lists of about
+ * `idListThreshold / 16` items in the fewest rounds, with split points moved (by at most a quarter of a
+ * sub-range) to round timestamps that pack into short heads; a range holding at most `idListThreshold` of our
+ * items is answered with our IdList instead. An IdList is answered with an IdDiff that tells the peer both
+ * directions of the difference in that range, so each side ends knowing `have` and `need`.
  *
  * Invariants (cited in the code as (1)...(8)):
  * 1. Roles: only the initiator starts (`initiate`, once); the responder's first event is a message.
