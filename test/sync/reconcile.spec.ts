@@ -557,6 +557,22 @@ describe('sync/reconcile', () => {
       assert.throws(() => createInitiator({ set }, { maxMessageBytes: 1000.5 }), InvalidArgumentError)
     })
 
+    it('should refuse a first message of thousands of short fingerprints in one-byte heads at once (BUDGET)', () => {
+      // format 2 packs about twice as many ranges into a frame as format 1: the length check still comes first
+      const set = createReconcileSet(randomItems(20_000, prng(19)))
+      const w = new MessageWriter(65_536)
+      let k = 1
+      while (w.length + 9 + 9 < 64 * 1024) w.fingerprint({ ts: 32 * k++, id: new Uint8Array(0) }, new Uint8Array(8).fill(k & 255))
+      w.fingerprint({ ts: Infinity, id: new Uint8Array(0) }, new Uint8Array(8))
+      const bytes = w.finish()
+      assert.ok(decodeMessage(bytes, 64 * 1024).length > 7000)
+      assert.ok(bytes.length <= 64 * 1024)
+      const responder = createResponder({ set }, { maxMessageBytes: 64 * 1024 })
+      expectProtocolError(() => responder.reconcile(bytes), 'BUDGET')
+      assert.equal((responder as unknown as { work: { used: number } }).work.used, 0, 'refused before any range was handled')
+      assert.equal(responder.done, false)
+    })
+
     it('should fail a message after the session ended', () => {
       const items = randomItems(100, prng(11))
       const initiator = createInitiator({ set: createReconcileSet(items) })
