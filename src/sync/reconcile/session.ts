@@ -48,8 +48,6 @@ import {
 } from './codec.js'
 import type { Bound, FingerprintRange, IdDiffRange, IdListRange, RangeType, WireItem, WireRange } from './codec.js'
 import { equalFingerprints } from './fingerprint.js'
-
-const NO_ID = new Uint8Array(0)
 import { bytesToId } from './ids.js'
 import { ChunkedReconcileSet } from './set.js'
 import type { ReconcileComponents, ReconcileInit, ReconcileItem, ReconcileRole, ReconcileSession, ReconcileStats } from './types.js'
@@ -63,6 +61,8 @@ type Outcome =
   | { readonly kind: 'blocked' } // nothing of it fitted
 
 const SETTLED: Outcome = { kind: 'settled' }
+/** The empty id prefix of a timestamp-only bound. */
+const NO_ID = new Uint8Array(0)
 const ANSWERED: Outcome = { kind: 'answered' }
 const BLOCKED: Outcome = { kind: 'blocked' }
 
