@@ -305,9 +305,10 @@ const DECODERS: ReadonlyMap<number, RangeDecoder> = new Map<number, RangeDecoder
 /**
  * Decodes and validates a whole message. Throws ReconcileProtocolError (with a `reason`) for a message that is
  * too large, empty or truncated, of another version, with bounds out of order or malformed, with an unknown mode,
- * or with items out of order or outside their range. Returned ids are views into `bytes`.
+ * or with items out of order or outside their range, and (reason BUDGET) one of more than `maxRanges` ranges, as
+ * soon as the range after the last allowed one starts. Returned ids are views into `bytes`.
  */
-export function decodeMessage (bytes: Uint8Array, maxBytes: number): WireRange[] {
+export function decodeMessage (bytes: Uint8Array, maxBytes: number, maxRanges = Infinity): WireRange[] {
   if (bytes.length > maxBytes) fail('FRAME_TOO_LARGE', `message of ${bytes.length} bytes exceeds the ${maxBytes} byte limit`)
   if (bytes.length === 0) fail('TRUNCATED', 'empty message')
   const r = new Reader(bytes)
@@ -318,6 +319,7 @@ export function decodeMessage (bytes: Uint8Array, maxBytes: number): WireRange[]
   let lower = MIN_BOUND
   while (r.remaining > 0) {
     if (lower === INF_BOUND) fail('BOUNDS_ORDER', 'range after the infinity bound')
+    if (ranges.length >= maxRanges) fail('BUDGET', `a message of more than ${maxRanges} ranges`)
     const { upper, mode } = decodeHead(r, st)
     if (compareBounds(upper, lower) <= 0) fail('BOUNDS_ORDER', 'range upper bound not above its lower bound')
     const decode = DECODERS.get(mode)

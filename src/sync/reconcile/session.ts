@@ -200,7 +200,8 @@ export class Session implements ReconcileSession {
     this.#stats.bytesReceived += message.length
     let ranges: WireRange[]
     try {
-      ranges = decodeMessage(message, this.#maxMessageBytes) // (6)
+      // (7) the range count an honest answer can have is checked while decoding: a longer message stops there
+      ranges = decodeMessage(message, this.#maxMessageBytes, this.#allowedRanges()) // (6)
     } catch (err) {
       this.#state = 'failed'
       this.#log.debug({ role: this.role, err }, 'reconcile: invalid message')
@@ -222,7 +223,7 @@ export class Session implements ReconcileSession {
     }
     // (7) an honest peer answers each request of our last message with at most b + 2 ranges (a skip, then a
     // split into b, or one IdDiff; or one deferred fingerprint): a longer message is refused before any work
-    const allowed = this.#answerRangesPerRequest * Math.max(1, this.#lastRequests) + 2
+    const allowed = this.#allowedRanges()
     if (event.ranges.length > allowed) {
       this.#overBudget(`a message of ${event.ranges.length} ranges answers ${this.#lastRequests} requests`)
     }
@@ -242,6 +243,11 @@ export class Session implements ReconcileSession {
   #charge (ranges: number): void {
     this.#work += ranges
     if (this.#work > this.#budget()) this.#overBudget(`reconciliation work over budget (${this.#work} ranges)`)
+  }
+
+  /** The most ranges an honest answer to our last message has (7). */
+  #allowedRanges (): number {
+    return this.#answerRangesPerRequest * Math.max(1, this.#lastRequests) + 2
   }
 
   #overBudget (why: string): never {
