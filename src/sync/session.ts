@@ -845,8 +845,8 @@ class SyncSession {
     if (this.#liveClosing !== undefined || this.#failed !== undefined) return
     const has = this.#init.peerHas
     for (const h of hashes) {
-      // the peer sent or announced it: never back to it
-      if (has?.delete(h) === true) continue
+      // the peer sent or announced it: never back to it (kept: another session with the peer may ask too)
+      if (has?.has(h) === true) continue
       this.#livePending.set(h, this.#liveStarted)
     }
     if (this.#livePending.size > LIVE_MAX_PENDING) {
