@@ -1,0 +1,409 @@
+/**
+ * Serving benchmark: how many changes one node can serve, on its own, against the same run's bound.
+ *
+ * One database holds `docs` documents made the way a library user makes them (`createDocument()`, then `changeDoc`
+ * assigning `{ type, visibility, body: <bodyChars characters>, i }`: two changes each, the body a collaborative
+ * text), on LevelDB, served under a share with filter `all`. For each count K in `partners`, K partners that only
+ * fetch run a session each against it at the same time: the node runs the real `runSession` (responder, direction
+ * `serve`, its served set, its store); each partner is a scripted client (hello already exchanged, reconciliation
+ * over an empty set, then every hash asked for in wants of `wantBatch` hashes, `pipeline` wants in flight) that
+ * counts what it receives and decodes nothing but the frames. Every message crosses an in-memory channel as a
+ * frame encoded and decoded with the sync protocol's real codec (no TCP, Noise or Yamux). Timed: the transfer
+ * phase only (every partner reconciles first, then all start asking at once).
+ *
+ * Reported per K: changes served per second, and main-thread CPU per change served (`process.threadCpuUsage`;
+ * it includes the partners' scripted side, which only decodes frames), beside the process's CPU per change
+ * (the thread pool's LevelDB reads included).
+ * Bound, in the same run: a raw read of the same changes' stored bytes from a LevelDB holding them under the
+ * store's key layout, one thread, in batches of `wantBatch` (`getMany`), and key by key in-thread (`getSync`).
+ * Where the store offers batched reads (`getEncodedMany`, `hasMany`), they are timed too, next to the per-hash
+ * reads serving used before (`has`, `getChanges([hash])`, `encodeChange`).
+ *
+ * Run alone: `npx tsc -p tsconfig.json && node_modules/.bin/node dist/bench/serve.js` (env BENCH_QUICK=1 for a
+ * small run, BENCH_SERVE_DOCS to resize it).
+ */
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { loadavg, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { Level } from 'level'
+import { createTenantFactory, encodeChange, type ChangeHash, type StoreChange } from '../src/index.js'
+import { decodeFrame, encodeFrame } from '../src/p2p/codec.js'
+import type { MessageChannel, SyncMessage } from '../src/sync/messages.js'
+import { createInitiator, createReconcileSet, createResponder } from '../src/sync/reconcile/index.js'
+import { ServedSet } from '../src/sync/served-set.js'
+import { runSession, WantClaims } from '../src/sync/session.js'
+import { gc } from './util.js'
+
+export interface BenchServeOptions {
+  /** A small, fast run (also env BENCH_QUICK=1). */
+  quick?: boolean
+  /** Documents the node holds (two changes each). Default 5,000 (quick: 1,000). */
+  docs?: number
+  /** Characters of each document's body. Default 1,000. */
+  bodyChars?: number
+  /** Numbers of partners fetching at once, one run each. Default [1, 8] (quick: [1, 4]). */
+  partners?: number[]
+  /** Hashes per want. Default 256 (the session's default). */
+  wantBatch?: number
+  /** Wants in flight per partner. Default 2 (the session's default). */
+  pipeline?: number
+}
+
+/** scrypt at its lowest accepted cost: key wrapping is not what is measured. */
+const BENCH_KDF = { N: 2 ** 14, r: 8, p: 1 }
+const FRAME_LIMIT = 4 * 1024 * 1024
+const RECONCILE_MESSAGE_BYTES = 64 * 1024
+
+const now = (): number => performance.now()
+const round = (x: number, digits = 1): number => Number(x.toFixed(digits))
+const perSec = (count: number, ms: number): number => Math.round(count / (ms / 1000))
+const text = (chars: number): string => randomBytes(Math.ceil(chars * 3 / 4) + 3).toString('base64').slice(0, chars)
+/** Main-thread CPU in µs since `since`. */
+const threadUs = (since?: NodeJS.CpuUsage): NodeJS.CpuUsage => process.threadCpuUsage(since)
+const total = (u: NodeJS.CpuUsage): number => u.user + u.system
+
+/** Optional batched reads of a store (present once the store offers them). */
+interface BatchedReads {
+  getEncodedMany?: (hashes: readonly ChangeHash[]) => Promise<Array<Uint8Array | undefined>>
+  hasMany?: (hashes: readonly ChangeHash[]) => Promise<boolean[]>
+}
+
+// ====================================================================== an in-memory channel of encoded frames
+
+/** One direction of a channel: encoded frames, at most `capacity` unread (then the writer waits). */
+class FrameQueue {
+  readonly #frames: Array<Uint8Array | undefined> = []
+  readonly #readers: Array<(frame: Uint8Array | undefined) => void> = []
+  readonly #writers: Array<() => void> = []
+  #error: Error | undefined
+
+  constructor (readonly capacity: number) {}
+
+  async push (frame: Uint8Array | undefined): Promise<void> {
+    while (this.#frames.length >= this.capacity && this.#error === undefined) {
+      await new Promise<void>((resolve) => { this.#writers.push(resolve) })
+    }
+    if (this.#error !== undefined) throw this.#error
+    const reader = this.#readers.shift()
+    if (reader !== undefined) reader(frame)
+    else this.#frames.push(frame)
+  }
+
+  async shift (): Promise<Uint8Array | undefined> {
+    if (this.#error !== undefined) throw this.#error
+    if (this.#frames.length > 0) {
+      const frame = this.#frames.shift()
+      this.#writers.shift()?.()
+      return frame
+    }
+    return await new Promise((resolve) => { this.#readers.push(resolve) })
+  }
+
+  fail (err: Error): void {
+    this.#error = err
+    for (const r of this.#readers.splice(0)) r(undefined)
+    for (const w of this.#writers.splice(0)) w()
+  }
+}
+
+/** Two ends of a channel whose messages cross as frames of the real codec (encoded on send, decoded on receive). */
+function framedPair (capacity = 16): [MessageChannel, MessageChannel] {
+  const ab = new FrameQueue(capacity)
+  const ba = new FrameQueue(capacity)
+  const end = (out: FrameQueue, inbox: FrameQueue): MessageChannel => ({
+    send: async (m) => { await out.push(encodeFrame(m)) },
+    receive: async () => {
+      const frame = await inbox.shift()
+      return frame === undefined ? undefined : decodeFrame(frame)
+    },
+    close: async () => { await out.push(undefined) },
+    abort: (err) => { out.fail(err); inbox.fail(err) }
+  })
+  return [end(ab, ba), end(ba, ab)]
+}
+
+// ====================================================================== a partner that only fetches
+
+interface Fetched { changes: number, bytes: number }
+
+/**
+ * The partner's side of one session: reconciles over an empty set (it learns every hash the node serves), says
+ * it is ready, waits for `go`, then asks for everything and counts what arrives.
+ */
+async function fetchOnly (end: MessageChannel, wantBatch: number, pipeline: number, ready: () => void, go: Promise<void>): Promise<Fetched> {
+  const expect = (m: SyncMessage | undefined, type: SyncMessage['type']): SyncMessage => {
+    if (m?.type !== type) throw new Error(`expected ${type}, got ${m?.type ?? 'the end'}`)
+    return m
+  }
+  expect(await end.receive(), 'welcome')
+  const r = createInitiator({ set: createReconcileSet() }, { maxMessageBytes: RECONCILE_MESSAGE_BYTES })
+  let out: Uint8Array | null = r.initiate()
+  while (true) {
+    if (out !== null) await end.send({ type: 'reconcile', data: out })
+    if (r.done) break
+    const m = expect(await end.receive(), 'reconcile') as { data: Uint8Array }
+    out = r.reconcile(m.data)
+  }
+  const hashes = r.need.map((item) => Buffer.from(item.id, 'hex'))
+  const wants: SyncMessage[] = []
+  for (let i = 0; i < hashes.length; i += wantBatch) wants.push({ type: 'want', hashes: hashes.slice(i, i + wantBatch), done: false })
+  ready()
+  await go
+  const got: Fetched = { changes: 0, bytes: 0 }
+  let next = 0
+  let open = 0
+  while (next < wants.length && open < pipeline) { await end.send(wants[next++]); open++ }
+  let nodeDone = false
+  while (open > 0) {
+    const m = await end.receive()
+    if (m === undefined) throw new Error('the node ended the session early')
+    if (m.type === 'want') {
+      nodeDone = m.done // the node asks for nothing (direction `serve`)
+      continue
+    }
+    if (m.type !== 'changes') throw new Error(`unexpected ${m.type}`)
+    got.changes += m.changes.length
+    for (const c of m.changes) got.bytes += c.length
+    if (!m.last) continue
+    open--
+    if (next < wants.length) { await end.send(wants[next++]); open++ }
+  }
+  await end.send({ type: 'want', hashes: [], done: true })
+  while (true) {
+    const m = await end.receive()
+    if (m === undefined) break
+    if (m.type === 'want') nodeDone = m.done
+  }
+  if (!nodeDone) throw new Error('the node never said it was done')
+  await end.close()
+  return got
+}
+
+// ====================================================================== the benchmark
+
+export async function benchServe (opts: BenchServeOptions = {}): Promise<object> {
+  const quick = opts.quick ?? process.env.BENCH_QUICK === '1'
+  const docs = opts.docs ?? (Number(process.env.BENCH_SERVE_DOCS) || (quick ? 1_000 : 5_000))
+  const bodyChars = opts.bodyChars ?? 1_000
+  const partnerCounts = opts.partners ?? (quick ? [1, 4] : [1, 8])
+  const wantBatch = opts.wantBatch ?? 256
+  const pipeline = opts.pipeline ?? 2
+  const dir = await mkdtemp(join(tmpdir(), 'mindoodb-bench-serve-'))
+  const factory = await createTenantFactory({ dataDir: join(dir, 'factory'), keyWrapping: BENCH_KDF })
+  try {
+    const tenant = await factory.createTenant({ tenantId: 'hub', tenantEncryptionKeyPassword: 'hub-pw' })
+    const db = await tenant.openDB('served')
+    let started = now()
+    for (let i = 0; i < docs; i++) {
+      const doc = await db.createDocument()
+      await db.changeDoc(doc, (d) => {
+        const data = d.getData()
+        data.type = i % 3 === 0 ? 'invoice' : 'order'
+        data.visibility = i % 2 === 0 ? 'public' : 'internal'
+        data.body = text(bodyChars)
+        data.i = i
+      })
+    }
+    const buildMs = now() - started
+    const store = db.getStore()
+    const hashes = await store.getAllChangeHashes()
+    const served = new ServedSet({ db, index: createReconcileSet() }, {
+      policy: { mode: 'all' }, direction: 'serve', ownAuthor: tenant.getPublicInfo().signingPublicKey
+    })
+    await served.start()
+    if (served.size !== hashes.length) throw new Error(`served set holds ${served.size} of ${hashes.length} changes`)
+
+    // the bound: the same changes' stored bytes in a LevelDB of their own, under the store's key layout
+    const encoded: Uint8Array[] = []
+    for (let i = 0; i < hashes.length; i += 1000) encoded.push(...(await store.getChanges(hashes.slice(i, i + 1000))).map(encodeChange))
+    const payloadBytes = encoded.reduce((s, b) => s + b.length, 0)
+    const bound = await rawBound(join(dir, 'raw'), hashes, encoded, wantBatch)
+    const reads = await storeReads(store as typeof store & BatchedReads, served, hashes, wantBatch)
+
+    const runs = []
+    // the first pass (one partner) warms up the JIT and is not reported
+    for (const [pass, k] of [1, ...partnerCounts].entries()) {
+      gc()
+      const claims = new WantClaims()
+      const readyAll: Array<Promise<void>> = []
+      const go = Promise.withResolvers<void>()
+      const sessions: Array<Promise<unknown>> = []
+      const fetches: Array<Promise<Fetched>> = []
+      for (let p = 0; p < k; p++) {
+        const [nodeEnd, partnerEnd] = framedPair()
+        const ready = Promise.withResolvers<void>()
+        readyAll.push(ready.promise)
+        sessions.push(runSession({
+          channel: nodeEnd,
+          db,
+          served,
+          claims,
+          reconciler: (set, maxMessageBytes) => createResponder({ set }, { maxMessageBytes })
+        }, {
+          role: 'responder',
+          peer: `partner-${p}`,
+          direction: 'serve',
+          participants: new Set(),
+          peerMaxFrameBytes: FRAME_LIMIT,
+          maxFrameBytes: FRAME_LIMIT,
+          reconcileMessageBytes: RECONCILE_MESSAGE_BYTES,
+          wantBatch,
+          pipeline
+        }))
+        fetches.push(fetchOnly(partnerEnd, wantBatch, pipeline, ready.resolve, go.promise))
+      }
+      await Promise.all(readyAll)
+      const thread0 = threadUs()
+      const process0 = process.cpuUsage()
+      started = now()
+      go.resolve()
+      const got = await Promise.all(fetches)
+      const ms = now() - started
+      const threadCpu = total(threadUs(thread0))
+      const processCpu = total(process.cpuUsage(process0))
+      await Promise.all(sessions)
+      const changes = got.reduce((s, g) => s + g.changes, 0)
+      if (changes !== k * hashes.length) throw new Error(`partners received ${changes} of ${k * hashes.length} changes`)
+      if (pass === 0) continue
+      runs.push({
+        partners: k,
+        changesServed: changes,
+        ms: round(ms),
+        changesPerSec: perSec(changes, ms),
+        mainThreadUsPerChange: round(threadCpu / changes, 2),
+        processCpuUsPerChange: round(processCpu / changes, 2),
+        ofBound: round(perSec(changes, ms) / bound.getMany.changesPerSec, 3)
+      })
+    }
+    served.stop()
+    return {
+      note: 'one node serving `docs` two-change documents (createDocument + changeDoc with a collaborative-text body) ' +
+        'to K fetch-only partners at once through the real runSession and frame codec over in-memory channels (no TCP, ' +
+        'Noise or Yamux); timed over the transfer phase. mainThreadUsPerChange includes the partners\' frame decoding. ' +
+        'bound: raw LevelDB reads of the same stored bytes, one thread, in want-sized batches. ' +
+        `loadAverage at the end: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`,
+      docs,
+      changes: hashes.length,
+      avgChangeBytes: Math.round(payloadBytes / hashes.length),
+      buildMs: Math.round(buildMs),
+      wantBatch,
+      pipeline,
+      bound,
+      storeReads: reads,
+      runs,
+      loadAverage: loadavg().map((x) => round(x, 2))
+    }
+  } finally {
+    await factory.close()
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+/** Reads of the stored bytes from a LevelDB of their own: `getMany` per want-sized batch, and `getSync` per key. */
+async function rawBound (location: string, hashes: ChangeHash[], encoded: Uint8Array[], batch: number): Promise<Record<string, Record<string, number>>> {
+  const ENC = { keyEncoding: 'utf8', valueEncoding: 'view' } as const
+  const raw = new Level<string, Uint8Array>(location, { valueEncoding: 'view' })
+  await raw.open()
+  try {
+    const keys = hashes.map((h) => `c!${h}`)
+    for (let i = 0; i < keys.length; i += 1000) {
+      await raw.batch(keys.slice(i, i + 1000).map((key, j) => ({ type: 'put' as const, key, value: encoded[i + j] })), ENC)
+    }
+    const time = async (fn: () => Promise<number>): Promise<Record<string, number>> => {
+      await fn() // warm-up
+      gc()
+      const thread0 = threadUs()
+      const process0 = process.cpuUsage()
+      const started = now()
+      const bytes = await fn()
+      const ms = now() - started
+      if (bytes === 0) throw new Error('nothing read')
+      return {
+        changesPerSec: perSec(keys.length, ms),
+        mainThreadUsPerChange: round(total(threadUs(thread0)) / keys.length, 2),
+        processCpuUsPerChange: round(total(process.cpuUsage(process0)) / keys.length, 2)
+      }
+    }
+    return {
+      getMany: await time(async () => {
+        let bytes = 0
+        for (let i = 0; i < keys.length; i += batch) {
+          for (const v of await raw.getMany(keys.slice(i, i + batch), ENC)) bytes += v?.length ?? 0
+        }
+        return bytes
+      }),
+      getSync: await time(async () => {
+        let bytes = 0
+        for (const key of keys) bytes += raw.getSync(key, ENC)?.length ?? 0
+        return bytes
+      })
+    }
+  } finally {
+    await raw.close()
+  }
+}
+
+/**
+ * The store's own reads for serving, without a session: per hash as serving read before (`has`,
+ * `getChanges([hash])`, the served-set check, `encodeChange`), and batched where the store offers it.
+ */
+async function storeReads (store: BatchedReads & { has: (h: ChangeHash) => Promise<boolean>, getChanges: (h: ChangeHash[]) => Promise<StoreChange[]> },
+  served: ServedSet, hashes: ChangeHash[], batch: number): Promise<Record<string, Record<string, number>>> {
+  const time = async (fn: () => Promise<number>): Promise<Record<string, number>> => {
+    await fn()
+    gc()
+    const thread0 = threadUs()
+    const started = now()
+    const bytes = await fn()
+    const ms = now() - started
+    if (bytes === 0) throw new Error('nothing read')
+    return { changesPerSec: perSec(hashes.length, ms), mainThreadUsPerChange: round(total(threadUs(thread0)) / hashes.length, 2) }
+  }
+  const out: Record<string, Record<string, number>> = {
+    perHash: await time(async () => {
+      let bytes = 0
+      for (const hash of hashes) {
+        if (!await store.has(hash)) continue
+        const [change] = await store.getChanges([hash])
+        if (served.includes(change)) bytes += encodeChange(change).length
+      }
+      return bytes
+    })
+  }
+  const getEncodedMany = store.getEncodedMany
+  if (typeof getEncodedMany === 'function') {
+    out.getEncodedMany = await time(async () => {
+      let bytes = 0
+      for (let i = 0; i < hashes.length; i += batch) {
+        for (const v of await getEncodedMany.call(store, hashes.slice(i, i + batch))) bytes += v?.length ?? 0
+      }
+      return bytes
+    })
+  }
+  const hasMany = store.hasMany
+  if (typeof hasMany === 'function') {
+    out.hasMany = await time(async () => {
+      let found = 0
+      for (let i = 0; i < hashes.length; i += batch) found += (await hasMany.call(store, hashes.slice(i, i + batch))).filter(Boolean).length
+      return found
+    })
+  }
+  out.hasPerHash = await time(async () => {
+    let found = 0
+    for (const hash of hashes) if (await store.has(hash)) found++
+    return found
+  })
+  return out
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  benchServe().then(
+    (report) => { console.log(JSON.stringify(report, null, 2)) },
+    (err: unknown) => {
+      console.error(err)
+      process.exitCode = 1
+    }
+  )
+}
