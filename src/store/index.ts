@@ -28,7 +28,7 @@ export type {
 export type { StoreInit } from './base.js'
 export {
   checkChange, computeChangeHash, decodeChange, docCreatedBy, docKeyMatches, encodeChange, encodeSignedPart, isChangeHash,
-  isCreation, isDocId, isValidId, newDocId, payloadAad, sha256, signChange, DOC_ID_LENGTH, MAX_DEPS, MAX_ID_BYTES,
+  isCreation, isDocId, isValidId, newDocId, payloadAad, readChangeTime, sha256, signChange, DOC_ID_LENGTH, MAX_DEPS, MAX_ID_BYTES,
   MAX_PAYLOAD_BYTES
 } from './change.js'
 export type { ChangeHash, ChangeHeader, ChangeKind, DocId, StoreChange } from './change.js'
