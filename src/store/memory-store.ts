@@ -50,7 +50,7 @@ export class MemoryStore extends BaseStore {
   protected async _getEncodedMany (hashes: readonly ChangeHash[]): Promise<Array<Uint8Array | undefined>> {
     return hashes.map((h) => {
       const bytes = this.#bytes.get(h)
-      return bytes === undefined ? undefined : bytes.slice()
+      return bytes === undefined ? undefined : new Uint8Array(bytes) // a copy (a Buffer's slice() would be a view)
     })
   }
 
