@@ -14,21 +14,24 @@
  * Reported per K: changes served per second, and main-thread CPU per change served (`process.threadCpuUsage`;
  * it includes the partners' scripted side, which only decodes frames), beside the process's CPU per change
  * (the thread pool's LevelDB reads included).
+ * Each K runs twice: as serving reads now (`batched`: one `getEncodedMany` per want, the served-set check from the
+ * hash and the header's time), and through a store adapter that answers the same want hash by hash as serving did
+ * before (`perHash`: `has`, `getChanges([hash])` which reads and decodes, `encodeChange`).
  * Bound, in the same run: a raw read of the same changes' stored bytes from a LevelDB holding them under the
  * store's key layout, one thread, in batches of `wantBatch` (`getMany`), and key by key in-thread (`getSync`).
- * Where the store offers batched reads (`getEncodedMany`, `hasMany`), they are timed too, next to the per-hash
- * reads serving used before (`has`, `getChanges([hash])`, `encodeChange`).
+ * The store's reads alone are timed too (`storeReads`): per hash as before, `getEncodedMany`, `has` and `hasMany`.
  *
  * Run alone: `npx tsc -p tsconfig.json && node_modules/.bin/node dist/bench/serve.js` (env BENCH_QUICK=1 for a
- * small run, BENCH_SERVE_DOCS to resize it).
+ * small run, BENCH_SERVE_DOCS to resize it, BENCH_SERVE_PROF=<dir> to CPU-profile each timed transfer phase).
  */
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { Session } from 'node:inspector'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { Level } from 'level'
-import { createTenantFactory, encodeChange, type ChangeHash, type StoreChange } from '../src/index.js'
+import { createTenantFactory, encodeChange, type AppendOnlyStore, type ChangeHash, type MindooDB, readChangeTime } from '../src/index.js'
 import { decodeFrame, encodeFrame } from '../src/p2p/codec.js'
 import type { MessageChannel, SyncMessage } from '../src/sync/messages.js'
 import { createInitiator, createReconcileSet, createResponder } from '../src/sync/reconcile/index.js'
@@ -63,12 +66,6 @@ const text = (chars: number): string => randomBytes(Math.ceil(chars * 3 / 4) + 3
 /** Main-thread CPU in µs since `since`. */
 const threadUs = (since?: NodeJS.CpuUsage): NodeJS.CpuUsage => process.threadCpuUsage(since)
 const total = (u: NodeJS.CpuUsage): number => u.user + u.system
-
-/** Optional batched reads of a store (present once the store offers them). */
-interface BatchedReads {
-  getEncodedMany?: (hashes: readonly ChangeHash[]) => Promise<Array<Uint8Array | undefined>>
-  hasMany?: (hashes: readonly ChangeHash[]) => Promise<boolean[]>
-}
 
 // ====================================================================== an in-memory channel of encoded frames
 
@@ -190,12 +187,13 @@ export async function benchServe (opts: BenchServeOptions = {}): Promise<object>
   const partnerCounts = opts.partners ?? (quick ? [1, 4] : [1, 8])
   const wantBatch = opts.wantBatch ?? 256
   const pipeline = opts.pipeline ?? 2
+  const profileDir = process.env.BENCH_SERVE_PROF
   const dir = await mkdtemp(join(tmpdir(), 'mindoodb-bench-serve-'))
   const factory = await createTenantFactory({ dataDir: join(dir, 'factory'), keyWrapping: BENCH_KDF })
   try {
     const tenant = await factory.createTenant({ tenantId: 'hub', tenantEncryptionKeyPassword: 'hub-pw' })
     const db = await tenant.openDB('served')
-    let started = now()
+    const started = now()
     for (let i = 0; i < docs; i++) {
       const doc = await db.createDocument()
       await db.changeDoc(doc, (d) => {
@@ -220,11 +218,10 @@ export async function benchServe (opts: BenchServeOptions = {}): Promise<object>
     for (let i = 0; i < hashes.length; i += 1000) encoded.push(...(await store.getChanges(hashes.slice(i, i + 1000))).map(encodeChange))
     const payloadBytes = encoded.reduce((s, b) => s + b.length, 0)
     const bound = await rawBound(join(dir, 'raw'), hashes, encoded, wantBatch)
-    const reads = await storeReads(store as typeof store & BatchedReads, served, hashes, wantBatch)
+    const reads = await storeReads(store, served, hashes, wantBatch)
 
-    const runs = []
-    // the first pass (one partner) warms up the JIT and is not reported
-    for (const [pass, k] of [1, ...partnerCounts].entries()) {
+    /** K partners fetch everything at once from a session whose database is `sessionDb`; timed transfer phase. */
+    const serveOnce = async (k: number, sessionDb: MindooDB, profileAs?: string): Promise<ServeRun> => {
       gc()
       const claims = new WantClaims()
       const readyAll: Array<Promise<void>> = []
@@ -237,7 +234,7 @@ export async function benchServe (opts: BenchServeOptions = {}): Promise<object>
         readyAll.push(ready.promise)
         sessions.push(runSession({
           channel: nodeEnd,
-          db,
+          db: sessionDb,
           served,
           claims,
           reconciler: (set, maxMessageBytes) => createResponder({ set }, { maxMessageBytes })
@@ -255,27 +252,39 @@ export async function benchServe (opts: BenchServeOptions = {}): Promise<object>
         fetches.push(fetchOnly(partnerEnd, wantBatch, pipeline, ready.resolve, go.promise))
       }
       await Promise.all(readyAll)
+      const profiling = profileAs !== undefined && profileDir !== undefined ? await startProfile() : undefined
       const thread0 = threadUs()
       const process0 = process.cpuUsage()
-      started = now()
+      const started = now()
       go.resolve()
       const got = await Promise.all(fetches)
       const ms = now() - started
       const threadCpu = total(threadUs(thread0))
       const processCpu = total(process.cpuUsage(process0))
+      if (profiling !== undefined) await profiling(join(profileDir as string, `${profileAs as string}.cpuprofile`))
       await Promise.all(sessions)
       const changes = got.reduce((s, g) => s + g.changes, 0)
       if (changes !== k * hashes.length) throw new Error(`partners received ${changes} of ${k * hashes.length} changes`)
-      if (pass === 0) continue
-      runs.push({
-        partners: k,
+      return {
         changesServed: changes,
         ms: round(ms),
         changesPerSec: perSec(changes, ms),
         mainThreadUsPerChange: round(threadCpu / changes, 2),
         processCpuUsPerChange: round(processCpu / changes, 2),
         ofBound: round(perSec(changes, ms) / bound.getMany.changesPerSec, 3)
-      })
+      }
+    }
+
+    // the same sessions over a store that answers a want hash by hash, as serving did before
+    const perHashDb = { getStore: () => perHashReads(store) } as unknown as MindooDB
+    const runs = []
+    // one pass of each (one partner) warms up the JIT and is not reported
+    await serveOnce(1, db)
+    await serveOnce(1, perHashDb)
+    for (const k of partnerCounts) {
+      const batched = await serveOnce(k, db, `serve-k${k}`)
+      const perHash = await serveOnce(k, perHashDb, `serve-perhash-k${k}`)
+      runs.push({ partners: k, batched, perHash, speedup: round(batched.changesPerSec / perHash.changesPerSec, 2) })
     }
     served.stop()
     return {
@@ -298,6 +307,52 @@ export async function benchServe (opts: BenchServeOptions = {}): Promise<object>
   } finally {
     await factory.close()
     await rm(dir, { recursive: true, force: true })
+  }
+}
+
+interface ServeRun {
+  changesServed: number
+  ms: number
+  changesPerSec: number
+  mainThreadUsPerChange: number
+  processCpuUsPerChange: number
+  ofBound: number
+}
+
+/**
+ * The store as serving read it before batched reads: per hash `has`, then `getChanges([hash])` (a read and a
+ * decode), then `encodeChange` (the served-set check itself is the session's).
+ */
+function perHashReads (store: AppendOnlyStore): Pick<AppendOnlyStore, 'getEncodedMany'> {
+  return {
+    getEncodedMany: async (hashes) => {
+      const out: Array<Uint8Array | undefined> = []
+      for (const hash of hashes) {
+        if (!await store.has(hash)) {
+          out.push(undefined)
+          continue
+        }
+        const [change] = await store.getChanges([hash])
+        out.push(encodeChange(change))
+      }
+      return out
+    }
+  }
+}
+
+/** Starts the CPU profiler of this thread; the function returned stops it and writes the profile. */
+async function startProfile (): Promise<(file: string) => Promise<void>> {
+  const session = new Session()
+  session.connect()
+  const post = async (method: string): Promise<unknown> => await new Promise((resolve, reject) => {
+    session.post(method, (err, result) => { if (err !== null) reject(err); else resolve(result) })
+  })
+  await post('Profiler.enable')
+  await post('Profiler.start')
+  return async (file) => {
+    const { profile } = await post('Profiler.stop') as { profile: object }
+    session.disconnect()
+    await writeFile(file, JSON.stringify(profile))
   }
 }
 
@@ -347,55 +402,50 @@ async function rawBound (location: string, hashes: ChangeHash[], encoded: Uint8A
 
 /**
  * The store's own reads for serving, without a session: per hash as serving read before (`has`,
- * `getChanges([hash])`, the served-set check, `encodeChange`), and batched where the store offers it.
+ * `getChanges([hash])`, the served-set check, `encodeChange`), and batched (`getEncodedMany` with the check from the
+ * header's time; `hasMany` beside `has` per hash, as the asking side reads).
  */
-async function storeReads (store: BatchedReads & { has: (h: ChangeHash) => Promise<boolean>, getChanges: (h: ChangeHash[]) => Promise<StoreChange[]> },
-  served: ServedSet, hashes: ChangeHash[], batch: number): Promise<Record<string, Record<string, number>>> {
+async function storeReads (store: AppendOnlyStore, served: ServedSet, hashes: ChangeHash[], batch: number): Promise<Record<string, Record<string, number>>> {
   const time = async (fn: () => Promise<number>): Promise<Record<string, number>> => {
     await fn()
     gc()
     const thread0 = threadUs()
     const started = now()
-    const bytes = await fn()
+    const count = await fn()
     const ms = now() - started
-    if (bytes === 0) throw new Error('nothing read')
+    if (count !== hashes.length) throw new Error(`read ${count} of ${hashes.length}`)
     return { changesPerSec: perSec(hashes.length, ms), mainThreadUsPerChange: round(total(threadUs(thread0)) / hashes.length, 2) }
   }
-  const out: Record<string, Record<string, number>> = {
+  return {
     perHash: await time(async () => {
-      let bytes = 0
+      let n = 0
       for (const hash of hashes) {
         if (!await store.has(hash)) continue
         const [change] = await store.getChanges([hash])
-        if (served.includes(change)) bytes += encodeChange(change).length
+        if (served.includes(change) && encodeChange(change).length > 0) n++
       }
-      return bytes
-    })
-  }
-  const getEncodedMany = store.getEncodedMany
-  if (typeof getEncodedMany === 'function') {
-    out.getEncodedMany = await time(async () => {
-      let bytes = 0
+      return n
+    }),
+    getEncodedMany: await time(async () => {
+      let n = 0
       for (let i = 0; i < hashes.length; i += batch) {
-        for (const v of await getEncodedMany.call(store, hashes.slice(i, i + batch))) bytes += v?.length ?? 0
+        const part = hashes.slice(i, i + batch)
+        const stored = await store.getEncodedMany(part)
+        stored.forEach((bytes, j) => { if (bytes !== undefined && served.includes({ hash: part[j], time: readChangeTime(bytes) })) n++ })
       }
-      return bytes
+      return n
+    }),
+    hasPerHash: await time(async () => {
+      let n = 0
+      for (const hash of hashes) if (await store.has(hash)) n++
+      return n
+    }),
+    hasMany: await time(async () => {
+      let n = 0
+      for (let i = 0; i < hashes.length; i += batch) n += (await store.hasMany(hashes.slice(i, i + batch))).filter(Boolean).length
+      return n
     })
   }
-  const hasMany = store.hasMany
-  if (typeof hasMany === 'function') {
-    out.hasMany = await time(async () => {
-      let found = 0
-      for (let i = 0; i < hashes.length; i += batch) found += (await hasMany.call(store, hashes.slice(i, i + batch))).filter(Boolean).length
-      return found
-    })
-  }
-  out.hasPerHash = await time(async () => {
-    let found = 0
-    for (const hash of hashes) if (await store.has(hash)) found++
-    return found
-  })
-  return out
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
