@@ -261,6 +261,51 @@ describe('sync boundary (unit)', function () {
     })
   })
 
+  describe('asking for what this side lacks', () => {
+    it('should not ask for a change it stores but does not serve, and ask for every one it lacks', async () => {
+      const served = new ServedSet({ db, index: createReconcileSet() }, {
+        policy: policyOf({ kind: 'selector', selector: { visibility: 'public' } }), direction: 'both', ownAuthor: tenant.getPublicInfo().signingPublicKey
+      })
+      await served.start()
+      const doc = await db.createDocument()
+      await db.changeDoc(doc, (d) => { d.getData().visibility = 'internal' })
+      const unserved = await changesOf(db, doc.getId())
+      await served.settled()
+      expect(served.size).to.equal(0)
+      const lacking = Array.from({ length: 300 }, (_, i) => ({ timestamp: 1 + i, id: (i + 1).toString(16).padStart(64, '0') }))
+      // the peer holds what this side stores but does not serve (reconciliation says this side lacks it) and 300 more
+      const revealed = [...unserved.map((c) => ({ timestamp: c.time, id: c.hash })), ...lacking]
+      const [ours, theirs] = createChannelPair(1024)
+      const session = runSession({
+        channel: ours, db, served, claims: new WantClaims(), reconciler: (set, maxMessageBytes) => createResponder({ set }, { maxMessageBytes })
+      }, { role: 'responder', peer: 'peer-x', direction: 'both', participants: new Set(), wantBatch: 256, pipeline: 1 })
+      const r = createInitiator({ set: createReconcileSet(revealed) }, { maxMessageBytes: 64 * 1024 })
+      let out: Uint8Array | null = r.initiate()
+      expect((await theirs.receive())?.type).to.equal('welcome')
+      while (true) {
+        if (out !== null) await theirs.send({ type: 'reconcile', data: out })
+        if (r.done) break
+        const m = await theirs.receive() as SyncMessage
+        out = r.reconcile((m as { data: Uint8Array }).data)
+      }
+      await theirs.send({ type: 'want', hashes: [], done: true })
+      const asked: string[] = []
+      while (true) {
+        const m = await theirs.receive() as SyncMessage
+        expect(m.type).to.equal('want')
+        const want = m as { hashes: Uint8Array[], done: boolean }
+        asked.push(...want.hashes.map((h) => Buffer.from(h).toString('hex')))
+        if (want.done) break
+        expect(want.hashes.length).to.be.at.most(256)
+        await theirs.send({ type: 'changes', changes: [], last: true })
+      }
+      await theirs.close()
+      await session
+      expect(asked.sort()).to.deep.equal(lacking.map((i) => i.id).sort())
+      served.stop()
+    })
+  })
+
   describe('session stalls', () => {
     /** A responder session over `db` against a hand-driven initiator end. */
     function start (channel: MessageChannel, extra: Partial<SessionInit> = {}, signal?: AbortSignal, claims = new WantClaims()): Promise<unknown> {
