@@ -340,6 +340,13 @@ function perHashReads (store: AppendOnlyStore): Pick<AppendOnlyStore, 'getEncode
   }
 }
 
+/** Runs `fn` on each item, one after the other. */
+async function sequence<T, R> (items: T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = []
+  for (const item of items) out.push(await fn(item))
+  return out
+}
+
 /** Starts the CPU profiler of this thread; the function returned stops it and writes the profile. */
 async function startProfile (): Promise<(file: string) => Promise<void>> {
   const session = new Session()
@@ -393,7 +400,27 @@ async function rawBound (location: string, hashes: ChangeHash[], encoded: Uint8A
         let bytes = 0
         for (const key of keys) bytes += raw.getSync(key, ENC)?.length ?? 0
         return bytes
-      })
+      }),
+      // main-thread µs per key by batch size, through the thread pool (`getMany`) and in-thread (`getSync`): where
+      // LevelStore switches from one to the other (IN_THREAD_BATCH)
+      ...Object.fromEntries(await sequence([1, 4, 16], async (size) => {
+        const part = keys.slice(0, Math.min(keys.length, 2_000))
+        const perKey = async (read: (batch: string[]) => Promise<Array<Uint8Array | undefined>>): Promise<number> => {
+          const run = async (): Promise<number> => {
+            let bytes = 0
+            for (let i = 0; i < part.length; i += size) for (const v of await read(part.slice(i, i + size))) bytes += v?.length ?? 0
+            return bytes
+          }
+          await run()
+          const thread0 = threadUs()
+          await run()
+          return round(total(threadUs(thread0)) / part.length, 2)
+        }
+        return [`batchOf${size}`, {
+          getManyMainThreadUsPerKey: await perKey(async (batch) => await raw.getMany(batch, ENC)),
+          getSyncMainThreadUsPerKey: await perKey(async (batch) => batch.map((key) => raw.getSync(key, ENC)))
+        }]
+      }))
     }
   } finally {
     await raw.close()
