@@ -19,6 +19,10 @@
  * const { added, rejected } = await inMemory.appendMany(await store.getChanges(missing))
  *
  * for await (const { seq, change } of store.iterateSince(0)) console.log(seq, change.docId)
+ *
+ * // batched reads, one per call: which hashes are stored, and the stored bytes of others (nothing decoded)
+ * const stored = await inMemory.hasMany(missing)
+ * const bytes = await store.getEncodedMany(missing) // Uint8Array | undefined each; readChangeTime(bytes[0]!)
  * await store.close()
  * ```
  */
