@@ -606,7 +606,7 @@ class SyncSession {
       let frame: Uint8Array[] = []
       let frameBytes = 0
       // one batched read per want, of the bytes as stored: nothing decoded or re-encoded; the served-set check
-      // needs only the hash (the key read) and the time (read from the bytes' header)
+      // needs only the hash (the key read) and the time (read from the bytes' header): only served changes go out (I1)
       const stored = mayServe ? await db.getStore().getEncodedMany(hashes, options) : []
       for (let i = 0; i < stored.length; i++) {
         const hash = hashes[i]
