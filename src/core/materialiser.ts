@@ -185,6 +185,8 @@ export class Materialiser {
     if (this.#background !== undefined || this.#closed || this.backlog() === 0) return
     this.#background = (async () => {
       try {
+        // the caller (the receive path) goes on first
+        await new Promise((resolve) => setImmediate(resolve))
         while (!this.#closed && this.backlog() > 0) {
           await this.mutex.run(async () => {
             if (!this.#closed) await this.catchUp({}, this.#store.getLastSeq(), MATERIALISE_STEP_CHANGES)

@@ -1,0 +1,229 @@
+/**
+ * The materialiser off the receive path: `receiveChanges` stores, the background applies batched per document,
+ * reads wait only for what they need, and document snapshots are a cache written when the rule says so.
+ */
+import { expect } from 'chai'
+import {
+  createTenantFactory, type MindooDB, type MindooTenant, type StoreChange, type TenantFactory
+} from '../../src/index.js'
+import { MATERIALISE_SNAPSHOT_AFTER_CHANGES } from '../../src/limits.js'
+import { TEST_KDF, testFactory } from '../utils/tmp.js'
+
+const json = (value: unknown): unknown => JSON.parse(JSON.stringify(value))
+
+/** A deterministic shuffle (the order matters, not its randomness). */
+function shuffled<T> (items: T[], seed: number): T[] {
+  const out = [...items]
+  let s = seed
+  for (let i = out.length - 1; i > 0; i--) {
+    s = (s * 1103515245 + 12345) % 2147483648
+    const j = s % (i + 1);
+    [out[i], out[j]] = [out[j], out[i]]
+  }
+  return out
+}
+
+async function allChanges (db: MindooDB): Promise<StoreChange[]> {
+  return await db.getStore().getChanges(await db.getStore().getAllChangeHashes())
+}
+
+async function feedIds (db: MindooDB): Promise<string[]> {
+  const ids: string[] = []
+  for await (const { doc } of db.iterateChangesSince(null)) ids.push(doc.getId())
+  return ids
+}
+
+describe('core: materialiser', () => {
+  let factory: TenantFactory
+  let dataDir: string
+  let cleanup: () => Promise<void>
+  let orgA: MindooTenant
+  let orgB: MindooTenant
+  let dbA: MindooDB
+  let dbB: MindooDB
+
+  beforeEach(async () => {
+    ({ factory, dataDir, cleanup } = await testFactory())
+    orgA = await factory.createTenant({ tenantId: 'org-a', tenantEncryptionKeyPassword: 'pw-a' })
+    orgB = await factory.createTenant({ tenantId: 'org-b', tenantEncryptionKeyPassword: 'pw-b' })
+    const blob = await factory.createSymmetricEncryptedPrivateKey('pw')
+    await orgA.importNamedKey('k', blob, 'pw')
+    await orgB.importNamedKey('k', blob, 'pw')
+    dbA = await orgA.openDB('src', { defaultKeyId: 'k' })
+    dbB = await orgB.openDB('dst', { defaultKeyId: 'k' })
+    await dbB.trustPartner(orgA.getPublicInfo())
+    await dbA.trustPartner(orgB.getPublicInfo())
+  })
+
+  afterEach(async () => {
+    await factory.close() // a test may have reopened it
+    await cleanup()
+  })
+
+  /** `docs` documents on A, each created and changed once (two changes), like a library user makes them. */
+  async function makeDocs (docs: number): Promise<string[]> {
+    const ids: string[] = []
+    for (let i = 0; i < docs; i++) {
+      const doc = await dbA.createDocument()
+      await dbA.changeDoc(doc, (d) => { d.getData().i = i; d.getData().body = `body ${i}` })
+      ids.push(doc.getId())
+    }
+    return ids
+  }
+
+  it('should return from receiveChanges once stored, and materialise in the background', async () => {
+    const ids = await makeDocs(20)
+    const changes = await allChanges(dbA)
+    const events: string[] = []
+    dbB.onDocumentsChanged(({ docIds }) => { events.push(...docIds) })
+
+    const result = await dbB.receiveChanges(changes)
+    expect(result.added).to.have.length(changes.length)
+    expect(await dbB.getStore().count()).to.equal(changes.length)
+    // stored, not applied yet: the backlog is the whole batch, and no document was announced
+    expect(dbB.getMaterialiseBacklog()).to.equal(changes.length)
+    expect(events).to.deep.equal([])
+
+    await dbB.whenMaterialised()
+    expect(dbB.getMaterialiseBacklog()).to.equal(0)
+    expect(new Set(events)).to.deep.equal(new Set(ids))
+    for (const [i, id] of ids.entries()) expect(json((await dbB.getDocument(id)).getData())).to.deep.equal({ i, body: `body ${i}` })
+  })
+
+  it('should verify in receiveChanges like appendMany: a change of an untrusted author is refused and not stored', async () => {
+    await makeDocs(1)
+    const changes = await allChanges(dbA)
+    await dbB.untrustPartner(orgA.getPublicInfo().signingPublicKey)
+    const result = await dbB.receiveChanges(changes)
+    expect(result.added).to.deep.equal([])
+    expect(result.rejected.map((r) => r.error.code)).to.deep.equal(changes.map(() => 'UNTRUSTED_AUTHOR'))
+    expect(await dbB.getStore().count()).to.equal(0)
+  })
+
+  it('should apply many changes of one document arriving out of order across batches', async () => {
+    const doc = await dbA.createDocument()
+    const steps = MATERIALISE_SNAPSHOT_AFTER_CHANGES + 9
+    for (let i = 0; i < steps; i++) {
+      await dbA.changeDoc(doc, (d) => {
+        d.getData()[`f${i % 7}`] = i
+        if (d.getData().list === undefined) d.getData().list = []
+        d.getData().list.push(i)
+      })
+    }
+    const changes = shuffled(await allChanges(dbA), 7)
+    for (let i = 0; i < changes.length; i += 5) await dbB.receiveChanges(changes.slice(i, i + 5))
+    await dbB.whenMaterialised()
+    const a = await dbA.getDocument(doc.getId())
+    const b = await dbB.getDocument(doc.getId())
+    expect(json(b.getData())).to.deep.equal(json(a.getData()))
+    expect(b.getHeads()).to.deep.equal(a.getHeads())
+    expect((await feedIds(dbB))).to.deep.equal([doc.getId()])
+    expect(dbB.getMaterialiseStats().applied).to.equal(steps + 1)
+  })
+
+  it('should converge concurrent edits of two tenants exchanged through receiveChanges', async () => {
+    const doc = await dbA.createDocument()
+    await dbA.changeDoc(doc, (d) => { d.getData().items = ['start'] })
+    await dbB.receiveChanges(await allChanges(dbA))
+    await dbB.whenMaterialised()
+    // both edit concurrently, several times each, without seeing the other's changes
+    for (let i = 0; i < 5; i++) {
+      await dbA.changeDoc(doc.getId(), (d) => { d.getData().a = i; d.getData().items.push(`a${i}`) })
+      await dbB.changeDoc(doc.getId(), (d) => { d.getData().b = i; d.getData().items.push(`b${i}`); d.getData().both = `b${i}` })
+    }
+    await dbA.changeDoc(doc.getId(), (d) => { d.getData().both = 'a' })
+    const fromA = await allChanges(dbA)
+    const fromB = await allChanges(dbB)
+    await dbA.receiveChanges(fromB)
+    await dbB.receiveChanges(fromA)
+    await Promise.all([dbA.whenMaterialised(), dbB.whenMaterialised()])
+    const a = await dbA.getDocument(doc.getId())
+    const b = await dbB.getDocument(doc.getId())
+    expect(json(a.getData())).to.deep.equal(json(b.getData()))
+    expect(a.getHeads()).to.deep.equal(b.getHeads())
+    expect(a.getHeads()).to.have.length(2)
+    expect(a.getData().items).to.have.length(11)
+    expect(a.getData().a).to.equal(4)
+    expect(a.getData().b).to.equal(4)
+  })
+
+  it('should materialise a queued document at once when it is read, ahead of the backlog', async () => {
+    const ids = await makeDocs(300)
+    const changes = await allChanges(dbA)
+    await dbB.receiveChanges(changes)
+    const last = ids[ids.length - 1]
+    const doc = await dbB.getDocument(last)
+    expect(json(doc.getData())).to.deep.equal({ i: 299, body: 'body 299' })
+    // only that document's two changes were taken up: the rest still waits
+    expect(dbB.getMaterialiseBacklog()).to.be.greaterThan(0)
+    expect(dbB.getMaterialiseBacklog()).to.be.at.most(changes.length - 2)
+    await dbB.whenMaterialised()
+    const feed = await feedIds(dbB)
+    // the document read first was materialised first, although it arrived last
+    expect(feed[0]).to.equal(last)
+    expect(new Set(feed)).to.deep.equal(new Set(ids))
+    expect(feed).to.have.length(ids.length)
+  })
+
+  it('should let a local write to a document with queued changes build on them', async () => {
+    const [id] = await makeDocs(1)
+    await dbB.receiveChanges(await allChanges(dbA))
+    const changed = await dbB.changeDoc(id, (d) => { d.getData().more = true })
+    expect(json(changed.getData())).to.deep.equal({ i: 0, body: 'body 0', more: true })
+    expect(changed.getHeads()).to.have.length(1)
+    const back = (await dbB.getStore().getChanges([changed.getHeads()[0]]))[0]
+    expect(back.deps).to.deep.equal((await dbA.getDocument(id)).getHeads())
+  })
+
+  it('should list and yield queued documents only once they are applied', async () => {
+    const ids = await makeDocs(50)
+    await dbB.receiveChanges(await allChanges(dbA))
+    expect(new Set(await dbB.getAllDocumentIds())).to.deep.equal(new Set(ids))
+    expect(await feedIds(dbB)).to.have.length(50)
+  })
+
+  it('should save a snapshot only once a document has enough changes since the last, and reload from the tail', async () => {
+    const doc = await dbB.createDocument()
+    for (let i = 1; i < MATERIALISE_SNAPSHOT_AFTER_CHANGES - 1; i++) await dbB.changeDoc(doc, (d) => { d.getData().n = i })
+    // the creation plus 30 changes: no Automerge save yet, every change sits in the tail
+    expect(dbB.getMaterialiseStats().snapshots).to.equal(0)
+    await dbB.changeDoc(doc, (d) => { d.getData().n = 'last before' })
+    expect(dbB.getMaterialiseStats().snapshots).to.equal(1)
+    for (let i = 0; i < 5; i++) await dbB.changeDoc(doc, (d) => { d.getData().after = i })
+    expect(dbB.getMaterialiseStats().snapshots).to.equal(1)
+    const before = json((await dbB.getDocument(doc.getId())).getData())
+    const heads = (await dbB.getDocument(doc.getId())).getHeads()
+
+    // a restart loads snapshot + tail, and the document goes on from there
+    await factory.close()
+    factory = await createTenantFactory({ dataDir, keyWrapping: TEST_KDF })
+    orgB = await factory.openTenant('org-b')
+    dbB = await orgB.openDB('dst')
+    const reloaded = await dbB.getDocument(doc.getId())
+    expect(json(reloaded.getData())).to.deep.equal(before)
+    expect(reloaded.getHeads()).to.deep.equal(heads)
+    const next = await dbB.changeDoc(doc.getId(), (d) => { d.getData().after = 'restart' })
+    expect(next.getData().n).to.equal('last before')
+    expect(next.getData().after).to.equal('restart')
+  })
+
+  it('should resume background materialisation after a restart with a backlog', async () => {
+    const ids = await makeDocs(40)
+    // stored without taking them up (appendMany leaves them to the next read), then closed
+    await dbB.getStore().appendMany(await allChanges(dbA))
+    expect(dbB.getMaterialiseBacklog()).to.equal(80)
+    await factory.close()
+    factory = await createTenantFactory({ dataDir, keyWrapping: TEST_KDF })
+    orgB = await factory.openTenant('org-b')
+    dbB = await orgB.openDB('dst')
+    expect(dbB.getMaterialiseBacklog()).to.equal(80)
+    // open takes the backlog up in the background, without a read asking for it
+    await new Promise<void>((resolve) => {
+      const off = dbB.onDocumentsChanged(() => {
+        if (dbB.getMaterialiseBacklog() === 0) { off(); resolve() }
+      })
+    })
+    expect(new Set(await feedIds(dbB))).to.deep.equal(new Set(ids))
+    expect((await dbB.getDocument(ids[7])).getData().i).to.equal(7)
+  })
+})
