@@ -165,3 +165,6 @@ export const MATERIALISE_SNAPSHOT_AFTER_CHANGES = 32
 
 /** ... or once the changes since the last snapshot are this large (256 KiB) and larger than the snapshot. */
 export const MATERIALISE_SNAPSHOT_AFTER_BYTES = 256 * 1024
+
+/** Worker threads of the materialiser (4, and never more than the machine's cores): Automerge work off the main thread. */
+export const MATERIALISE_WORKERS_MAX = 4

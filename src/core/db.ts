@@ -11,7 +11,7 @@ import type { AbortOptions, AppendManyResult, AppendOnlyStore } from '../store/t
 import { silentLogger, type Logger } from '../util/logger.js'
 import { feedEntries } from './changefeed.js'
 import { MindooDoc, type DocData } from './doc.js'
-import { DocCache, loadAm, type DocState } from './doc-state.js'
+import { dataOf, DocCache, loadAm, type DocState } from './doc-state.js'
 import { Materialiser, type MaterialiseStats } from './materialiser.js'
 import { Trust } from './trust.js'
 import type {
@@ -345,7 +345,7 @@ export class MindooDB {
   }
 
   #toDoc (docId: DocId, state: DocState): MindooDoc {
-    return new MindooDoc(docId, loadAm(state, this.#log, docId), { ...state.meta, heads: [...state.meta.heads] })
+    return new MindooDoc(docId, dataOf(state, this.#log, docId), { ...state.meta, heads: [...state.meta.heads] })
   }
 
   async #requireState (docId: DocId): Promise<DocState> {

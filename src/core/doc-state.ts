@@ -18,6 +18,7 @@ import {
 } from '../limits.js'
 import type { DocId } from '../store/change.js'
 import type { Logger } from '../util/logger.js'
+import { decodeData } from './data-codec.js'
 import type { DocData, DocMeta } from './doc.js'
 import type { KeyRing } from './keyring.js'
 import type { KV } from './types.js'
@@ -33,9 +34,14 @@ export interface DocState {
   tail: Uint8Array[]
   /** The Automerge document of snapshot + tail, once something needed it. */
   am?: Automerge.Doc<DocData>
+  /** The content as `encodeData` text, when the materialiser made it (then reads need no Automerge load). */
+  json?: string
 }
 
-/** Record versions: 1 = head + saved document; 2 = head (with snapshot and tail lengths) + snapshot + tail. */
+/**
+ * Record versions: 1 = head + saved document; 2 = head (with the lengths of the parts) + snapshot + tail + the
+ * content text (when known).
+ */
 const RECORD_VERSION = 2
 const enc = new TextEncoder()
 
@@ -43,17 +49,19 @@ interface Head {
   v: number
   meta: DocMeta
   feedSeq: number
-  /** Version 2: byte length of the snapshot, then of each tail change. */
+  /** Version 2: byte length of the snapshot, of each tail change, and of the content text (absent: none). */
   snap?: number
   tail?: number[]
+  json?: number
 }
 
 /** A document's state as stored locally: encrypted under the tenant's own key, never in the clear. */
 export function sealState (keyring: KeyRing, keyId: string, state: DocState): Uint8Array {
+  const json = state.json === undefined ? undefined : enc.encode(state.json)
   const head = enc.encode(JSON.stringify({
-    v: RECORD_VERSION, meta: state.meta, feedSeq: state.feedSeq, snap: state.snapshot.length, tail: state.tail.map((c) => c.length)
+    v: RECORD_VERSION, meta: state.meta, feedSeq: state.feedSeq, snap: state.snapshot.length, tail: state.tail.map((c) => c.length), json: json?.length
   } satisfies Head))
-  let size = 4 + head.length + state.snapshot.length
+  let size = 4 + head.length + state.snapshot.length + (json?.length ?? 0)
   for (const c of state.tail) size += c.length
   const plain = Buffer.allocUnsafe(size)
   plain.writeUInt32BE(head.length, 0)
@@ -65,6 +73,7 @@ export function sealState (keyring: KeyRing, keyId: string, state: DocState): Ui
     plain.set(c, at)
     at += c.length
   }
+  if (json !== undefined) plain.set(json, at)
   return keyring.encrypt(keyId, plain)
 }
 
@@ -82,7 +91,8 @@ export function unsealState (keyring: KeyRing, keyId: string, sealed: Uint8Array
     tail.push(body.subarray(at, at + len))
     at += len
   }
-  return { meta: head.meta, feedSeq: head.feedSeq, snapshot: body.subarray(0, head.snap), tail }
+  const json = head.json === undefined ? undefined : body.toString('utf8', at, at + head.json)
+  return { meta: head.meta, feedSeq: head.feedSeq, snapshot: body.subarray(0, head.snap), tail, json }
 }
 
 /**
@@ -108,36 +118,48 @@ export function applyAll (am: Automerge.Doc<DocData>, changes: Uint8Array[], log
   }
 }
 
-/** The state's Automerge document: snapshot and tail loaded in one Automerge call, kept on the state. */
-export function loadAm (state: DocState, log: Logger, docId: DocId): Automerge.Doc<DocData> {
-  if (state.am !== undefined) return state.am
-  let am: Automerge.Doc<DocData> | undefined
-  if (state.snapshot.length + state.tail.length > 0) {
+/** The Automerge document of a snapshot and a tail: one Automerge call, change by change only if that fails. */
+export function buildAm (snapshot: Uint8Array, tail: Uint8Array[], log: Logger, docId: DocId): Automerge.Doc<DocData> {
+  if (snapshot.length + tail.length > 0) {
     try {
-      am = Automerge.load<DocData>(state.tail.length === 0 ? state.snapshot : Buffer.concat([state.snapshot, ...state.tail]))
+      return Automerge.load<DocData>(tail.length === 0 ? snapshot : Buffer.concat([snapshot, ...tail]))
     } catch {
       // some part is unreadable: the snapshot alone (Automerge wrote it), then the tail change by change
     }
   }
-  if (am === undefined) {
-    let base = Automerge.init<DocData>()
-    if (state.snapshot.length > 0) {
-      try {
-        base = Automerge.load<DocData>(state.snapshot)
-      } catch (err) {
-        log.error({ docId, err: String(err) }, 'document snapshot unreadable')
-      }
+  let base = Automerge.init<DocData>()
+  if (snapshot.length > 0) {
+    try {
+      base = Automerge.load<DocData>(snapshot)
+    } catch (err) {
+      log.error({ docId, err: String(err) }, 'document snapshot unreadable')
     }
-    am = applyAll(base, state.tail, log, docId)
   }
-  state.am = am
-  return am
+  return applyAll(base, tail, log, docId)
+}
+
+/** The state's Automerge document, built on first use and kept on the state. */
+export function loadAm (state: DocState, log: Logger, docId: DocId): Automerge.Doc<DocData> {
+  state.am ??= buildAm(state.snapshot, state.tail, log, docId)
+  return state.am
+}
+
+/**
+ * The document's content for a reader: the loaded Automerge document, else a fresh copy of the content text
+ * the materialiser kept (no Automerge load), else the Automerge document loaded now.
+ */
+export function dataOf (state: DocState, log: Logger, docId: DocId): DocData {
+  if (state.am !== undefined) return state.am
+  if (state.json !== undefined) return decodeData(state.json)
+  return loadAm(state, log, docId)
 }
 
 /** A copy the materialiser may change without changing what readers of the original see. */
 export function copyState (state: DocState | undefined): DocState | undefined {
   if (state === undefined) return undefined
-  return { meta: { ...state.meta, heads: [...state.meta.heads] }, feedSeq: state.feedSeq, snapshot: state.snapshot, tail: [...state.tail], am: state.am }
+  return {
+    meta: { ...state.meta, heads: [...state.meta.heads] }, feedSeq: state.feedSeq, snapshot: state.snapshot, tail: [...state.tail], am: state.am, json: state.json
+  }
 }
 
 /** True when the tail has grown enough that saving a snapshot pays (the snapshot-cache rule). */

@@ -35,6 +35,7 @@ import type { AbortOptions, AppendEvent, AppendOnlyStore } from '../store/types.
 import type { Logger } from '../util/logger.js'
 import { Mutex } from '../util/mutex.js'
 import { feedKey } from './changefeed.js'
+import { materialisePool } from './materialise-pool.js'
 import type { DocData } from './doc.js'
 import { applyAll, compact, copyState, snapshotDue, type DocCache, type DocState } from './doc-state.js'
 import type { DocumentsChangedListener, KV, MaterialiseResult, TenantContext } from './types.js'
@@ -93,6 +94,8 @@ export interface MaterialiseStats {
   applied: number
   /** Automerge snapshots saved (the tails they replaced were replayed once). */
   snapshots: number
+  /** Document builds done on the worker threads. */
+  offloaded: number
 }
 
 export class Materialiser {
@@ -118,7 +121,7 @@ export class Materialiser {
   #background: Promise<void> | undefined
   #offAppend: (() => void) | undefined
   #closed = false
-  readonly #stats = { applied: 0, snapshots: 0 }
+  readonly #stats = { applied: 0, snapshots: 0, offloaded: 0 }
 
   constructor (components: MaterialiserComponents) {
     this.#store = components.store
@@ -457,6 +460,7 @@ export class Materialiser {
       state.meta.deleted = true
     } else {
       state.tail.push(plaintext)
+      state.json = undefined
       if (isLocal) {
         state.am = local.am
       } else if (state.am !== undefined) {
@@ -477,20 +481,56 @@ export class Materialiser {
   }
 
   /**
+   * The Automerge work of a batch, one call per document: a document loaded here gets its new changes applied
+   * (and a snapshot saved when due); the others are built on the workers, which return their content text (so
+   * reads need no Automerge load) and the snapshot when due. Without workers they stay as they are until a
+   * read loads them.
+   */
+  async #build (batch: Batch): Promise<void> {
+    const offload: Array<{ docId: DocId, state: DocState }> = []
+    const pool = materialisePool()
+    for (const [docId, state] of batch.dirty) {
+      const fresh = batch.fresh.get(docId)
+      if (fresh !== undefined && state.am !== undefined) state.am = applyAll(state.am, fresh, this.#log, docId)
+      if (state.am === undefined && state.json === undefined && pool.usable) {
+        offload.push({ docId, state })
+      } else if (snapshotDue(state)) {
+        compact(state, this.#log, docId)
+        this.#stats.snapshots++
+      }
+    }
+    if (offload.length === 0) return
+    const outcomes = await pool.run(offload.map(({ state }) => ({ snapshot: state.snapshot, tail: state.tail, save: snapshotDue(state) })))
+    outcomes.forEach((outcome, i) => {
+      const { docId, state } = offload[i]
+      if (outcome === undefined) {
+        // the pool gave up: the document is loaded on the main thread when read
+        if (snapshotDue(state)) {
+          compact(state, this.#log, docId)
+          this.#stats.snapshots++
+        }
+        return
+      }
+      state.json = outcome.json
+      if (outcome.snapshot !== undefined) {
+        state.snapshot = outcome.snapshot
+        state.tail = []
+        this.#stats.snapshots++
+      }
+      this.#stats.offloaded++
+    })
+  }
+
+  /**
    * Brings loaded documents up to date (one Automerge call each), saves the snapshots that are due, and writes
    * the batch with the new progress atomically (invariants 2 and 5); then updates the cache and notifies.
    */
   async #flush (batch: Batch, appliedSeq: number): Promise<Batch> {
     if (batch.ops.length === 0 && appliedSeq === this.#meta.appliedSeq) return batch
+    await this.#build(batch)
     let feedSeq = this.#meta.feedSeq
     const ops = batch.ops
     for (const [docId, state] of batch.dirty) {
-      const fresh = batch.fresh.get(docId)
-      if (fresh !== undefined && state.am !== undefined) state.am = applyAll(state.am, fresh, this.#log, docId)
-      if (snapshotDue(state)) {
-        compact(state, this.#log, docId)
-        this.#stats.snapshots++
-      }
       if (state.feedSeq > 0) ops.push({ type: 'del', key: feedKey(state.feedSeq) })
       state.feedSeq = ++feedSeq
       ops.push({ type: 'put', key: feedKey(feedSeq), value: enc.encode(docId) })
