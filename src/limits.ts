@@ -151,6 +151,9 @@ export const MAX_RECENT_REJECTIONS = 20
  */
 export const MATERIALISE_QUEUE_MAX = 20_000
 
+/** ... and at most this many payload bytes (64 MiB): a few large changes cannot make the queue hold gigabytes. */
+export const MATERIALISE_QUEUE_MAX_BYTES = 64 * 1024 * 1024
+
 /** Changes the background materialiser takes up per step before it lets reads and writes in (2,048). */
 export const MATERIALISE_STEP_CHANGES = 2_048
 

@@ -12,7 +12,7 @@ import { silentLogger, type Logger } from '../util/logger.js'
 import { feedEntries } from './changefeed.js'
 import { MindooDoc, type DocData } from './doc.js'
 import { dataOf, DocCache, loadAm, type DocState } from './doc-state.js'
-import { Materialiser, type MaterialiseStats } from './materialiser.js'
+import { Materialiser, type MaterialiseQueueLimits, type MaterialiseStats } from './materialiser.js'
 import { Trust } from './trust.js'
 import type {
   DocumentsChangedListener, KV, MaterialiseResult, ProcessChangesCursor, TenantContext, TenantPublicInfo
@@ -21,7 +21,7 @@ import type {
 export type {
   DocumentsChangedListener, KV, MaterialiseResult, ProcessChangesCursor, TenantContext, TenantPublicInfo
 } from './types.js'
-export type { MaterialiseStats } from './materialiser.js'
+export type { MaterialiseQueueLimits, MaterialiseStats } from './materialiser.js'
 
 export interface CreateDocumentOptions {
   /** Key that encrypts the document's changes. Default: the database's default key. */
@@ -47,6 +47,8 @@ export interface MindooDBComponents {
 export interface MindooDBInit {
   name: string
   defaultKeyId?: string
+  /** Bounds of the materialiser's in-memory queue. Default: MATERIALISE_QUEUE_MAX, MATERIALISE_QUEUE_MAX_BYTES. */
+  materialiseQueue?: MaterialiseQueueLimits
 }
 
 const EMPTY = new Uint8Array(0)
@@ -99,7 +101,7 @@ export class MindooDB {
     this.#defaultKeyId = init.defaultKeyId ?? components.tenant.localKeyId
     this.#trust = new Trust(init.name, components.state, { publicKey: components.tenant.signer.publicKey, tenantId: components.tenant.tenantId })
     this.#cache = new DocCache({ state: components.state, keyring: components.tenant.keyring, sealKeyId: components.tenant.localKeyId })
-    this.#mat = new Materialiser({ store: components.store, state: components.state, tenant: components.tenant, cache: this.#cache, logger: this.#log })
+    this.#mat = new Materialiser({ store: components.store, state: components.state, tenant: components.tenant, cache: this.#cache, logger: this.#log }, { queue: init.materialiseQueue })
   }
 
   /**

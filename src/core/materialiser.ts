@@ -11,7 +11,7 @@
  * costs a snapshot load or save of its own (snapshots are saved by the snapshot-cache rule of doc-state.ts).
  *
  * A read of one document does not wait for the whole backlog: while the backlog's changes are all held in
- * memory (`MATERIALISE_QUEUE_MAX`), `materialiseDoc` takes up that document's queued changes at once, ahead of
+ * memory (`MATERIALISE_QUEUE_MAX` changes, `MATERIALISE_QUEUE_MAX_BYTES`), `materialiseDoc` takes up that document's queued changes at once, ahead of
  * the others (they are "taken ahead": the walker skips them when it gets there).
  *
  * Invariants (cited where they are enforced):
@@ -29,7 +29,9 @@ import type * as Automerge from '@automerge/automerge'
 import {
   ClosedError, DecryptionError, KeyMismatchError, MalformedChangeError
 } from '../errors.js'
-import { MATERIALISE_CACHE_DOCS, MATERIALISE_QUEUE_MAX, MATERIALISE_STEP_CHANGES } from '../limits.js'
+import {
+  MATERIALISE_CACHE_DOCS, MATERIALISE_QUEUE_MAX, MATERIALISE_QUEUE_MAX_BYTES, MATERIALISE_STEP_CHANGES
+} from '../limits.js'
 import { isCreation, payloadAad, type ChangeHash, type DocId, type StoreChange } from '../store/change.js'
 import type { AbortOptions, AppendEvent, AppendOnlyStore } from '../store/types.js'
 import type { Logger } from '../util/logger.js'
@@ -78,6 +80,18 @@ class Batch {
   appliedCount = 0
 }
 
+/** Bounds of the in-memory queue of received changes; beyond either, the backlog is read from the store. */
+export interface MaterialiseQueueLimits {
+  /** Changes. Default MATERIALISE_QUEUE_MAX. */
+  changes?: number
+  /** Payload bytes. Default MATERIALISE_QUEUE_MAX_BYTES. */
+  bytes?: number
+}
+
+export interface MaterialiserInit {
+  queue?: MaterialiseQueueLimits
+}
+
 export interface MaterialiserComponents {
   store: AppendOnlyStore
   state: KV
@@ -114,6 +128,10 @@ export class Materialiser {
   readonly #queue = new Map<number, StoreChange>()
   /** Seqs of `#queue` by document, in arrival order. */
   readonly #byDoc = new Map<DocId, number[]>()
+  readonly #queueMax: number
+  readonly #queueMaxBytes: number
+  /** Payload bytes in `#queue`. */
+  #queueBytes = 0
   /** True when `#queue` holds every backlog change that was not taken ahead. */
   #queueWhole = false
   /** Backlog seqs taken ahead by `materialiseDoc` (already applied and written): the walker skips them. */
@@ -123,7 +141,9 @@ export class Materialiser {
   #closed = false
   readonly #stats = { applied: 0, snapshots: 0, offloaded: 0 }
 
-  constructor (components: MaterialiserComponents) {
+  constructor (components: MaterialiserComponents, init: MaterialiserInit = {}) {
+    this.#queueMax = init.queue?.changes ?? MATERIALISE_QUEUE_MAX
+    this.#queueMaxBytes = init.queue?.bytes ?? MATERIALISE_QUEUE_MAX_BYTES
     this.#store = components.store
     this.#state = components.state
     this.#tenant = components.tenant
@@ -138,10 +158,11 @@ export class Materialiser {
     this.#waitersOnDisk = await this.#hasWaiters()
     this.#offAppend = this.#store.onAppend((event) => { this.#enqueue(event) })
     const last = this.#store.getLastSeq()
-    if (last - this.#meta.appliedSeq <= MATERIALISE_QUEUE_MAX) {
+    if (last - this.#meta.appliedSeq <= this.#queueMax) {
       const backlog: StoreChange[] = []
+      let bytes = 0
       for await (const { seq, change } of this.#store.iterateSince(this.#meta.appliedSeq)) {
-        if (seq > last) break
+        if (seq > last || (bytes += change.payload.length) > this.#queueMaxBytes) break
         backlog.push(change)
       }
       if (this.#store.getLastSeq() === last && backlog.length === last - this.#meta.appliedSeq) {
@@ -154,8 +175,7 @@ export class Materialiser {
   close (): void {
     this.#closed = true
     this.#offAppend?.()
-    this.#queue.clear()
-    this.#byDoc.clear()
+    this.#dropQueue()
     this.#listeners.clear()
   }
 
@@ -276,6 +296,7 @@ export class Materialiser {
       for (const seq of seqs) {
         const change = this.#queue.get(seq) as StoreChange
         this.#queue.delete(seq)
+        this.#queueBytes -= change.payload.length
         this.#taken.add(seq)
         await this.#applyWithWaiters(batch, change, local)
       }
@@ -317,7 +338,9 @@ export class Materialiser {
 
   #enqueue ({ changes }: AppendEvent): void {
     if (!this.#queueWhole) return
-    if (this.#queue.size + changes.length > MATERIALISE_QUEUE_MAX) {
+    let bytes = 0
+    for (const { change } of changes) bytes += change.payload.length
+    if (this.#queue.size + changes.length > this.#queueMax || this.#queueBytes + bytes > this.#queueMaxBytes) {
       this.#dropQueue()
       return
     }
@@ -326,6 +349,7 @@ export class Materialiser {
 
   #put (seq: number, change: StoreChange): void {
     this.#queue.set(seq, change)
+    this.#queueBytes += change.payload.length
     const seqs = this.#byDoc.get(change.docId)
     if (seqs === undefined) this.#byDoc.set(change.docId, [seq])
     else seqs.push(seq)
@@ -335,6 +359,7 @@ export class Materialiser {
     const change = this.#queue.get(seq)
     if (change === undefined) return undefined
     this.#queue.delete(seq)
+    this.#queueBytes -= change.payload.length
     const seqs = this.#byDoc.get(change.docId)
     if (seqs !== undefined) {
       const at = seqs.indexOf(seq)
@@ -346,6 +371,7 @@ export class Materialiser {
 
   #dropQueue (): void {
     this.#queueWhole = false
+    this.#queueBytes = 0
     this.#queue.clear()
     this.#byDoc.clear()
   }

@@ -230,6 +230,32 @@ describe('core: materialiser', () => {
     expect((await dbB.getDocument(ids[7])).getData().i).to.equal(7)
   })
 
+  it('should fall back to the store when the queue overflows, and hold the backlog in memory again once caught up', async () => {
+    const ids = await makeDocs(40)
+    const changes = await allChanges(dbA)
+    const big = await dbA.createDocument()
+    await dbA.changeDoc(big, (d) => { d.getData().body = 'y'.repeat(10_000) })
+    const bigChanges = await dbA.getStore().getChanges(await dbA.getStore().getAllChangeHashesForDoc(big.getId()))
+    // a receiver whose queue holds 12 changes or 8 KB: 70 received changes overflow it
+    await factory.close()
+    factory = await createTenantFactory({ dataDir, keyWrapping: TEST_KDF, materialiseQueue: { changes: 12, bytes: 8192 } })
+    dbB = await (await factory.openTenant('org-b')).openDB('dst')
+    await dbB.receiveChanges(changes.slice(0, 70))
+    // without the queue a read of one document waits for the whole backlog
+    expect((await dbB.getDocument(ids[3])).getData().i).to.equal(3)
+    expect(dbB.getMaterialiseBacklog()).to.equal(0)
+    // caught up, the queue follows appends again: a read takes up only its own document's changes
+    await dbB.receiveChanges(changes.slice(70))
+    expect(dbB.getMaterialiseBacklog()).to.equal(10)
+    expect((await dbB.getDocument(ids[39])).getData().i).to.equal(39)
+    expect(dbB.getMaterialiseBacklog()).to.equal(8)
+    // over the byte bound it overflows too, and everything still arrives
+    await dbB.receiveChanges(bigChanges)
+    expect((await dbB.getDocument(big.getId())).getData().body).to.have.length(10_000)
+    expect(dbB.getMaterialiseBacklog()).to.equal(0)
+    expect(new Set(await feedIds(dbB))).to.deep.equal(new Set([...ids, big.getId()]))
+  })
+
   describe('content built on the worker threads', () => {
     afterEach(() => { setMaterialiseWorkers(availableParallelism()) })
 
