@@ -171,3 +171,9 @@ export const MATERIALISE_SNAPSHOT_AFTER_BYTES = 256 * 1024
 
 /** Worker threads of the materialiser (4, and never more than the machine's cores): Automerge work off the main thread. */
 export const MATERIALISE_WORKERS_MAX = 4
+
+/**
+ * Documents each materialise worker keeps built (256), least recently used out first: a document that gets a few
+ * changes at a time is then not loaded again on every batch.
+ */
+export const MATERIALISE_WORKER_CACHE_DOCS = 256

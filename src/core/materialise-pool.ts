@@ -10,10 +10,20 @@ import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { MATERIALISE_WORKERS_MAX } from '../limits.js'
 
-/** One document's job: its snapshot and tail, and whether to save a new snapshot. */
+/**
+ * One document's job: its snapshot and tail, and whether to save a new snapshot. A document always goes to the
+ * same worker, which keeps the documents it built last (`MATERIALISE_WORKER_CACHE_DOCS`): when it holds the
+ * document at `base` (its heads before this batch), it applies only `tail[from...]` instead of loading it all.
+ */
 export interface MaterialiseJob {
+  docId: string
+  /** The document's heads before the batch ('' for a new document), and after it. */
+  base: string
+  head: string
   snapshot: Uint8Array
   tail: Uint8Array[]
+  /** Index of the batch's first change in `tail`. */
+  from: number
   save: boolean
 }
 
@@ -86,16 +96,25 @@ class MaterialisePool {
   async run (jobs: MaterialiseJob[]): Promise<Array<MaterialiseOutcome | undefined>> {
     const out: Array<MaterialiseOutcome | undefined> = new Array(jobs.length).fill(undefined)
     if (!this.usable || jobs.length === 0) return out
-    const parts = Math.min(this.size, jobs.length)
-    const share = Math.ceil(jobs.length / parts)
-    await Promise.all(Array.from({ length: parts }, async (_, i) => {
+    // each document to its own worker, so that worker's cache of built documents serves it again
+    const parts: number[][] = Array.from({ length: this.size }, () => [])
+    jobs.forEach((job, k) => { parts[workerOf(job.docId, this.size)].push(k) })
+    await Promise.all(parts.map(async (part, i) => {
+      if (part.length === 0) return
       const w = this.#worker(i)
       if (w === undefined) return
-      const results = await this.#remote(i, w, jobs.slice(i * share, (i + 1) * share))
-      results?.forEach((r, k) => { out[i * share + k] = r })
+      const results = await this.#remote(i, w, part.map((k) => jobs[k]))
+      results?.forEach((r, n) => { out[part[n]] = r })
     }))
     return out
   }
+}
+
+/** The worker a document goes to: a hash of its (random) id. */
+function workerOf (docId: string, size: number): number {
+  let h = 0
+  for (let i = docId.length - 8; i < docId.length; i++) h = (h * 31 + docId.charCodeAt(Math.max(0, i))) >>> 0
+  return h % size
 }
 
 let pool: MaterialisePool | undefined

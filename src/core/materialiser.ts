@@ -72,6 +72,8 @@ class Batch {
   readonly dirty = new Map<DocId, DocState>()
   /** Plaintexts applied in this batch to documents whose Automerge document is loaded: applied in one call each. */
   readonly fresh = new Map<DocId, Uint8Array[]>()
+  /** Each dirty document as it was before the batch: its heads, and where the batch's changes start in its tail. */
+  readonly base = new Map<DocId, { heads: string, from: number }>()
   /** Changes applied in this batch, with their document and time (for the documents-changed event). */
   readonly applied = new Map<ChangeHash, { docId: DocId, time: number }>()
   readonly rejected: Array<{ hash: ChangeHash, code: string }> = []
@@ -456,7 +458,11 @@ export class Materialiser {
     }
     if (missing.length > 0) return false
     // copy on write: readers outside the mutex keep seeing the cached state until the batch is written
-    const existing = batch.dirty.get(change.docId) ?? copyState(await this.#cache.load(change.docId))
+    let existing = batch.dirty.get(change.docId)
+    if (existing === undefined) {
+      existing = copyState(await this.#cache.load(change.docId))
+      batch.base.set(change.docId, { heads: existing?.meta.heads.join() ?? '', from: existing?.tail.length ?? 0 })
+    }
     // invariant 4: the verifier checked the key against the id and the creator of a creation; this keeps the
     // state whole also for changes stored before those checks, or by a store without the verifier
     if (existing === undefined && !isCreation(change)) {
@@ -526,7 +532,12 @@ export class Materialiser {
       }
     }
     if (offload.length === 0) return
-    const outcomes = await pool.run(offload.map(({ state }) => ({ snapshot: state.snapshot, tail: state.tail, save: snapshotDue(state) })))
+    const outcomes = await pool.run(offload.map(({ docId, state }) => {
+      const base = batch.base.get(docId) ?? { heads: '', from: 0 }
+      return {
+        docId, base: base.heads, head: state.meta.heads.join(), snapshot: state.snapshot, tail: state.tail, from: base.from, save: snapshotDue(state)
+      }
+    }))
     outcomes.forEach((outcome, i) => {
       const { docId, state } = offload[i]
       if (outcome === undefined) {

@@ -306,6 +306,37 @@ describe('core: materialiser', () => {
       expect(changed.getData().count.value).to.equal(6)
     })
 
+    it('should build a document a few changes at a time on its worker, and never from a copy that missed a change', async () => {
+      const doc = await dbA.createDocument()
+      const sent = new Set<string>()
+      const sendNew = async (): Promise<void> => {
+        const fresh = (await allChanges(dbA)).filter((c) => !sent.has(c.hash))
+        for (const c of fresh) sent.add(c.hash)
+        await dbB.receiveChanges(fresh)
+        await dbB.whenMaterialised()
+      }
+      for (let i = 0; i < 4; i++) {
+        await dbA.changeDoc(doc, (d) => { d.getData()[`a${i}`] = i })
+        await sendNew()
+        expect(json((await dbB.getDocument(doc.getId())).getData())).to.deep.equal(json((await dbA.getDocument(doc.getId())).getData()))
+      }
+      expect(dbB.getMaterialiseStats().offloaded).to.be.at.least(4)
+      // B writes locally (on the main thread: its worker's copy no longer has every change), then restarts, so the
+      // next received changes are built on the worker again
+      await dbB.changeDoc(doc.getId(), (d) => { d.getData().fromB = true })
+      await factory.close()
+      factory = await createTenantFactory({ dataDir, keyWrapping: TEST_KDF })
+      dbA = await (await factory.openTenant('org-a')).openDB('src')
+      dbB = await (await factory.openTenant('org-b')).openDB('dst')
+      await dbA.changeDoc(doc.getId(), (d) => { d.getData().late = 'from A' })
+      await sendNew()
+      const b = (await dbB.getDocument(doc.getId())).getData()
+      expect(b.fromB).to.equal(true)
+      expect(b.late).to.equal('from A')
+      expect(b.a3).to.equal(3)
+      expect(dbB.getMaterialiseStats().offloaded).to.equal(1)
+    })
+
     it('should materialise the same without workers, loading documents when read', async () => {
       setMaterialiseWorkers(0)
       const id = await richDoc()
