@@ -136,6 +136,8 @@ export class Materialiser {
   #queueBytes = 0
   /** True when `#queue` holds every backlog change that was not taken ahead. */
   #queueWhole = false
+  /** Documents whose changes left the queue for the batch being built, not yet written: a read must wait for it. */
+  readonly #inStep = new Set<DocId>()
   /** Backlog seqs taken ahead by `materialiseDoc` (already applied and written): the walker skips them. */
   readonly #taken = new Set<number>()
   #background: Promise<void> | undefined
@@ -192,8 +194,8 @@ export class Materialiser {
 
   /** True when a read of this document must first take up stored changes (its own, or the whole backlog). */
   pendingFor (docId: DocId): boolean {
-    if (this.backlog() === 0) return false
-    return !this.#queueWhole || this.#byDoc.has(docId)
+    if (this.backlog() === 0 && this.#inStep.size === 0) return false
+    return !this.#queueWhole || this.#byDoc.has(docId) || this.#inStep.has(docId)
   }
 
   stats (): MaterialiseStats {
@@ -256,6 +258,7 @@ export class Materialiser {
         }
         const queued = this.#queueWhole ? this.#dequeue(seq + 1) : undefined
         if (queued !== undefined) {
+          this.#inStep.add(queued.docId)
           await step(seq + 1, queued)
           continue
         }
@@ -293,6 +296,7 @@ export class Materialiser {
     const seqs = this.#byDoc.get(docId)
     if (seqs === undefined) return
     this.#byDoc.delete(docId)
+    this.#inStep.add(docId)
     const batch = new Batch()
     try {
       for (const seq of seqs) {
@@ -380,6 +384,7 @@ export class Materialiser {
 
   /** After a failed step: states and the queue may hold work that was not written; the disk is the truth. */
   #forget (): void {
+    this.#inStep.clear()
     this.#cache.clear()
     this.#dropQueue()
   }
@@ -563,7 +568,10 @@ export class Materialiser {
    * the batch with the new progress atomically (invariants 2 and 5); then updates the cache and notifies.
    */
   async #flush (batch: Batch, appliedSeq: number): Promise<Batch> {
-    if (batch.ops.length === 0 && appliedSeq === this.#meta.appliedSeq) return batch
+    if (batch.ops.length === 0 && appliedSeq === this.#meta.appliedSeq) {
+      this.#inStep.clear()
+      return batch
+    }
     await this.#build(batch)
     let feedSeq = this.#meta.feedSeq
     const ops = batch.ops
@@ -577,9 +585,11 @@ export class Materialiser {
     ops.push({ type: 'put', key: 'meta', value: enc.encode(JSON.stringify(meta)) })
     await this.#state.batch(ops)
     this.#meta = meta
+    // the batch's documents go into the cache before anything else runs: reads need not wait any more
+    this.#inStep.clear()
+    for (const [docId, state] of batch.dirty) this.#cache.set(docId, state)
     this.#stats.applied += batch.appliedCount
     if (this.#waitersOnDisk) this.#waitersOnDisk = await this.#hasWaiters()
-    for (const [docId, state] of batch.dirty) this.#cache.set(docId, state)
     if (batch.dirty.size > 0) {
       const docIds = [...batch.dirty.keys()]
       const applied = [...batch.applied].map(([hash, { docId, time }]) => ({ hash, docId, time }))

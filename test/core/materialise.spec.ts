@@ -168,6 +168,15 @@ describe('core: materialiser', () => {
     expect(feed).to.have.length(ids.length)
   })
 
+  it('should never miss a document while the background is applying its changes', async () => {
+    const ids = await makeDocs(100)
+    await dbB.receiveChanges(await allChanges(dbA))
+    // let the background take the backlog off the queue and start building it
+    for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve))
+    const docs = await Promise.all(ids.map(async (id) => await dbB.getDocument(id)))
+    expect(docs.map((d) => d.getData().i)).to.deep.equal(ids.map((_, i) => i))
+  })
+
   it('should let a local write to a document with queued changes build on them', async () => {
     const [id] = await makeDocs(1)
     await dbB.receiveChanges(await allChanges(dbA))
