@@ -38,6 +38,8 @@ export interface RpcContext {
   emit: (type: EventType, data: Record<string, unknown>) => void
   /** Writes a backup file (see Daemon.backup). */
   backup: (path: string) => Promise<BackupResult>
+  /** Per database of a share, changes stored but not yet materialised (see Daemon.materialiseBacklog). */
+  materialiseBacklog: () => Array<{ database: string, backlog: number }>
   /** What a share (a config, or an existing share's id) would serve (see Daemon.previewShare). */
   previewShare: (share: ShareConfig | undefined, options: { id?: string, sample?: number }) => Promise<unknown>
 }
@@ -461,10 +463,13 @@ export const METHODS: Record<string, RpcMethod> = {
     }
   },
   'sync.status': {
-    summary: 'Per share: partners, last round, errors, changes and bytes in and out, rejections.',
+    summary: 'Per share: partners, last round, errors, changes and bytes in and out, rejections, and its database\'s materialisation backlog (changes stored but not yet readable).',
     params: obj({ share: id }),
-    result: obj({ shares: { type: 'array' } }),
-    handler: async (p: { share?: string }, ctx) => ({ shares: ctx.node.status(p.share) })
+    result: obj({ shares: { type: 'array', items: { type: 'object', properties: { materialiseBacklog: { type: 'integer', description: 'changes of the share\'s database stored but not yet materialised' } } } } }),
+    handler: async (p: { share?: string }, ctx) => {
+      const backlog = new Map(ctx.materialiseBacklog().map((b) => [b.database, b.backlog]))
+      return { shares: ctx.node.status(p.share).map((s) => ({ ...s, materialiseBacklog: backlog.get(s.database) ?? 0 })) }
+    }
   }
 }
 
