@@ -486,7 +486,8 @@ export class Daemon {
   /**
    * Writes a backup of this node to `path` (absolute; the daemon writes it, as its own user, mode 0600): one
    * LevelDB snapshot of the tenant's databases, and at that same point (no share, key or revocation change in
-   * between) the key file as at rest, the node identity, the RPC shares, the revocation list and the config file.
+   * between) the key file as at rest, the node identity, the RPC shares, the revocation list, the config file and
+   * the audit trail as it is between two appends (its chain verifies; a record written after is not in it).
    * See backup.ts for the format. Written atomically: a crash leaves the previous file at `path`.
    */
   async backup (path: string): Promise<BackupResult> {
@@ -495,11 +496,14 @@ export class Daemon {
     if (tenant === undefined) throw new NotStartedError('daemon is not started')
     const config = this.#config
     const tenantId = tenant.getTenantId()
+    const audit = this.#audit
+    if (audit === undefined) throw new NotStartedError('daemon is not started')
     const snapshot = await this.#admin.run(async () =>
-      await tenant.openSnapshot(async () => await captureFiles(config.dataDir, tenantId, config.file)))
+      await tenant.openSnapshot(async () => await captureFiles(config.dataDir, tenantId, config.file, await audit.capture())))
     try {
       const result = await writeBackup(path, { createdAt: Date.now(), tenantId, peerId: node.peerId, dataDir: config.dataDir, configFile: config.file }, snapshot)
       this.#log.info({ path, bytes: result.bytes, entries: result.entries, sha256: result.sha256 }, 'backup written')
+      this.emit('backup.created', { path, bytes: result.bytes, sha256: result.sha256, entries: result.entries, files: result.files.length })
       return result
     } finally {
       await snapshot.close()

@@ -363,7 +363,7 @@ export const METHODS: Record<string, RpcMethod> = {
     }
   },
   'backup.create': {
-    summary: 'Writes a backup of this node to an absolute path the daemon can write (mode 0600, atomically: temp file, fsync, rename): one consistent snapshot of the store and database state, the tenant key file as at rest, the node identity, the shares, the revocation list and the config. Restore it with `mindoodb restore` while no daemon runs.',
+    summary: 'Writes a backup of this node to an absolute path the daemon can write (mode 0600, atomically: temp file, fsync, rename): one consistent snapshot of the store and database state, the tenant key file as at rest, the node identity, the shares, the revocation list, the config and the audit trail (as it is between two of its records: its chain verifies). Restore it with `mindoodb restore` while no daemon runs.',
     params: obj({ path: { type: 'string', minLength: 2, maxLength: 4096, pattern: '^/' } }, ['path']),
     result: obj({
       path: { type: 'string' },
