@@ -4,7 +4,7 @@
  * (`rpc.discover`). Handlers are thin: they validate, call the library or the node, and shape the result.
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
-import type { MindooDoc, MindooTenant, ProcessChangesCursor } from '../core/index.js'
+import { isDocString, spliceText, toScalarStrings, type MindooDoc, type MindooTenant, type ProcessChangesCursor } from '../core/index.js'
 import { InvalidArgumentError, InvalidParamsError, KeyExistsError } from '../errors.js'
 import { diagnose, type MindooNode } from '../p2p/index.js'
 import { readAudit, verifyAudit } from './audit.js'
@@ -87,17 +87,22 @@ function redact (share: ShareConfig, ctx: RpcContext): Record<string, unknown> {
   return { ...rest, origin: ctx.configShareIds().has(share.id) ? 'config' : 'rpc' }
 }
 
-/** Applies a JSON merge patch (RFC 7396) to an Automerge proxy: null deletes, objects merge, the rest replaces. */
+/**
+ * Applies a JSON merge patch (RFC 7396) to an Automerge proxy: null deletes, objects merge, the rest replaces.
+ * Strings (in arrays too) are written as scalar strings (Automerge ImmutableString): a patch replaces a string
+ * whole, and concurrent patches of one field resolve to one of them. Collaborative text is edited with
+ * `doc.text.splice`; a patch that sets such a field replaces it with a scalar string.
+ */
 export function applyMergePatch (target: Record<string, unknown>, patch: Record<string, unknown>): void {
   for (const [key, value] of Object.entries(patch)) {
     if (value === null) {
       delete target[key]
     } else if (typeof value === 'object' && !Array.isArray(value)) {
       const current = target[key]
-      if (current === null || typeof current !== 'object' || Array.isArray(current)) target[key] = {}
+      if (current === null || typeof current !== 'object' || Array.isArray(current) || isDocString(current)) target[key] = {}
       applyMergePatch(target[key] as Record<string, unknown>, value as Record<string, unknown>)
     } else {
-      target[key] = value
+      target[key] = toScalarStrings(value)
     }
   }
 }
@@ -178,6 +183,22 @@ export const METHODS: Record<string, RpcMethod> = {
     handler: async (p: { database: string, docId: string, patch: Record<string, unknown> }, ctx) => {
       const db = await ctx.tenant.openDB(p.database)
       return view(await db.changeDoc(p.docId, (d) => { applyMergePatch(d.getData(), p.patch) }))
+    }
+  },
+  'doc.text.splice': {
+    summary: 'Edits a collaborative text field (Automerge text: concurrent edits merge character by character): deletes deleteCount UTF-16 code units at index, then inserts insert there. path names the field by keys and list indexes, e.g. ["notes"] or ["items", 0, "text"]. A missing field of an object is created as text (index and deleteCount 0). A path to anything but collaborative text (a string written by doc.create or doc.change is a scalar string) is NOT_TEXT; an index or count outside the text, or one that splits a character, is INVALID_ARGUMENT.',
+    params: obj({
+      database,
+      docId,
+      path: { type: 'array', minItems: 1, maxItems: 32, items: { oneOf: [{ type: 'string', minLength: 1, maxLength: 256 }, { type: 'integer', minimum: 0 }] } },
+      index: { type: 'integer', minimum: 0 },
+      deleteCount: { type: 'integer', minimum: 0 },
+      insert: { type: 'string' }
+    }, ['database', 'docId', 'path', 'index']),
+    result: docView,
+    handler: async (p: { database: string, docId: string, path: Array<string | number>, index: number, deleteCount?: number, insert?: string }, ctx) => {
+      const db = await ctx.tenant.openDB(p.database)
+      return view(await db.changeDoc(p.docId, (d) => { spliceText(d.getData(), p.path, p.index, p.deleteCount ?? 0, p.insert ?? '') }))
     }
   },
   'doc.get': {
