@@ -113,6 +113,14 @@ export class InvalidArgumentError extends MindooError {
   static override readonly code: string = 'INVALID_ARGUMENT'
 }
 
+/**
+ * A text edit (`spliceText`, RPC `doc.text.splice`) names a path that is not collaborative text: a scalar string
+ * (as the RPC writes strings), a number, an object, a list, or a path through a missing field.
+ */
+export class NotTextError extends InvalidArgumentError {
+  static override readonly code: string = 'NOT_TEXT'
+}
+
 /** The store, database or tenant was used after close(). */
 export class ClosedError extends MindooError {
   static override readonly code: string = 'CLOSED'
@@ -399,7 +407,7 @@ export const ERROR_CODES: Readonly<Record<string, ErrorClass>> = errorTable([
   ConfigError, InvalidParamsError, NotStartedError, PartnerNotFoundError, RpcError, RpcUnavailableError, UsageError,
   RoundsFailedError, StoreCorruptError, BackupCorruptError, BackupVersionError, RestoreTargetNotEmptyError,
   NodeStoppingError, TimeoutError, TooManySessionsError, SessionRefusedError, PeerNotDialledError, StreamError,
-  InternalError, EventsCursorStaleError, AuditTamperedError, AuditTornError, DialFailedError
+  InternalError, EventsCursorStaleError, AuditTamperedError, AuditTornError, DialFailedError, NotTextError
 ])
 
 /** Throws AbortError if the signal is aborted. */
