@@ -89,7 +89,17 @@ export interface MindooDBInit {
  * Listener for documents whose materialised state changed: `docIds`, and `applied`, the changes applied to them
  * in that batch (their documents are materialised with them when the listener runs).
  */
-export type DocumentsChangedListener = (event: { docIds: DocId[], applied: Array<{ hash: ChangeHash, docId: DocId, time: number }> }) => void
+export type DocumentsChangedListener = (event: DocumentsChangedEvent) => void
+
+export interface DocumentsChangedEvent {
+  docIds: DocId[]
+  applied: Array<{ hash: ChangeHash, docId: DocId, time: number }>
+  /**
+   * The changefeed position once this batch was written: every document changed at or before it has had its
+   * event. An index of the documents that records it resumes from there (`iterateChangesSince({ seq })`).
+   */
+  feedSeq?: number
+}
 
 const CHUNK = 256
 const FLUSH_OPS = 4000
@@ -707,7 +717,7 @@ export class MindooDB {
       const applied = [...batch.applied].map(([hash, { docId, time }]) => ({ hash, docId, time }))
       for (const listener of this.#listeners) {
         try {
-          listener({ docIds, applied })
+          listener({ docIds, applied, feedSeq })
         } catch (err) {
           this.#log.error({ err: String(err) }, 'documents-changed listener failed')
         }

@@ -18,7 +18,7 @@ export { MindooTenant, TENANT_KEY_PREFIX } from './tenant.js'
 export type { TenantSnapshot } from './tenant.js'
 export { MindooDB } from './db.js'
 export type {
-  CreateDocumentOptions, DocumentsChangedListener, MaterialiseResult, OpenDBOptions, ProcessChangesCursor,
+  CreateDocumentOptions, DocumentsChangedEvent, DocumentsChangedListener, MaterialiseResult, OpenDBOptions, ProcessChangesCursor,
   TenantPublicInfo
 } from './db.js'
 export { MindooDoc } from './doc.js'

@@ -135,6 +135,19 @@ export class MindooTenant {
     return db
   }
 
+  /**
+   * A key-value space beside database `database` for an index derived from it that can always be rebuilt (a
+   * share's served-set index): `name` (any string) tells the indexes of one database apart. It lives in the
+   * tenant's LevelDB, so backups and snapshots hold it consistent with the database.
+   */
+  openIndexState (database: string, name: string): KV {
+    const level = this.#checkOpen()
+    if (typeof database !== 'string' || !DB_NAME.test(database)) throw new InvalidArgumentError('invalid database name')
+    if (typeof name !== 'string' || name === '') throw new InvalidArgumentError('index name must be a non-empty string')
+    // sublevel names are limited to a few printable bytes: hex holds any name
+    return level.sublevel<string, Uint8Array>(['db', database, 'index', Buffer.from(name).toString('hex')], { valueEncoding: 'view' }) as unknown as KV
+  }
+
   /** Names of the databases this tenant has opened at least once. */
   async listDatabases (): Promise<string[]> {
     const level = this.#checkOpen()

@@ -24,7 +24,7 @@ import { createInitiator, createReconcileSet, createResponder, type ReconcileSet
 import { Refusals } from '../sync/refusals.js'
 import { ServedSet } from '../sync/served-set.js'
 import { runSession, ShareDisabledError, WantClaims, type SessionResult, type SessionStats } from '../sync/session.js'
-import { participantKeysOf, policyOf, topicDhtKeyOf, topicIdOf, validateShare, type ShareConfig, type ShareUpdate } from '../sync/share.js'
+import { filterIdentity, participantKeysOf, policyOf, topicDhtKeyOf, topicIdOf, validateShare, type ShareConfig, type ShareUpdate } from '../sync/share.js'
 import { createWritePolicy } from '../sync/write-policy.js'
 import { silentLogger, type Logger } from '../util/logger.js'
 import { streamChannel } from './channel.js'
@@ -605,8 +605,11 @@ export class MindooNode {
     const tenant = this.#init.tenant
     const db = await tenant.openDB(config.database)
     for (const p of [...config.partners, ...config.participants ?? []]) await db.trustPartner(p.tenant)
-    const served = new ServedSet({ db, index: createReconcileSet(), logger: this.#log.child({ share: config.id }) }, {
+    const served = new ServedSet({
+      db, index: createReconcileSet(), state: tenant.openIndexState(config.database, config.id), logger: this.#log.child({ share: config.id })
+    }, {
       policy: policyOf(config.filter),
+      identity: filterIdentity(config.filter),
       direction: config.direction,
       ownAuthor: tenant.getPublicInfo().signingPublicKey
     })
