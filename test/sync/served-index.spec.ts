@@ -6,73 +6,18 @@
  */
 import { expect } from 'chai'
 import { Level } from 'level'
+import { spawn } from 'node:child_process'
 import { join } from 'node:path'
-import type { MindooDB, MindooTenant, TenantFactory } from '../../src/index.js'
+import { fileURLToPath } from 'node:url'
+import type { MindooDB } from '../../src/index.js'
 import { createReconcileSet } from '../../src/sync/reconcile/index.js'
 import { ServedSet } from '../../src/sync/served-set.js'
-import { filterIdentity, policyOf, type ShareDirection, type ShareFilter } from '../../src/sync/share.js'
 import { LevelStore } from '../../src/store/level-store.js'
 import { createAuthor, makeChanges } from '../utils/changes.js'
 import { prng } from '../utils/prng.js'
-import { removeDir, tempDir, testFactory } from '../utils/tmp.js'
-
-interface SetSpec {
-  name: string
-  filter: ShareFilter
-  direction: ShareDirection
-}
-
-const SPECS: SetSpec[] = [
-  { name: 'all', filter: { kind: 'all' }, direction: 'both' },
-  { name: 'all-receive', filter: { kind: 'all' }, direction: 'receive' },
-  { name: 'keys', filter: { kind: 'keys', keyIds: ['k1'] }, direction: 'both' },
-  { name: 'selector', filter: { kind: 'selector', selector: { type: 'a' } }, direction: 'both' },
-  { name: 'type-receive', filter: { kind: 'type', types: ['b'] }, direction: 'receive' }
-]
-
-interface Org {
-  factory: TenantFactory
-  tenant: MindooTenant
-  partner: MindooTenant
-  db: MindooDB
-  outbox: MindooDB
-}
-
-async function openOrg (dataDir: string, create: boolean): Promise<Org> {
-  const { factory } = await testFactory({ dataDir })
-  let tenant: MindooTenant
-  let partner: MindooTenant
-  if (create) {
-    tenant = await factory.createTenant({ tenantId: 'org-a', tenantEncryptionKeyPassword: 'a' })
-    partner = await factory.createTenant({ tenantId: 'org-b', tenantEncryptionKeyPassword: 'b' })
-    for (const keyId of ['k1', 'k2']) {
-      const blob = await factory.createSymmetricEncryptedPrivateKey(`${keyId}-pw`)
-      await tenant.importNamedKey(keyId, blob, `${keyId}-pw`)
-      await partner.importNamedKey(keyId, blob, `${keyId}-pw`)
-    }
-  } else {
-    tenant = await factory.openTenant('org-a')
-    partner = await factory.openTenant('org-b')
-  }
-  const db = await tenant.openDB('orders', { defaultKeyId: 'k1' })
-  await db.trustPartner(partner.getPublicInfo())
-  const outbox = await partner.openDB('outbox', { defaultKeyId: 'k1' })
-  return { factory, tenant, partner, db, outbox }
-}
-
-function makeSet (org: Org, spec: SetSpec, persisted: boolean, checkpointEvery?: number): ServedSet {
-  return new ServedSet({
-    db: org.db, index: createReconcileSet(), state: persisted ? org.tenant.openIndexState('orders', spec.name) : undefined
-  }, {
-    policy: policyOf(spec.filter),
-    identity: filterIdentity(spec.filter),
-    direction: spec.direction,
-    ownAuthor: org.tenant.getPublicInfo().signingPublicKey,
-    checkpointEvery
-  })
-}
-
-const itemsOf = (set: ServedSet): string[] => [...set.index.items()].map((i) => `${i.timestamp}:${i.id}`)
+import { CRASH_CHECKPOINT_EVERY } from '../utils/index-writer.js'
+import { itemsOf, makeSet, openOrg, randomWrite, SPECS, type Org, type SetSpec } from '../utils/served-org.js'
+import { removeDir, tempDir } from '../utils/tmp.js'
 
 /** Expects `set` to equal what a full rebuild gives, items and documents served. */
 async function expectSameAsRebuild (org: Org, spec: SetSpec, set: ServedSet, context: string): Promise<void> {
@@ -83,37 +28,6 @@ async function expectSameAsRebuild (org: Org, spec: SetSpec, set: ServedSet, con
     expect(set.servesDoc(docId), `${context}: ${spec.name} serves ${docId}`).to.equal(rebuilt.servesDoc(docId))
   }
   rebuilt.stop()
-}
-
-/** One random write: local creates and changes (under k1 or k2, type a or b), deletes, and a partner's writes. */
-async function randomWrite (org: Org, rnd: () => number, docs: string[], theirs: string[]): Promise<void> {
-  const r = rnd()
-  const type = rnd() < 0.5 ? 'a' : 'b'
-  if (docs.length === 0 || r < 0.25) {
-    const doc = await org.db.createDocument({ keyId: rnd() < 0.7 ? 'k1' : 'k2' })
-    await org.db.changeDoc(doc, (d) => { d.getData().type = type })
-    docs.push(doc.getId())
-  } else if (r < 0.65) {
-    // flips the type (a document starts or stops matching) or touches another field
-    const docId = docs[Math.floor(rnd() * docs.length)]
-    await org.db.changeDoc(docId, (d) => { if (rnd() < 0.6) d.getData().type = type; else d.getData().n = Math.floor(rnd() * 100) })
-  } else if (r < 0.72) {
-    const docId = docs.splice(Math.floor(rnd() * docs.length), 1)[0]
-    await org.db.deleteDocument(docId)
-  } else {
-    // the partner writes; its changes arrive through the store, as sync brings them
-    if (theirs.length === 0 || rnd() < 0.4) {
-      const doc = await org.outbox.createDocument()
-      await org.outbox.changeDoc(doc, (d) => { d.getData().type = type })
-      theirs.push(doc.getId())
-    } else {
-      const docId = theirs[Math.floor(rnd() * theirs.length)]
-      await org.outbox.changeDoc(docId, (d) => { d.getData().type = type })
-    }
-    const missing = await org.outbox.getStore().findNewChanges(await org.db.getStore().getAllChangeHashes())
-    const { added } = await org.db.getStore().appendMany(await org.outbox.getStore().getChanges(missing))
-    await org.db.syncStoreChanges(added)
-  }
 }
 
 /** Counts what would read payloads or load documents: the store's change reads and the database's document reads. */
@@ -140,6 +54,35 @@ function spyOnReads (org: Org): { counts: Record<string, number>, restore: () =>
       db.iterateChangesSince = originals.iterateChangesSince
     }
   }
+}
+
+const WRITER = fileURLToPath(new URL('../utils/index-writer.js', import.meta.url))
+
+/** Runs the writer until it has been ready for `killAfterMs`, then kills it with SIGKILL; resolves with its writes. */
+async function runAndKill (dataDir: string, seed: number, killAfterMs: number): Promise<{ writes: number, stderr: string, signal: string | null }> {
+  return await new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [WRITER, dataDir, String(seed)], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    let killTimer: NodeJS.Timeout | undefined
+    const readyTimer = setTimeout(() => { child.kill('SIGKILL') }, 30_000)
+    child.stdout.setEncoding('utf8')
+    child.stderr.setEncoding('utf8')
+    child.stdout.on('data', (chunk: string) => {
+      stdout += chunk
+      if (killTimer === undefined && stdout.includes('ready')) {
+        clearTimeout(readyTimer)
+        killTimer = setTimeout(() => { child.kill('SIGKILL') }, killAfterMs)
+      }
+    })
+    child.stderr.on('data', (chunk: string) => { stderr += chunk })
+    child.on('error', reject)
+    child.on('close', (_code, signal) => {
+      clearTimeout(readyTimer)
+      clearTimeout(killTimer)
+      resolve({ writes: stdout.split('\n').filter((l) => l === 'write').length, stderr, signal })
+    })
+  })
 }
 
 describe('sync: persisted served-set index', function () {
@@ -280,5 +223,32 @@ describe('sync: persisted served-set index', function () {
     for await (const entry of reopened.iterateIndexSince(0)) entries.push(entry)
     expect(entries).to.deep.equal(changes.map((c, i) => ({ seq: i + 1, hash: c.hash, time: c.time, author: c.author, keyId: c.keyId })))
     await reopened.close()
+  })
+
+  it('should restart to a full rebuild\'s set after the writer is killed at random moments', async () => {
+    // the organisation, prepared here: the child opens it
+    org = await openOrg(dataDir, true)
+    await org.factory.close()
+    org = undefined
+    const rnd = prng(42)
+    let restored = 0
+    let writes = 0
+    for (let round = 0; round < 5; round++) {
+      const result = await runAndKill(dataDir, 100 + round, 300 + Math.floor(rnd() * 900))
+      expect(result.signal, result.stderr).to.equal('SIGKILL')
+      writes += result.writes
+      org = await openOrg(dataDir, false)
+      for (const spec of SPECS) {
+        const set = makeSet(org, spec, true, CRASH_CHECKPOINT_EVERY)
+        await set.start()
+        if (set.startInfo?.restored === true) restored++
+        await expectSameAsRebuild(org, spec, set, `after kill ${round}`)
+        set.stop()
+      }
+      await org.factory.close()
+      org = undefined
+    }
+    expect(writes).to.be.greaterThan(20)
+    expect(restored).to.be.greaterThan(0)
   })
 })
