@@ -15,6 +15,7 @@
 export { createTenantFactory, TenantFactory, tenantPaths } from './factory.js'
 export type { CreateTenantOptions, OpenTenantOptions, TenantFactoryOptions } from './factory.js'
 export { MindooTenant, TENANT_KEY_PREFIX } from './tenant.js'
+export type { IndexState } from './tenant.js'
 export type { TenantSnapshot } from './tenant.js'
 export { MindooDB } from './db.js'
 export type {

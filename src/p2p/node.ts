@@ -398,7 +398,7 @@ export class MindooNode {
     this.#timers = []
     for (const rt of this.#shares.values()) this.#deactivate(rt)
     const running = [...this.#shares.values()].flatMap((rt) => [...rt.partners.values()].map((p) => p.running))
-    await Promise.allSettled(running)
+    await Promise.allSettled([...running, ...[...this.#shares.values()].map(async (rt) => { await rt.served.idle() })])
     // a later start() picks the shares up again
     this.#init = { ...this.#init, shares: [...this.#shares.values()].map((rt) => ({ ...rt.config })) }
     this.#shares.clear()
@@ -459,7 +459,7 @@ export class MindooNode {
     const rt = this.#share(id)
     rt.config = { ...rt.config, enabled: false }
     this.#deactivate(rt)
-    await Promise.allSettled([...rt.partners.values()].map((p) => p.running))
+    await Promise.allSettled([...[...rt.partners.values()].map((p) => p.running), rt.served.idle()])
     this.#shares.delete(id)
     this.#byTopic.delete(rt.topicKey)
     this.#refreshAllowed()

@@ -16,6 +16,7 @@
  * database's changefeed seq (documents changed past it are evaluated again). An index can be behind its source
  * (a crash between the two writes), never ahead, so catching up from the position is all a restart needs.
  */
+import type { IndexState } from '../core/tenant.js'
 import type { KV } from '../core/db.js'
 import type { DocId } from '../store/change.js'
 import type { AbortOptions } from '../store/types.js'
@@ -97,6 +98,8 @@ export function packSet (set: ReconcileSet): { timestamps: Float64Array, ids: Ui
 /** The persisted index of one share (see the module comment). Not safe for concurrent use: callers serialise. */
 export class ServedIndexStore {
   readonly #kv: KV
+  readonly #seal: (plain: Uint8Array) => Uint8Array
+  readonly #unseal: (sealed: Uint8Array) => Uint8Array
   readonly #cfg: string
   /** Last journal seq written. */
   #journal = 0
@@ -104,8 +107,10 @@ export class ServedIndexStore {
   #ckJournal = 0
   #ckPos = 0
 
-  constructor (kv: KV, description: Record<string, unknown>) {
-    this.#kv = kv
+  constructor (state: IndexState, description: Record<string, unknown>) {
+    this.#kv = state.kv
+    this.#seal = state.seal
+    this.#unseal = state.unseal
     this.#cfg = JSON.stringify({ format: SERVED_INDEX_FORMAT, ...description })
   }
 
@@ -142,7 +147,7 @@ export class ServedIndexStore {
     let docs: DocId[] | undefined
     let pos = 0
     if (ckBytes !== undefined) {
-      const ck = JSON.parse(dec.decode(ckBytes)) as CheckpointMeta
+      const ck = JSON.parse(dec.decode(this.#unseal(ckBytes))) as CheckpointMeta
       if (!Number.isSafeInteger(ck.pos) || !Number.isSafeInteger(ck.items) || !Number.isSafeInteger(ck.segments)) {
         throw new TypeError('checkpoint meta is malformed')
       }
@@ -150,8 +155,9 @@ export class ServedIndexStore {
       const timestamps = new Float64Array(ck.items)
       const ids = new Uint8Array(ck.items * ID_BYTES)
       let k = 0
-      for (const seg of segs) {
-        if (seg === undefined) throw new TypeError('checkpoint segment missing')
+      for (const sealed of segs) {
+        if (sealed === undefined) throw new TypeError('checkpoint segment missing')
+        const seg = this.#unseal(sealed)
         const view = new DataView(seg.buffer, seg.byteOffset, seg.byteLength)
         const count = view.getUint32(0)
         if (seg.byteLength !== 4 + count * (8 + ID_BYTES) || k + count > ck.items) throw new TypeError('checkpoint segment malformed')
@@ -165,8 +171,9 @@ export class ServedIndexStore {
       if (ck.docSegments > 0) {
         const parts = await this.#kv.getMany(Array.from({ length: ck.docSegments }, (_, n) => docSegKey(n)))
         docs = []
-        for (const part of parts) {
-          if (part === undefined) throw new TypeError('checkpoint document segment missing')
+        for (const sealed of parts) {
+          if (sealed === undefined) throw new TypeError('checkpoint document segment missing')
+          const part = this.#unseal(sealed)
           if (part.byteLength > 0) docs.push(...dec.decode(part).split('\n'))
         }
         if (docs.length !== ck.docs) throw new TypeError('checkpoint is short of documents')
@@ -188,7 +195,7 @@ export class ServedIndexStore {
           const seq = Number(key.slice(2))
           if (seq !== this.#journal + 1) throw new TypeError('journal has a gap')
           this.#journal = seq
-          journal.push(JSON.parse(dec.decode(value)) as JournalRecord)
+          journal.push(JSON.parse(dec.decode(this.#unseal(value))) as JournalRecord)
         }
       }
     } finally {
@@ -202,7 +209,7 @@ export class ServedIndexStore {
     const seq = this.#journal + 1
     await this.#kv.batch([
       { type: 'put', key: 'cfg', value: enc.encode(this.#cfg) },
-      { type: 'put', key: journalKey(seq), value: enc.encode(JSON.stringify(record)) }
+      { type: 'put', key: journalKey(seq), value: this.#seal(enc.encode(JSON.stringify(record))) }
     ])
     this.#journal = seq
   }
@@ -222,14 +229,14 @@ export class ServedIndexStore {
       view.setUint32(0, count)
       for (let i = 0; i < count; i++) view.setFloat64(4 + i * 8, packed.timestamps[start + i])
       seg.set(packed.ids.subarray(start * ID_BYTES, (start + count) * ID_BYTES), 4 + count * 8)
-      ops.push({ type: 'put', key: segKey(segments++), value: seg })
+      ops.push({ type: 'put', key: segKey(segments++), value: this.#seal(seg) })
     }
     let docCount = 0
     let docSegments = 0
     if (docs !== undefined) {
       let part: string[] = []
       const flush = (): void => {
-        ops.push({ type: 'put', key: docSegKey(docSegments++), value: enc.encode(part.join('\n')) })
+        ops.push({ type: 'put', key: docSegKey(docSegments++), value: this.#seal(enc.encode(part.join('\n'))) })
         part = []
       }
       for (const docId of docs) {
@@ -244,7 +251,7 @@ export class ServedIndexStore {
     for (const key of await this.#kv.keys({ gte: docSegKey(docSegments), lt: 'cd"' }).all()) ops.push({ type: 'del', key })
     for (let seq = this.#ckJournal + 1; seq <= this.#journal; seq++) ops.push({ type: 'del', key: journalKey(seq) })
     const meta: CheckpointMeta = { pos, journal: this.#journal, items: n, segments, docs: docCount, docSegments }
-    ops.push({ type: 'put', key: 'ck', value: enc.encode(JSON.stringify(meta)) })
+    ops.push({ type: 'put', key: 'ck', value: this.#seal(enc.encode(JSON.stringify(meta))) })
     ops.push({ type: 'put', key: 'cfg', value: enc.encode(this.#cfg) })
     await this.#kv.batch(ops)
     this.#ckJournal = meta.journal

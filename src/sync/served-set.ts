@@ -1,5 +1,5 @@
 import type { DocumentsChangedEvent, MindooDB, MindooDoc } from '../core/index.js'
-import type { KV } from '../core/db.js'
+import type { IndexState } from '../core/tenant.js'
 import { DocumentNotFoundError } from '../errors.js'
 import type { ChangeHash, DocId, StoreChange } from '../store/change.js'
 import type { AbortOptions, ChangeIndexEntry } from '../store/types.js'
@@ -22,7 +22,7 @@ export interface ServedSetComponents {
    * Where the index is persisted (a key space of the share's own: `tenant.openIndexState(database, shareId)`),
    * so a restart reads it back instead of rebuilding it. Used only together with `init.identity`.
    */
-  state?: KV
+  state?: IndexState
   logger?: Logger
 }
 
@@ -99,6 +99,7 @@ export class ServedSet {
   readonly #matching = new Set<DocId>()
   #unsubscribe: Array<() => void> = []
   #started = false
+  #stopped = false
 
   constructor (components: ServedSetComponents, init: ServedSetInit) {
     this.#db = components.db
@@ -156,8 +157,9 @@ export class ServedSet {
     await this.#mutex.run(async () => {
       const info = this.#policy.mode === 'byDoc' ? await this.#startByDoc(options) : await this.#startByChange(options)
       this.#startInfo = { ...info, ms: Math.round(performance.now() - began) }
-      await this.#maybeCheckpoint()
     })
+    // a checkpoint of what the start replayed is written after the set is ready, not before
+    void this.#mutex.run(async () => { await this.#maybeCheckpoint() })
   }
 
   /** `all` and `keys`: the checkpoint, then the store's records past its position (no payloads read). */
@@ -256,14 +258,14 @@ export class ServedSet {
   async #record (journal: JournalRecord, pos: number): Promise<void> {
     const moved = pos > this.#pos
     this.#pos = Math.max(this.#pos, pos)
-    if (this.#persist === undefined || (!moved && journal.items.length === 0 && journal.docs.length === 0)) return
+    if (this.#persist === undefined || this.#stopped || (!moved && journal.items.length === 0 && journal.docs.length === 0)) return
     await this.#persist.append({ ...journal, pos: this.#pos })
     this.#work += journal.items.length
   }
 
   /** Writes a checkpoint when the work a restart would redo has grown past the threshold (under the mutex). */
   async #maybeCheckpoint (): Promise<void> {
-    if (this.#persist === undefined) return
+    if (this.#persist === undefined || this.#stopped) return
     const every = this.#checkpointEvery ?? Math.max(CHECKPOINT_MIN_WORK, Math.floor(this.#index.size / CHECKPOINT_SIZE_DIVISOR))
     if (this.#work < every && this.#persist.checkpointPos > 0) return
     if (this.#work === 0) return
@@ -276,10 +278,20 @@ export class ServedSet {
     }
   }
 
+  /**
+   * Stops following the database. Persisted writes not yet begun are dropped (a restart catches up from the
+   * position persisted last); `idle()` resolves once a write under way has ended.
+   */
   stop (): void {
+    this.#stopped = true
     for (const off of this.#unsubscribe) off()
     this.#unsubscribe = []
     this.#listeners.clear()
+  }
+
+  /** Resolves when no update is under way (after `stop()`: when nothing more will be written to the state). */
+  async idle (): Promise<void> {
+    await this.#mutex.run(async () => {})
   }
 
   /** True when the change is in the served set (what a partner may receive or learn the hash of). */

@@ -134,7 +134,7 @@ describe('sync: persisted served-set index', function () {
     await level.open()
     const store = new LevelStore({ db: level.sublevel<string, Uint8Array>('store', { valueEncoding: 'view' }) as never })
     await store.open()
-    const state = level.sublevel<string, Uint8Array>('index', { valueEncoding: 'view' }) as never
+    const state = { kv: level.sublevel<string, Uint8Array>('index', { valueEncoding: 'view' }) as never, seal: (b: Uint8Array) => b, unseal: (b: Uint8Array) => b }
     const db = { getStore: () => store } as unknown as MindooDB
     const make = (): ServedSet => new ServedSet({ db, index: createReconcileSet(), state }, {
       policy: { mode: 'all' }, identity: 'all', direction: 'both', ownAuthor: ''
@@ -189,9 +189,10 @@ describe('sync: persisted served-set index', function () {
     await expectSameAsRebuild(org, other, changed, 'changed filter')
     changed.stop()
     // damage: a checkpoint segment goes missing
-    const kv = org.tenant.openIndexState('orders', spec.name)
+    const { kv } = org.tenant.openIndexState('orders', spec.name)
     const rebuilt = makeSet(org, spec, true, 3)
     await rebuilt.start()
+    await rebuilt.settled() // its checkpoint is written once it is ready
     rebuilt.stop()
     const segs = await kv.keys({ gte: 'cs!', lt: 'cs"' }).all()
     expect(segs.length).to.be.greaterThan(0)
@@ -202,6 +203,35 @@ describe('sync: persisted served-set index', function () {
     expect(repaired.startInfo?.rebuildReason).to.match(/^unreadable/)
     await expectSameAsRebuild(org, spec, repaired, 'damaged checkpoint')
     repaired.stop()
+  })
+
+  it('should keep the persisted index sealed: no document id or change hash of it readable on disk', async () => {
+    org = await openOrg(dataDir, true)
+    const rnd = prng(5)
+    const docs: string[] = []
+    const theirs: string[] = []
+    const spec = SPECS[3]
+    const set = makeSet(org, spec, true, 4)
+    await set.start()
+    for (let i = 0; i < 30; i++) await randomWrite(org, rnd, docs, theirs)
+    await set.settled()
+    const served = [...set.index.items()]
+    const matching = (await org.db.getAllDocumentIds()).filter((id) => set.servesDoc(id))
+    expect(matching.length).to.be.greaterThan(0)
+    set.stop()
+    const { kv } = org.tenant.openIndexState('orders', spec.name)
+    const entries = await kv.iterator({}).all()
+    expect(entries.some(([key]) => key.startsWith('cd!'))).to.equal(true)
+    expect(entries.some(([key]) => key.startsWith('cs!'))).to.equal(true)
+    for (const [key, value] of entries) {
+      if (key === 'cfg') continue
+      const bytes = Buffer.from(value)
+      for (const docId of matching) expect(bytes.includes(docId), `${key} holds ${docId}`).to.equal(false)
+      for (const { id } of served) {
+        expect(bytes.includes(id), `${key} holds a hash as hex`).to.equal(false)
+        expect(bytes.includes(Buffer.from(id, 'hex')), `${key} holds a hash`).to.equal(false)
+      }
+    }
   })
 
   it('should give index entries of a store written before its records carried them (read from the changes)', async () => {
