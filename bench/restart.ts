@@ -249,6 +249,7 @@ async function childRestart (task: Extract<ChildTask, { task: 'restart' }>): Pro
     nodeStartMs: Math.round(t2 - t1),
     totalMs: Math.round(t2 - t0),
     servedSetSize: status.servedSetSize,
+    servedSetStart: status.servedSetStart,
     ...memory()
   }
   await node.stop()

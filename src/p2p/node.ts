@@ -22,7 +22,7 @@ import type { AbortOptions } from '../store/types.js'
 import { SYNC_PROTOCOL_VERSION, SyncProtocolError, SyncRemoteError, isHello, type MessageChannel, type SyncErrorCode } from '../sync/messages.js'
 import { createInitiator, createReconcileSet, createResponder, type ReconcileSet } from '../sync/reconcile/index.js'
 import { Refusals } from '../sync/refusals.js'
-import { ServedSet } from '../sync/served-set.js'
+import { ServedSet, type ServedSetStartInfo } from '../sync/served-set.js'
 import { runSession, ShareDisabledError, WantClaims, type SessionResult, type SessionStats } from '../sync/session.js'
 import { filterIdentity, participantKeysOf, policyOf, topicDhtKeyOf, topicIdOf, validateShare, type ShareConfig, type ShareUpdate } from '../sync/share.js'
 import { createWritePolicy } from '../sync/write-policy.js'
@@ -145,6 +145,8 @@ export interface ShareStatus {
   filter: ShareConfig['filter']['kind']
   /** Changes this side serves on the share. */
   servedSetSize: number
+  /** How the served set got ready when the share started (restored from its persisted index, or built). */
+  servedSetStart?: ServedSetStartInfo
   partners: PartnerStatus[]
   totals: ShareTotals
   lastSuccessAt?: number
@@ -451,7 +453,10 @@ export class MindooNode {
 
   /** Removes a share; its partners that are no partner of another share are disconnected. */
   async removeShare (id: string): Promise<void> {
+    const { database } = this.#share(id).config
     await this.#removeShare(id)
+    // its persisted served set goes with it (a share added again under this id builds it anew)
+    await this.#init.tenant.openIndexState(database, id).kv.clear()
     await this.#hangUpDenied()
   }
 
@@ -484,6 +489,7 @@ export class MindooNode {
       direction: rt.config.direction,
       filter: rt.config.filter.kind,
       servedSetSize: rt.served.size,
+      servedSetStart: rt.served.startInfo,
       partners: [...rt.partners.values()].map((p) => ({
         peerId: p.peerId,
         tenantId: p.tenantId,

@@ -9,7 +9,8 @@ import { Level } from 'level'
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { MindooDB } from '../../src/index.js'
+import type { MindooDB, ShareConfig } from '../../src/index.js'
+import { createMindooNode, type MindooNode } from '../../src/p2p/index.js'
 import { createReconcileSet } from '../../src/sync/reconcile/index.js'
 import { ServedSet } from '../../src/sync/served-set.js'
 import { LevelStore } from '../../src/store/level-store.js'
@@ -232,6 +233,37 @@ describe('sync: persisted served-set index', function () {
         expect(bytes.includes(Buffer.from(id, 'hex')), `${key} holds a hash`).to.equal(false)
       }
     }
+  })
+
+  it('should persist a node\'s share index, serve the same set after a node restart, and drop it when the share is removed', async () => {
+    org = await openOrg(dataDir, true)
+    const rnd = prng(11)
+    const docs: string[] = []
+    const theirs: string[] = []
+    for (let i = 0; i < 20; i++) await randomWrite(org, rnd, docs, theirs)
+    const share: ShareConfig = {
+      id: 'public-a', topicSecret: 'served-index-test-topic-secret', database: 'orders', partners: [], direction: 'both',
+      filter: SPECS[3].filter, enabled: true
+    }
+    const start = async (): Promise<MindooNode> => {
+      const node = await createMindooNode({ tenant: (org as Org).tenant, dataDir: join(dataDir, 'node'), listen: ['/ip4/127.0.0.1/tcp/0'], dht: false, shares: [share] })
+      await node.start()
+      return node
+    }
+    const rebuilt = makeSet(org, SPECS[3], false)
+    await rebuilt.start()
+    let node = await start()
+    expect(node.status('public-a')[0].servedSetSize).to.equal(rebuilt.size)
+    await node.stop()
+    const { kv } = org.tenant.openIndexState('orders', 'public-a')
+    expect(await kv.get('cfg')).to.not.equal(undefined)
+    node = await start()
+    expect(node.status('public-a')[0].servedSetSize).to.equal(rebuilt.size)
+    expect(node.status('public-a')[0].servedSetStart).to.include({ restored: true, reevaluated: 0 })
+    await node.removeShare('public-a')
+    expect(await kv.keys().all()).to.deep.equal([])
+    await node.stop()
+    rebuilt.stop()
   })
 
   it('should give index entries of a store written before its records carried them (read from the changes)', async () => {
