@@ -242,6 +242,11 @@ export class MindooDB {
     return Math.max(0, this.#store.getLastSeq() - this.#meta.appliedSeq)
   }
 
+  /** The changefeed's last position (0 when empty): `iterateChangesSince` yields nothing after it. */
+  getChangefeedPosition (): number {
+    return this.#meta.feedSeq
+  }
+
   /** The database's append-only store of signed, encrypted changes. */
   getStore (): AppendOnlyStore {
     return this.#store

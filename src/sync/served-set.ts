@@ -210,17 +210,24 @@ export class ServedSet {
     const info: Omit<ServedSetStartInfo, 'ms'> = { restored: false, replayed: 0, reevaluated: 0 }
     if (this.#persist !== undefined) {
       const loaded = await this.#persist.load(options)
-      if (loaded.set !== undefined) {
-        this.#index = loaded.set
-        for (const docId of loaded.docs ?? []) this.#matching.add(docId)
-        info.restored = true
+      const ahead = Math.max(loaded.pos, ...loaded.journal.map((r) => r.pos)) > this.#db.getChangefeedPosition()
+      if (ahead) {
+        // an index past the end of the changefeed belongs to other data: never trust it
+        await this.#persist.clear()
+        info.rebuildReason = 'index ahead of the changefeed'
       } else {
-        info.rebuildReason = loaded.reason
-      }
-      this.#pos = loaded.pos
-      for (const record of loaded.journal) {
-        this.#replay(record)
-        info.replayed++
+        if (loaded.set !== undefined) {
+          this.#index = loaded.set
+          for (const docId of loaded.docs ?? []) this.#matching.add(docId)
+          info.restored = true
+        } else {
+          info.rebuildReason = loaded.reason
+        }
+        this.#pos = loaded.pos
+        for (const record of loaded.journal) {
+          this.#replay(record)
+          info.replayed++
+        }
       }
     }
     const journal: JournalRecord = { pos: this.#pos, items: [], docs: [] }

@@ -13,6 +13,7 @@ import type { MindooDB, ShareConfig } from '../../src/index.js'
 import { createMindooNode, type MindooNode } from '../../src/p2p/index.js'
 import { createReconcileSet } from '../../src/sync/reconcile/index.js'
 import { ServedSet } from '../../src/sync/served-set.js'
+import { filterIdentity, policyOf } from '../../src/sync/share.js'
 import { LevelStore } from '../../src/store/level-store.js'
 import { createAuthor, makeChanges } from '../utils/changes.js'
 import { prng } from '../utils/prng.js'
@@ -203,7 +204,23 @@ describe('sync: persisted served-set index', function () {
     expect(repaired.startInfo?.restored).to.equal(false)
     expect(repaired.startInfo?.rebuildReason).to.match(/^unreadable/)
     await expectSameAsRebuild(org, spec, repaired, 'damaged checkpoint')
+    await repaired.settled()
     repaired.stop()
+    // an index ahead of its source (here: another, empty database's) is never used
+    const empty = await org.tenant.openDB('empty')
+    for (const [s, reason] of [[spec, 'index ahead of the changefeed'], [SPECS[0], 'checkpoint ahead of the store']] as const) {
+      const own = makeSet(org, s, true, 3)
+      await own.start()
+      await own.settled()
+      own.stop()
+      const foreign = new ServedSet({ db: empty, index: createReconcileSet(), state: org.tenant.openIndexState('orders', s.name) }, {
+        policy: policyOf(s.filter), identity: filterIdentity(s.filter), direction: s.direction, ownAuthor: org.tenant.getPublicInfo().signingPublicKey
+      })
+      await foreign.start()
+      expect(foreign.startInfo, s.name).to.include({ restored: false, rebuildReason: reason })
+      expect(foreign.size).to.equal(0)
+      foreign.stop()
+    }
   })
 
   it('should keep the persisted index sealed: no document id or change hash of it readable on disk', async () => {
