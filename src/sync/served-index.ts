@@ -38,6 +38,8 @@ export const CHECKPOINT_MIN_WORK = 10_000
 export const CHECKPOINT_SIZE_DIVISOR = 8
 
 const ID_BYTES = 32
+/** Checkpoint segments read per LevelDB call at a restart. */
+const SEGMENTS_PER_READ = 4
 const SEQ_DIGITS = 16
 const pad = (n: number, digits: number): string => String(n).padStart(digits, '0')
 const segKey = (n: number): string => `cs!${pad(n, 6)}`
@@ -151,19 +153,23 @@ export class ServedIndexStore {
       if (!Number.isSafeInteger(ck.pos) || !Number.isSafeInteger(ck.items) || !Number.isSafeInteger(ck.segments)) {
         throw new TypeError('checkpoint meta is malformed')
       }
-      const segs = ck.segments === 0 ? [] : await this.#kv.getMany(Array.from({ length: ck.segments }, (_, n) => segKey(n)))
       const timestamps = new Float64Array(ck.items)
       const ids = new Uint8Array(ck.items * ID_BYTES)
       let k = 0
-      for (const sealed of segs) {
-        if (sealed === undefined) throw new TypeError('checkpoint segment missing')
-        const seg = this.#unseal(sealed)
-        const view = new DataView(seg.buffer, seg.byteOffset, seg.byteLength)
-        const count = view.getUint32(0)
-        if (seg.byteLength !== 4 + count * (8 + ID_BYTES) || k + count > ck.items) throw new TypeError('checkpoint segment malformed')
-        for (let i = 0; i < count; i++) timestamps[k + i] = view.getFloat64(4 + i * 8)
-        ids.set(seg.subarray(4 + count * 8), k * ID_BYTES)
-        k += count
+      // a few segments at a time, so the sealed bytes are never all in memory beside the set
+      for (let first = 0; first < ck.segments; first += SEGMENTS_PER_READ) {
+        options.signal?.throwIfAborted()
+        const keys = Array.from({ length: Math.min(SEGMENTS_PER_READ, ck.segments - first) }, (_, i) => segKey(first + i))
+        for (const sealed of await this.#kv.getMany(keys)) {
+          if (sealed === undefined) throw new TypeError('checkpoint segment missing')
+          const seg = this.#unseal(sealed)
+          const view = new DataView(seg.buffer, seg.byteOffset, seg.byteLength)
+          const count = view.getUint32(0)
+          if (seg.byteLength !== 4 + count * (8 + ID_BYTES) || k + count > ck.items) throw new TypeError('checkpoint segment malformed')
+          for (let i = 0; i < count; i++) timestamps[k + i] = view.getFloat64(4 + i * 8)
+          ids.set(seg.subarray(4 + count * 8), k * ID_BYTES)
+          k += count
+        }
       }
       if (k !== ck.items) throw new TypeError('checkpoint is short of items')
       set = ChunkedReconcileSet.fromPacked(timestamps, ids)
