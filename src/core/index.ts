@@ -19,7 +19,8 @@ export type { IndexState } from './tenant.js'
 export type { TenantSnapshot } from './tenant.js'
 export { MindooDB } from './db.js'
 export type {
-  CreateDocumentOptions, DocumentsChangedEvent, DocumentsChangedListener, MaterialiseResult, OpenDBOptions, ProcessChangesCursor,
+  CreateDocumentOptions, DocumentsChangedEvent, DocumentsChangedListener, MaterialiseQueueLimits, MaterialiseResult, MaterialiseStats,
+  OpenDBOptions, ProcessChangesCursor,
   TenantPublicInfo
 } from './db.js'
 export { MindooDoc } from './doc.js'
