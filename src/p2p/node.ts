@@ -246,7 +246,7 @@ export class MindooNode {
     this.#scheduler.stop()
     for (const rt of this.#shares.values()) this.#shares.deactivate(rt)
     const running = [...this.#shares.values()].flatMap((rt) => [...rt.partners.values()].map((p) => p.running))
-    await Promise.allSettled(running)
+    await Promise.allSettled([...running, ...[...this.#shares.values()].map(async (rt) => { await rt.served.idle() })])
     // a later start() picks the shares up again
     this.#init = { ...this.#init, shares: [...this.#shares.values()].map((rt) => ({ ...rt.config })) }
     this.#shares.clear()
@@ -295,7 +295,10 @@ export class MindooNode {
 
   /** Removes a share; its partners that are no partner of another share are disconnected. */
   async removeShare (id: string): Promise<void> {
+    const { database } = this.#shares.get(id).config
     await this.#removeShare(id)
+    // its persisted served set goes with it (a share added again under this id builds it anew)
+    await this.#init.tenant.openIndexState(database, id).kv.clear()
     await this.#hangUpDenied()
   }
 
@@ -304,7 +307,7 @@ export class MindooNode {
     rt.config = { ...rt.config, enabled: false }
     this.#scheduler.forget(rt)
     this.#shares.deactivate(rt)
-    await Promise.allSettled([...rt.partners.values()].map((p) => p.running))
+    await Promise.allSettled([...[...rt.partners.values()].map((p) => p.running), rt.served.idle()])
     this.#shares.delete(rt)
     this.#refreshAllowed()
   }

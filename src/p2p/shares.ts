@@ -10,9 +10,9 @@ import type { MindooDB, MindooTenant } from '../core/index.js'
 import { InvalidArgumentError } from '../errors.js'
 import { createReconcileSet, type ReconcileSet } from '../sync/reconcile/index.js'
 import { Refusals } from '../sync/refusals.js'
-import { ServedSet } from '../sync/served-set.js'
+import { ServedSet, type ServedSetStartInfo } from '../sync/served-set.js'
 import { ShareDisabledError, type SessionResult } from '../sync/session.js'
-import { participantKeysOf, policyOf, topicIdOf, type ShareConfig } from '../sync/share.js'
+import { filterIdentity, participantKeysOf, policyOf, topicIdOf, type ShareConfig } from '../sync/share.js'
 import type { Logger } from '../util/logger.js'
 import type { ScheduledPartner, ScheduledShare } from './scheduler.js'
 
@@ -101,6 +101,8 @@ export interface ShareStatus {
   filter: ShareConfig['filter']['kind']
   /** Changes this side serves on the share. */
   servedSetSize: number
+  /** How the served set got ready when the share started (restored from its persisted index, or built). */
+  servedSetStart?: ServedSetStartInfo
   partners: PartnerStatus[]
   totals: ShareTotals
   lastSuccessAt?: number
@@ -227,8 +229,11 @@ export class ShareRegistry {
     const { tenant, logger } = this.#c
     const db = await tenant.openDB(config.database)
     for (const p of [...config.partners, ...config.participants ?? []]) await db.trustPartner(p.tenant)
-    const served = new ServedSet({ db, index: createReconcileSet(), logger: logger.child({ share: config.id }) }, {
+    const served = new ServedSet({
+      db, index: createReconcileSet(), state: tenant.openIndexState(config.database, config.id), logger: logger.child({ share: config.id })
+    }, {
       policy: policyOf(config.filter),
+      identity: filterIdentity(config.filter),
       direction: config.direction,
       ownAuthor: tenant.getPublicInfo().signingPublicKey
     })
@@ -280,6 +285,7 @@ export class ShareRegistry {
       direction: rt.config.direction,
       filter: rt.config.filter.kind,
       servedSetSize: rt.served.size,
+      servedSetStart: rt.served.startInfo,
       partners: [...rt.partners.values()].map((p) => ({
         peerId: p.peerId,
         tenantId: p.tenantId,

@@ -296,3 +296,19 @@ export function policyOf (filter: ShareFilter): FilterPolicy {
     }
   }
 }
+
+/**
+ * A stable text naming what a filter decides (canonical JSON: object keys sorted), under which a share's served
+ * set is persisted; undefined for a predicate function, which has none (its served set is rebuilt at each start).
+ */
+export function filterIdentity (filter: ShareFilter): string | undefined {
+  if (filter.kind === 'predicate') return undefined
+  const canonical = (value: unknown): unknown => {
+    if (Array.isArray(value)) return value.map(canonical)
+    if (value !== null && typeof value === 'object') {
+      return Object.fromEntries(Object.keys(value).sort().map((k) => [k, canonical((value as Record<string, unknown>)[k])]))
+    }
+    return value
+  }
+  return JSON.stringify(canonical(filter))
+}
