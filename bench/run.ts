@@ -5,7 +5,7 @@
  */
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os'
 import { benchFoundation } from './foundation.js'
-import { benchP2P } from './p2p.js'
+import { benchP2P } from './p2p/index.js'
 import { benchReconcile } from './reconcile.js'
 
 const quick = process.env.BENCH_QUICK === '1'
