@@ -11,12 +11,19 @@ import { Frame } from '../../src/p2p/pb/sync.js'
 export interface BenchP2POptions {
   /** A small, fast run (also env BENCH_QUICK=1). */
   quick?: boolean
-  /** Parts to run. Default all: reconcile, cold, live, mesh. */
-  parts?: Array<'reconcile' | 'cold' | 'live' | 'mesh'>
+  /** Parts to run. Default all: reconcile, docs, cold, live, mesh. */
+  parts?: Array<'reconcile' | 'docs' | 'cold' | 'live' | 'mesh'>
   /** Part 1: set sizes. Default [1e4, 1e5, 1e6]. */
   sizes?: number[]
   /** Part 1: differences. Default [0, 1, 10, 1000]. */
   diffs?: number[]
+  /**
+   * The issue's scenario (`docs.ts`): documents made with createDocument + changeDoc, two changes each, with a
+   * 1,000-character body. Default 10,000 (quick: 2,000).
+   */
+  docs?: number
+  /** The docs scenario's body kinds, each run in turn. Default ['text', 'immutable']. */
+  docsBodies?: Array<'text' | 'immutable'>
   /** Part 2: changes A holds, with the ~1 KB field an opaque string (Automerge ImmutableString). Default 100,000. */
   coldChanges?: number
   /**

@@ -2,6 +2,9 @@
  * Peer-to-peer benchmark: real libp2p nodes (TCP, Noise, Yamux) on 127.0.0.1, real LevelDB. One file per scenario:
  *
  * - `reconcile-p2p.ts`: reconciliation over a real libp2p stream, bytes and round trips against the naive exchange.
+ * - `docs.ts`: the issue's scenario: documents made with createDocument + changeDoc (1,000-character body as
+ *   collaborative text, then as ImmutableString), stored and read back through the changefeed, against the
+ *   primitive bound and the Automerge bound on every core.
  * - `cold.ts`: cold sync of single-change documents (ImmutableString and collaborative-text fields) against the
  *   per-change primitive bound.
  * - `live.ts`: one change on A until readable on B, p50/p99.
@@ -9,8 +12,8 @@
  * - `common.ts` (options, helpers, traffic counters), `server.ts` (orgs; org A in a child process), `bound.ts`.
  *
  * Run alone: `npx tsc -p tsconfig.json && node_modules/.bin/node dist/bench/p2p/index.js` (env BENCH_QUICK=1 for a
- * small run, BENCH_PARTS=reconcile,cold,live,mesh to pick parts, BENCH_INPROCESS=1 to keep A in the same process,
- * BENCH_CHILD_PROF=<dir> to CPU-profile the child process, BENCH_NO_CACHE=1 to rebuild A's data, BENCH_COLD_N,
+ * small run, BENCH_PARTS=reconcile,docs,cold,live,mesh to pick parts, BENCH_INPROCESS=1 to keep A in the same process,
+ * BENCH_CHILD_PROF=<dir> to CPU-profile the child process, BENCH_NO_CACHE=1 to rebuild A's data, BENCH_DOCS_N, BENCH_COLD_N,
  * BENCH_COLD_TEXT_N, BENCH_MESH_CHANGES, BENCH_MESH_DEBOUNCE to resize parts, BENCH_MESH_NEIGHBOURS_ONLY=1 to see a
  * mesh whose orgs list only their neighbours as partners).
  */
@@ -19,6 +22,7 @@ import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { benchCold, type ColdContext } from './cold.js'
+import { benchDocs } from './docs.js'
 import { FrameTally, now, round, SocketTally, type BenchP2POptions } from './common.js'
 import { benchLive } from './live.js'
 import { benchMesh } from './mesh.js'
@@ -30,7 +34,7 @@ export type { BenchP2POptions } from './common.js'
 /** Runs the parts asked for; returns a JSON-able report. */
 export async function benchP2P (opts: BenchP2POptions = {}): Promise<object> {
   const quick = opts.quick ?? process.env.BENCH_QUICK === '1'
-  const parts = new Set(opts.parts ?? ['reconcile', 'cold', 'live', 'mesh'])
+  const parts = new Set(opts.parts ?? ['reconcile', 'docs', 'cold', 'live', 'mesh'])
   const runDir = join(tmpdir(), `mindoodb-bench-p2p-run-${process.pid}-${Date.now()}`)
   await mkdir(runDir, { recursive: true })
   const sockets = new SocketTally()
@@ -65,6 +69,12 @@ export async function benchP2P (opts: BenchP2POptions = {}): Promise<object> {
       cache: opts.cache ?? process.env.BENCH_NO_CACHE !== '1'
     }
     const envInt = (name: string): number | undefined => process.env[name] === undefined ? undefined : Number(process.env[name])
+    if (parts.has('docs')) {
+      const docs = opts.docs ?? envInt('BENCH_DOCS_N') ?? (quick ? 2_000 : 10_000)
+      for (const body of opts.docsBodies ?? ['text', 'immutable'] as const) {
+        await part(body === 'text' ? 'docsText' : 'docsImmutable', async () => await benchDocs({ docs, chars: 1_000, body }, coldOpts, runDir))
+      }
+    }
     const textN = opts.coldTextChanges ?? envInt('BENCH_COLD_TEXT_N') ?? (quick ? 500 : 10_000)
     if (parts.has('cold') && textN > 0) {
       await part('coldText', async () => {
@@ -83,7 +93,7 @@ export async function benchP2P (opts: BenchP2POptions = {}): Promise<object> {
     }
     if (parts.has('live') && cold !== undefined) {
       const ctx: ColdContext = cold
-      await part('live', async () => await benchLive(ctx, opts.liveChanges ?? (quick ? 100 : 1_000)))
+      await part('live', async () => await benchLive(ctx, opts.liveChanges ?? (quick ? 200 : 1_000)))
     }
     if (cold !== undefined) {
       await cold.server.stop()

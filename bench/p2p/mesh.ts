@@ -13,6 +13,9 @@ import {
 } from './common.js'
 import { closeOrg, openOrg, partnerOf, shareFor, type Org } from './server.js'
 
+/** Issue 8's floors for the mesh of 8 (a figure must be at most this). */
+export const MESH_FLOORS = { frameBytesOverMinimum: 1.1, roundsPerChange: 0.2 } as const
+
 export async function benchMesh (opts: Required<Omit<NonNullable<BenchP2POptions['mesh']>, 'liveDebounceMs'>> & { liveDebounceMs?: number }, runDir: string, sockets: SocketTally, frames: FrameTally): Promise<object> {
   const { orgs: count, changes, burst, docsPerOrg, contentChars, partners: partnerMode, liveDebounceMs } = opts
   const next = prng(0xbee5)
@@ -122,6 +125,7 @@ export async function benchMesh (opts: Required<Omit<NonNullable<BenchP2POptions
     const rejected: Record<string, number> = {}
     for (const t of totalsAfter) for (const [code, k] of Object.entries(t.rejected)) rejected[code] = (rejected[code] ?? 0) + k
     const minimum = (count - 1) * payloadBytes
+    const rounds = sum((t) => t.rounds)
     return {
       orgs: count,
       liveDebounceMs: liveDebounceMs ?? 'default (5)',
@@ -138,9 +142,9 @@ export async function benchMesh (opts: Required<Omit<NonNullable<BenchP2POptions
       payloadBytes,
       changesSent,
       changesSentPerChange: round(changesSent / changes, 2),
-      rounds: sum((t) => t.rounds),
+      rounds,
       roundsFailed: sum((t) => t.roundsFailed),
-      roundsPerChange: round(sum((t) => t.rounds) / changes, 2),
+      roundsPerChange: round(rounds / changes, 2),
       changeBytesSent: bytesSent,
       changeBytesOverPayload: round(bytesSent / payloadBytes, 2),
       syncFrames: frameCounts,
@@ -154,7 +158,21 @@ export async function benchMesh (opts: Required<Omit<NonNullable<BenchP2POptions
         'encoded (protobuf + length prefix), by type; tcpBytes = all libp2p TCP bytes (Noise, Yamux, identify...) in the timed phase',
       overMinimum: { changeBytes: round(bytesSent / minimum, 3), syncFrameBytes: round(frameCounts.total.bytes / minimum, 3), tcpBytes: round(tcpBytes / minimum, 3) },
       rejected,
-      converged: true
+      converged: true,
+      floors: [
+        {
+          rule: `all sync frame bytes <= ${MESH_FLOORS.frameBytesOverMinimum} x the payload's minimum (${count - 1} x payload)`,
+          value: round(frameCounts.total.bytes / minimum, 3),
+          floor: MESH_FLOORS.frameBytesOverMinimum,
+          pass: frameCounts.total.bytes / minimum <= MESH_FLOORS.frameBytesOverMinimum
+        },
+        {
+          rule: `rounds per change (every node's rounds, summed, over the changes made) <= ${MESH_FLOORS.roundsPerChange}`,
+          value: round(rounds / changes, 3),
+          floor: MESH_FLOORS.roundsPerChange,
+          pass: rounds / changes <= MESH_FLOORS.roundsPerChange
+        }
+      ]
     }
   } finally {
     for (const org of orgs) await closeOrg(org).catch(() => {})
