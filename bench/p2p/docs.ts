@@ -22,6 +22,7 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { decrypt, unwrapKey } from '../../src/crypto/index.js'
 import { createTenantFactory, encodeChange, payloadAad, type StoreChange } from '../../src/index.js'
+import type { MindooNode } from '../../src/p2p/index.js'
 import { gc } from '../util.js'
 import { automergeBound, primitiveBound } from './bound.js'
 import { formatHash } from './cold.js'
@@ -56,6 +57,10 @@ interface DocsMeta {
   changeBytesAvg: number
   buildMs: number
 }
+
+/** syncNow calls before the scenario gives up (a failed round is retried, as a user would). */
+const MAX_SYNC_ATTEMPTS = 5
+type SyncNowResult = Awaited<ReturnType<MindooNode['syncNow']>>
 
 /** Bumped when the way A's documents are made changes. */
 const DOCS_FORMAT = 1
@@ -189,11 +194,17 @@ export async function benchDocs (spec: DocsSpec, opts: DocsOptions, runDir: stri
     const cpuA0 = await server.cpuMs()
     const t0 = now()
     await b.node.addShare(shareFor([server.info]))
-    const results = await b.node.syncNow('shared')
+    // a user whose syncNow reports a failed round calls it again: so does the benchmark (a few times), and the
+    // time includes the retries; the failed rounds are reported
+    const results: SyncNowResult = []
+    let stored = 0
+    for (let attempt = 0; attempt < MAX_SYNC_ATTEMPTS && stored < meta.changes; attempt++) {
+      results.push(...await b.node.syncNow('shared'))
+      stored = await b.db.getStore().count()
+    }
     const storedMs = now() - t0
-    const stored = await b.db.getStore().count()
     if (stored !== meta.changes) {
-      throw new Error(`B stored ${stored} of ${meta.changes} changes when syncNow resolved: ${JSON.stringify(results.map((r) => r.error))}`)
+      throw new Error(`B stored ${stored} of ${meta.changes} changes after ${MAX_SYNC_ATTEMPTS} syncNow calls: ${JSON.stringify(results.map((r) => r.error))}`)
     }
     const seen = new Set<number>()
     for await (const { doc } of b.db.iterateChangesSince(null)) {
@@ -248,6 +259,7 @@ export async function benchDocs (spec: DocsSpec, opts: DocsOptions, runDir: stri
         loadAverage1m: round(loadavg()[0], 2)
       },
       rounds: results.map((r) => ({ ok: r.ok, received: r.result?.received, error: r.error })),
+      roundsFailed: results.filter((r) => !r.ok).length,
       totalsB: { changesReceived: status.totals.changesReceived, bytesReceived: status.totals.bytesReceived, rejected: status.totals.rejected }
     }
   } finally {

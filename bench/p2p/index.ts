@@ -48,16 +48,21 @@ export async function benchP2P (opts: BenchP2POptions = {}): Promise<object> {
     quick
   }
   const started = now()
+  /** Wall time of each part (data building included), to keep the whole run short. */
+  const partMs: Record<string, number> = {}
+  report.partMs = partMs
   let cold: ColdContext | undefined
   try {
     /** A part that fails is reported as such; the others still run. */
     const part = async (name: string, fn: () => Promise<object>): Promise<void> => {
+      const partStarted = now()
       try {
         report[name] = await fn()
       } catch (err) {
         report[name] = { error: String((err as Error)?.stack ?? err) }
         console.error(`part ${name} failed:`, err)
       }
+      partMs[name] = Math.round(now() - partStarted)
     }
     if (parts.has('reconcile')) {
       await part('reconcile', async () => await benchReconcileP2P(opts.sizes ?? (quick ? [1e4, 1e5] : [1e4, 1e5, 1e6]), opts.diffs ?? [0, 1, 10, 1000], sockets))
