@@ -252,6 +252,9 @@ export async function benchDocs (spec: DocsSpec, opts: DocsOptions, runDir: stri
       },
       floors,
       cpu: {
+        bDocsPerCpuSec: Math.round(n / (cpuB / 1000)),
+        note: 'CPU time of each process from addShare until read back (all threads; 1.0 = one core busy); bDocsPerCpuSec: ' +
+          'documents read back per second of B\'s CPU, what B would reach with a core to itself (insensitive to other load)',
         bMs: Math.round(cpuB),
         bUtilisation: round(cpuB / readMs, 2),
         aMs: Math.round(cpuA),
