@@ -2,7 +2,7 @@
  * Runs every benchmark and prints one JSON object: `{ machine, foundation, reconcile, p2p }` (plus one key per
  * scenario registered below).
  *
- * `npm run bench` (builds first, about 10 minutes on 2 cores); `BENCH_QUICK=1 npm run bench` for a small, quick run.
+ * `npm run bench` (builds first, about 11 minutes on an idle 2-core machine); `BENCH_QUICK=1 npm run bench` for a small, quick run.
  */
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os'
 import { benchFoundation } from './foundation.js'
@@ -16,10 +16,12 @@ async function main (): Promise<void> {
   const foundation = await benchFoundation(quick ? { n: 2_000, feedDocs: 5_000, tenantSample: 50 } : {})
   const reconcile = await benchReconcile(quick ? { sizes: [1e4, 1e5], diffs: [0, 1, 10, 1000] } : {})
   const p2p = await benchP2P({ quick })
-  // Scenarios in files of their own register here, one line each, their result under a key of the printed object:
-  // `const serve = await benchServe({ quick })` (bench/serve.ts), `const restart = await benchRestart({ quick })`
-  // (bench/restart.ts), `const liveOneRoundTrip = await benchLiveOneRoundTrip({ quick })` (bench/live.ts).
-  const scenarios: Record<string, object> = {}
+  // Scenarios in files of their own: one line each in this object, printed under its key (import the function above).
+  const scenarios: Record<string, object> = {
+    // serve: await benchServe({ quick }),                          // bench/serve.ts
+    // restart: await benchRestart({ quick }),                      // bench/restart.ts
+    // liveOneRoundTrip: await benchLiveOneRoundTrip({ quick })     // bench/live.ts
+  }
   const result = {
     machine: {
       cpus: availableParallelism(),
