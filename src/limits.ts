@@ -69,19 +69,22 @@ export const MAX_HELLO_FRAME_BYTES = 4 * 1024
 export const HELLO_READ_SLACK_BYTES = 1024
 
 /**
- * Bytes that may still arrive on a sync stream after its channel paused it (1 MiB). A channel pauses its stream
- * once it holds a whole frame's worth of unread bytes and resumes it when its reader catches up, so a slow
- * receiver slows the sender (Yamux stops granting window) instead of buffering without bound; what was already
- * in flight when it paused (at most one muxer message, 64 KiB) still lands, within this margin.
- */
-export const READ_PAUSE_MARGIN_BYTES = 1024 * 1024
-
-/**
  * Largest Yamux receive window per stream (2 MiB; Yamux's default grows to 16 MiB). While a stream is paused the
  * peer can still send what its window allows, into the stream's own read buffer (4 MiB at most before libp2p
  * resets the stream), so the window must stay below that buffer.
  */
 export const MAX_STREAM_WINDOW_BYTES = 2 * 1024 * 1024
+
+/**
+ * Bytes beyond a frame that an honest peer may get a paused sync stream to hold (4 MiB + 64 KiB). A channel pauses
+ * its stream once it holds a whole frame's worth of unread bytes and resumes it when its reader catches up, so a
+ * slow receiver slows the sender (Yamux stops granting window) instead of buffering without bound. But Yamux grants
+ * window after every message it receives, so after a pause the peer may still send what its window allows
+ * (`MAX_STREAM_WINDOW_BYTES`), and a resume hands that out at once while Yamux grants a whole window again before
+ * the channel can pause anew: two windows in all. An honest sender answering a want at full speed reaches that
+ * (seen with a receiver of 64 KiB frames); a smaller margin would reset its stream. One muxer message on top is slack.
+ */
+export const READ_PAUSE_MARGIN_BYTES = 2 * MAX_STREAM_WINDOW_BYTES + 64 * 1024
 
 /**
  * A peer must send its hello within this time (10 s), or the stream is closed. Bounds how long an
