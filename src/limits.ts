@@ -144,3 +144,39 @@ export const INBOUND_UPGRADE_TIMEOUT_MS = 5_000
 
 /** Rejected changes remembered per share for status (20): enough to see what goes wrong, bounded memory. */
 export const MAX_RECENT_REJECTIONS = 20
+
+// ---------------------------------------------------------------- materialiser (src/core)
+
+/**
+ * Received changes the materialiser keeps in memory, by document, while they wait to be applied (20,000, about
+ * the size of the changes themselves: a few MB). Beyond it the queue is dropped and read back from the store in
+ * arrival order; a read of one document then waits for the whole backlog instead of only for its own changes.
+ */
+export const MATERIALISE_QUEUE_MAX = 20_000
+
+/** ... and at most this many payload bytes (64 MiB): a few large changes cannot make the queue hold gigabytes. */
+export const MATERIALISE_QUEUE_MAX_BYTES = 64 * 1024 * 1024
+
+/** Changes the background materialiser takes up per step before it lets reads and writes in (2,048). */
+export const MATERIALISE_STEP_CHANGES = 2_048
+
+/** Document states kept in memory, least recently used out first (512). */
+export const MATERIALISE_CACHE_DOCS = 512
+
+/**
+ * A document's snapshot is saved again once this many changes were applied since the last one (32): loading
+ * replays at most this many changes, and a change never costs an Automerge save of its own.
+ */
+export const MATERIALISE_SNAPSHOT_AFTER_CHANGES = 32
+
+/** ... or once the changes since the last snapshot are this large (256 KiB) and larger than the snapshot. */
+export const MATERIALISE_SNAPSHOT_AFTER_BYTES = 256 * 1024
+
+/** Worker threads of the materialiser (4, and never more than the machine's cores): Automerge work off the main thread. */
+export const MATERIALISE_WORKERS_MAX = 4
+
+/**
+ * Documents each materialise worker keeps built (256), least recently used out first: a document that gets a few
+ * changes at a time is then not loaded again on every batch.
+ */
+export const MATERIALISE_WORKER_CACHE_DOCS = 256

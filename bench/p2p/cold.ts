@@ -14,6 +14,7 @@ import { createHash } from 'node:crypto'
 import { cp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { encrypt, Signer, unwrapKey } from '../../src/crypto/index.js'
 import {
   createTenantFactory, encodeChange, newDocId, payloadAad, signChange, type ChangeHeader, type DocData, type StoreChange
@@ -82,8 +83,11 @@ export class ChangeMaker {
 /** The code that fixes the on-disk formats: a cache built by other code is not reused. */
 export async function formatHash (): Promise<string> {
   const h = createHash('sha256').update(`${CACHE_FORMAT}`)
-  for (const file of ['store/change.js', 'store/level-store.js', 'core/db.js', 'core/factory.js', 'core/tenant.js', 'core/keyring.js', 'crypto/index.js']) {
-    h.update(await readFile(new URL(`../../src/${file}`, import.meta.url)))
+  // every compiled file of the layers that write the data (core's files change as it is split up)
+  for (const folder of ['store', 'core', 'crypto']) {
+    const dir = fileURLToPath(new URL(`../../src/${folder}/`, import.meta.url))
+    const files = (await readdir(dir, { recursive: true })).filter((f) => f.endsWith('.js')).sort()
+    for (const file of files) h.update(file).update(await readFile(join(dir, file)))
   }
   return h.digest('hex').slice(0, 16)
 }

@@ -567,12 +567,11 @@ class SyncSession {
         good.push(change)
       }
       if (good.length > 0) {
-        const result = await db.getStore().appendMany(good)
+        const result = await db.receiveChanges(good)
         for (const r of result.rejected) this.#reject(r.error, r.hash)
         this.#result.received += result.added.length
         this.#stats.received(result.added.length, bytes)
         this.#result.bytesReceived += bytes
-        if (result.added.length > 0) await db.syncStoreChanges(result.added)
       }
     } finally {
       claims.release(good.map((c) => c.hash), this.#owner)
