@@ -1,11 +1,12 @@
 /**
- * Runs every benchmark and prints one JSON object: `{ machine, foundation, reconcile, p2p, serve }` (one key per
+ * Runs every benchmark and prints one JSON object: `{ machine, foundation, reconcile, p2p, serve, liveOneRoundTrip }` (one key per
  * scenario registered below).
  *
  * `npm run bench` (builds first, about 12 minutes on an idle 2-core machine); `BENCH_QUICK=1 npm run bench` for a small, quick run.
  */
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os'
 import { benchFoundation } from './foundation.js'
+import { benchLiveOneRoundTrip } from './live.js'
 import { benchP2P } from './p2p/index.js'
 import { benchReconcile } from './reconcile.js'
 import { benchServe } from './serve.js'
@@ -20,8 +21,8 @@ async function main (): Promise<void> {
   // Scenarios in files of their own: one line each in this object, printed under its key (import the function above).
   const scenarios: Record<string, object> = {
     serve: await benchServe({ quick }),
-    // restart: await benchRestart({ quick }),                      // bench/restart.ts
-    // liveOneRoundTrip: await benchLiveOneRoundTrip({ quick })     // bench/live.ts
+    // restart: await benchRestart({ quick }),  // bench/restart.ts
+    liveOneRoundTrip: await benchLiveOneRoundTrip()
   }
   const result = {
     machine: {

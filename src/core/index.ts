@@ -25,3 +25,5 @@ export type {
 export { MindooDoc } from './doc.js'
 export type { DocData, DocMeta } from './doc.js'
 export type { KeyInfo } from './keyring.js'
+export { isDocString, isScalarString, plainValue, spliceText, toScalarStrings } from './values.js'
+export type { DocPath } from './values.js'

@@ -7,6 +7,7 @@
  */
 import { createHash, createHmac } from 'node:crypto'
 import type { MindooDoc, TenantPublicInfo } from '../core/index.js'
+import { plainValue } from '../core/values.js'
 import { InvalidArgumentError } from '../errors.js'
 import { isValidId } from '../store/change.js'
 import { compileSelector, InvalidFilterError, type DocPredicate, type MangoSelector } from './filter.js'
@@ -281,7 +282,13 @@ export function policyOf (filter: ShareFilter): FilterPolicy {
     case 'predicate': return { mode: 'byDoc', matches: filter.predicate }
     case 'type': {
       const types = new Set(filter.types)
-      return { mode: 'byDoc', matches: (doc) => typeof doc.getData().type === 'string' && types.has(doc.getData().type) }
+      return {
+        mode: 'byDoc',
+        matches: (doc) => {
+          const type = plainValue(doc.getData().type) // a scalar string (as the RPC writes) or text alike
+          return typeof type === 'string' && types.has(type)
+        }
+      }
     }
     case 'selector': {
       const pred: DocPredicate = compileSelector(filter.selector)
