@@ -11,8 +11,8 @@
  */
 import * as Automerge from '@automerge/automerge'
 import { createHash } from 'node:crypto'
-import { cp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
-import { loadavg, tmpdir } from 'node:os'
+import { readdir, readFile, stat } from 'node:fs/promises'
+import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { encrypt, Signer, unwrapKey } from '../../src/crypto/index.js'
@@ -21,6 +21,7 @@ import {
 } from '../../src/index.js'
 import { gc } from '../util.js'
 import { primitiveBound } from './bound.js'
+import { cachedData } from './data-cache.js'
 import {
   BENCH_KDF, CACHE_FORMAT, cpuMs, KEY_ID, KEY_PASSWORD, now, perSec, round, sleep, text, waitFor,
   type BenchP2POptions, type SocketTally
@@ -96,66 +97,41 @@ export async function formatHash (): Promise<string> {
 export async function coldData (spec: ColdSpec, useCache: boolean, runDir: string): Promise<{ dir: string, meta: ColdMeta, fromCache: boolean, copyMs: number }> {
   const { n } = spec
   const prefix = `mindoodb-bench-p2p-cold-${spec.field}-${n}-${spec.chars}-`
-  const cacheDir = join(tmpdir(), `${prefix}${await formatHash()}`)
   const dir = join(runDir, `a-${spec.field}-${n}`)
-  if (useCache) {
+  return await cachedData<ColdMeta>({ prefix, key: await formatHash(), dir, useCache, scratch: join(runDir, `build-${spec.field}-${n}`) }, async (buildDir) => {
+    const started = now()
+    const factory = await createTenantFactory({ dataDir: factoryDir(join(buildDir, 'a')), keyWrapping: BENCH_KDF })
     try {
-      const meta = JSON.parse(await readFile(join(cacheDir, 'meta.json'), 'utf8')) as ColdMeta
-      const started = now()
-      await cp(join(cacheDir, 'a'), dir, { recursive: true })
-      return { dir, meta, fromCache: true, copyMs: Math.round(now() - started) }
-    } catch {
-      // not cached yet
-    }
-  }
-  const buildDir = useCache ? `${cacheDir}.building-${process.pid}` : join(runDir, `build-${spec.field}-${n}`)
-  await rm(buildDir, { recursive: true, force: true })
-  const started = now()
-  const factory = await createTenantFactory({ dataDir: factoryDir(join(buildDir, 'a')), keyWrapping: BENCH_KDF })
-  let meta: ColdMeta
-  try {
-    const tenant = await factory.createTenant({ tenantId: 'org-a', tenantEncryptionKeyPassword: 'org-a-pw' })
-    const keyBlob = await factory.createSymmetricEncryptedPrivateKey(KEY_PASSWORD)
-    await tenant.importNamedKey(KEY_ID, keyBlob, KEY_PASSWORD)
-    const tenantFile = JSON.parse(await readFile(join(factoryDir(join(buildDir, 'a')), 'tenants', 'org-a', 'tenant.json'), 'utf8'))
-    const signingKey = tenantFile.secrets?.data?.signingPrivateKey as string
-    const maker = new ChangeMaker(new Signer(Buffer.from(signingKey, 'base64')), await unwrapKey(keyBlob, KEY_PASSWORD), spec)
-    const db = await tenant.openDB('shared', { defaultKeyId: KEY_ID })
-    const store = db.getStore()
-    const liveDocs: string[] = []
-    let changeBytes = 0
-    let payloadBytes = 0
-    for (let i = 0; i < n; i += 2000) {
-      const changes = Array.from({ length: Math.min(2000, n - i) }, () => maker.make())
-      if (liveDocs.length < 10) liveDocs.push(...changes.slice(0, 10 - liveDocs.length).map((c) => c.docId))
-      for (const c of changes) {
-        changeBytes += encodeChange(c).length
-        payloadBytes += c.payload.length
+      const tenant = await factory.createTenant({ tenantId: 'org-a', tenantEncryptionKeyPassword: 'org-a-pw' })
+      const keyBlob = await factory.createSymmetricEncryptedPrivateKey(KEY_PASSWORD)
+      await tenant.importNamedKey(KEY_ID, keyBlob, KEY_PASSWORD)
+      const tenantFile = JSON.parse(await readFile(join(factoryDir(join(buildDir, 'a')), 'tenants', 'org-a', 'tenant.json'), 'utf8'))
+      const signingKey = tenantFile.secrets?.data?.signingPrivateKey as string
+      const maker = new ChangeMaker(new Signer(Buffer.from(signingKey, 'base64')), await unwrapKey(keyBlob, KEY_PASSWORD), spec)
+      const db = await tenant.openDB('shared', { defaultKeyId: KEY_ID })
+      const store = db.getStore()
+      const liveDocs: string[] = []
+      let changeBytes = 0
+      let payloadBytes = 0
+      for (let i = 0; i < n; i += 2000) {
+        const changes = Array.from({ length: Math.min(2000, n - i) }, () => maker.make())
+        if (liveDocs.length < 10) liveDocs.push(...changes.slice(0, 10 - liveDocs.length).map((c) => c.docId))
+        for (const c of changes) {
+          changeBytes += encodeChange(c).length
+          payloadBytes += c.payload.length
+        }
+        const result = await store.appendMany(changes)
+        if (result.added.length !== changes.length) throw new Error('A did not store every change')
+        await db.syncStoreChanges(result.added)
       }
-      const result = await store.appendMany(changes)
-      if (result.added.length !== changes.length) throw new Error('A did not store every change')
-      await db.syncStoreChanges(result.added)
+      return {
+        format: CACHE_FORMAT, spec, keyBlob, signingKey, liveDocs,
+        changeBytesAvg: Math.round(changeBytes / n), payloadBytesAvg: Math.round(payloadBytes / n), buildMs: Math.round(now() - started)
+      }
+    } finally {
+      await factory.close()
     }
-    meta = {
-      format: CACHE_FORMAT, spec, keyBlob, signingKey, liveDocs,
-      changeBytesAvg: Math.round(changeBytes / n), payloadBytesAvg: Math.round(payloadBytes / n), buildMs: Math.round(now() - started)
-    }
-  } finally {
-    await factory.close()
-  }
-  await writeFile(join(buildDir, 'meta.json'), JSON.stringify(meta))
-  if (!useCache) {
-    await rename(join(buildDir, 'a'), dir)
-    return { dir, meta, fromCache: false, copyMs: 0 }
-  }
-  // one cache per spec: those built by older code go
-  for (const name of await readdir(tmpdir())) {
-    if (name.startsWith(prefix) && join(tmpdir(), name) !== buildDir) await rm(join(tmpdir(), name), { recursive: true, force: true })
-  }
-  await rename(buildDir, cacheDir)
-  const copyStart = now()
-  await cp(join(cacheDir, 'a'), dir, { recursive: true })
-  return { dir, meta, fromCache: false, copyMs: Math.round(now() - copyStart) }
+  })
 }
 
 export async function dirBytes (dir: string): Promise<number> {

@@ -17,8 +17,7 @@
  * A's database is built once through the library and cached under os.tmpdir(), like the cold part's.
  */
 import * as Automerge from '@automerge/automerge'
-import { cp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
-import { availableParallelism, loadavg, tmpdir } from 'node:os'
+import { availableParallelism, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { decrypt, unwrapKey } from '../../src/crypto/index.js'
 import { createTenantFactory, encodeChange, payloadAad, type StoreChange } from '../../src/index.js'
@@ -26,6 +25,7 @@ import type { MindooNode } from '../../src/p2p/index.js'
 import { gc } from '../util.js'
 import { automergeBound, primitiveBound } from './bound.js'
 import { formatHash } from './cold.js'
+import { cachedData } from './data-cache.js'
 import { BENCH_KDF, cpuMs, KEY_ID, KEY_PASSWORD, now, perSec, round, sleep, text } from './common.js'
 import { closeOrg, factoryDir, openOrg, SERVER_INIT, shareFor, startServer, partnerOf } from './server.js'
 
@@ -68,64 +68,40 @@ const DOCS_FORMAT = 1
 /** A's directory with the documents: from the cache, or built through the library (and cached). */
 async function docsData (spec: DocsSpec, useCache: boolean, runDir: string): Promise<{ dir: string, meta: DocsMeta, fromCache: boolean, copyMs: number }> {
   const prefix = `mindoodb-bench-p2p-docs-${spec.body}-${spec.docs}-${spec.chars}-`
-  const cacheDir = join(tmpdir(), `${prefix}${DOCS_FORMAT}-${await formatHash()}`)
   const dir = join(runDir, `a-docs-${spec.body}-${spec.docs}`)
-  if (useCache) {
+  return await cachedData<DocsMeta>({ prefix, key: `${DOCS_FORMAT}-${await formatHash()}`, dir, useCache, scratch: join(runDir, `build-docs-${spec.body}-${spec.docs}`) }, async (buildDir) => {
+    const started = now()
+    const factory = await createTenantFactory({ dataDir: factoryDir(join(buildDir, 'a')), keyWrapping: BENCH_KDF })
     try {
-      const meta = JSON.parse(await readFile(join(cacheDir, 'meta.json'), 'utf8')) as DocsMeta
-      const started = now()
-      await cp(join(cacheDir, 'a'), dir, { recursive: true })
-      return { dir, meta, fromCache: true, copyMs: Math.round(now() - started) }
-    } catch {
-      // not cached yet
-    }
-  }
-  const buildDir = useCache ? `${cacheDir}.building-${process.pid}` : join(runDir, `build-docs-${spec.body}-${spec.docs}`)
-  await rm(buildDir, { recursive: true, force: true })
-  const started = now()
-  const factory = await createTenantFactory({ dataDir: factoryDir(join(buildDir, 'a')), keyWrapping: BENCH_KDF })
-  let meta: DocsMeta
-  try {
-    const tenant = await factory.createTenant({ tenantId: 'org-a', tenantEncryptionKeyPassword: 'org-a-pw' })
-    const keyBlob = await factory.createSymmetricEncryptedPrivateKey(KEY_PASSWORD)
-    await tenant.importNamedKey(KEY_ID, keyBlob, KEY_PASSWORD)
-    const db = await tenant.openDB('shared', { defaultKeyId: KEY_ID })
-    for (let i = 0; i < spec.docs; i++) {
-      const body = text(spec.chars)
-      const doc = await db.createDocument()
-      await db.changeDoc(doc, (d) => {
-        Object.assign(d.getData(), {
-          type: 'note',
-          visibility: i % 2 === 0 ? 'team' : 'public',
-          body: spec.body === 'text' ? body : new Automerge.ImmutableString(body),
-          i
+      const tenant = await factory.createTenant({ tenantId: 'org-a', tenantEncryptionKeyPassword: 'org-a-pw' })
+      const keyBlob = await factory.createSymmetricEncryptedPrivateKey(KEY_PASSWORD)
+      await tenant.importNamedKey(KEY_ID, keyBlob, KEY_PASSWORD)
+      const db = await tenant.openDB('shared', { defaultKeyId: KEY_ID })
+      for (let i = 0; i < spec.docs; i++) {
+        const body = text(spec.chars)
+        const doc = await db.createDocument()
+        await db.changeDoc(doc, (d) => {
+          Object.assign(d.getData(), {
+            type: 'note',
+            visibility: i % 2 === 0 ? 'team' : 'public',
+            body: spec.body === 'text' ? body : new Automerge.ImmutableString(body),
+            i
+          })
         })
-      })
+      }
+      const changes = await db.getStore().count()
+      if (changes !== 2 * spec.docs) throw new Error(`A holds ${changes} changes, not ${2 * spec.docs}`)
+      let bytes = 0
+      const store = db.getStore()
+      const hashes = await store.getAllChangeHashes()
+      for (let i = 0; i < hashes.length; i += 1000) {
+        for (const c of await store.getChanges(hashes.slice(i, i + 1000))) bytes += encodeChange(c).length
+      }
+      return { spec, keyBlob, changes, changeBytesAvg: Math.round(bytes / changes), buildMs: Math.round(now() - started) }
+    } finally {
+      await factory.close()
     }
-    const changes = await db.getStore().count()
-    if (changes !== 2 * spec.docs) throw new Error(`A holds ${changes} changes, not ${2 * spec.docs}`)
-    let bytes = 0
-    const store = db.getStore()
-    const hashes = await store.getAllChangeHashes()
-    for (let i = 0; i < hashes.length; i += 1000) {
-      for (const c of await store.getChanges(hashes.slice(i, i + 1000))) bytes += encodeChange(c).length
-    }
-    meta = { spec, keyBlob, changes, changeBytesAvg: Math.round(bytes / changes), buildMs: Math.round(now() - started) }
-  } finally {
-    await factory.close()
-  }
-  await writeFile(join(buildDir, 'meta.json'), JSON.stringify(meta))
-  if (!useCache) {
-    await rename(join(buildDir, 'a'), dir)
-    return { dir, meta, fromCache: false, copyMs: 0 }
-  }
-  for (const name of await readdir(tmpdir())) {
-    if (name.startsWith(prefix) && join(tmpdir(), name) !== buildDir) await rm(join(tmpdir(), name), { recursive: true, force: true })
-  }
-  await rename(buildDir, cacheDir)
-  const copyStart = now()
-  await cp(join(cacheDir, 'a'), dir, { recursive: true })
-  return { dir, meta, fromCache: false, copyMs: Math.round(now() - copyStart) }
+  })
 }
 
 /** A's changes grouped by document, each document's in dependency order (read through the library's store API). */
