@@ -15,7 +15,7 @@ import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import type { MindooDB, MindooTenant } from '../core/index.js'
 import {
-  DialFailedError, InvalidArgumentError, MindooError, NotStartedError, NodeStoppingError, PeerNotDialledError, SessionRefusedError, TimeoutError,
+  InvalidArgumentError, MindooError, NotStartedError, NodeStoppingError, PeerNotDialledError, SessionRefusedError, TimeoutError,
   TooManySessionsError
 } from '../errors.js'
 import type { AbortOptions } from '../store/types.js'
@@ -37,6 +37,7 @@ import {
 } from './constants.js'
 import { clip, NodeEvents } from './events.js'
 import { loadOrCreatePeerKey } from './identity.js'
+import { dialError, Nat, relayLimitError, type NatInit, type NatReport } from './nat.js' // nat
 
 export interface MindooNodeInit {
   /** The organisation's tenant: its databases are the ones shares map to. */
@@ -83,6 +84,8 @@ export interface MindooNodeInit {
   maxFrameBytes?: number
   /** Delay before live rounds start after a change, ms. Default 5. */
   liveDebounceMs?: number
+  /** Reaching and being reached behind firewalls: AutoNAT, relays served and listened through, DCUtR (src/p2p/nat.ts). */
+  nat?: NatInit
   /** A prom-client registry to publish libp2p's own metrics into (off when not given). */
   metricsRegistry?: Registry
   logger?: Logger
@@ -278,6 +281,9 @@ export class MindooNode {
   /** Inbound sync streams whose hello is not authorised yet, per peer, and their total. */
   readonly #pending = new Map<string, number>()
   #pendingTotal = 0
+  /** nat: AutoNAT, relays and DCUtR (src/p2p/nat.ts); partners of some share may use the relay this node serves. */
+  #nat: Nat | undefined
+  #relayClients = new Set<string>()
   /** Every address the node has (the last list libp2p filtered for announcement). */
   #allAddrs: Multiaddr[] = []
   /** What happens on the node, for the daemon's event stream and audit trail (see src/p2p/events.ts). */
@@ -306,6 +312,12 @@ export class MindooNode {
     return this.#node().getMultiaddrs().map((a) => a.toString())
   }
 
+  /** nat: reachability, NAT status, relay reservations held and served (for the doctor). */
+  natReport (): NatReport {
+    this.#node()
+    return (this.#nat as Nat).report()
+  }
+
   /** True when the connection gater admits the peer (a partner of some share, bootstrap or allowPeers). */
   isAdmitted (peerId: string): boolean {
     return this.#allowed.has(peerId)
@@ -330,6 +342,7 @@ export class MindooNode {
     this.#refreshAllowed()
     const denied = (peerId: PeerId): boolean => !this.#allowed.has(peerId.toString())
     const announcePrivate = this.#init.announcePrivateAddresses ?? false
+    const nat = this.#nat = new Nat(this.#init.nat ?? {}, { isRelayClient: (id) => this.#relayClients.has(id), isAdmitted: (id) => this.#allowed.has(id) }, this.#log) // nat
     this.#libp2p = await createLibp2p({
       privateKey,
       start: false,
@@ -341,13 +354,14 @@ export class MindooNode {
           return announcePrivate ? addrs : addrs.filter(isPublicAddress)
         }
       },
-      transports: [tcp()],
+      transports: [tcp(), ...nat.transports()], // nat: + circuit relay
       connectionEncrypters: [noise()],
       streamMuxers: [yamux({ maxInboundStreams: MAX_MUXED_STREAMS, streamOptions: { maxStreamWindowSize: MAX_STREAM_WINDOW_BYTES } })],
       // only partners of some share, bootstrap peers and allowPeers connect, in either direction: a stranger is
       // turned away as soon as Noise proves its peer id, so it can open no stream, DHT queries included; and
       // peers learned from the DHT outside that list are never dialled
       connectionGater: {
+        ...nat.gater(), // nat: who may reserve on, hop through and reach us through a relay
         denyDialPeer: denied,
         denyInboundEncryptedConnection: denied,
         denyOutboundEncryptedConnection: denied
@@ -362,7 +376,8 @@ export class MindooNode {
         ping: ping(),
         // without the DHT the node takes no part in it at all: it answers no queries, runs none, and libp2p
         // cannot look up the address of a peer it was not given, so it only reaches configured addresses
-        ...(useDht ? { dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: (p) => p, allowQueryWithZeroPeers: true }) } : {})
+        ...(useDht ? { dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: (p) => p, allowQueryWithZeroPeers: true }) } : {}),
+        ...nat.services() // nat: AutoNAT, DCUtR, relay server, relay reservations
       }
     })
     await this.#libp2p.start()
@@ -373,7 +388,8 @@ export class MindooNode {
       this.#refreshAllowed()
     }
     await this.#libp2p.handle(SYNC_PROTOCOL, (stream, connection) => this.#onInbound(stream, connection), {
-      maxInboundStreams: MAX_INBOUND_STREAMS, maxOutboundStreams: MAX_OUTBOUND_STREAMS
+      maxInboundStreams: MAX_INBOUND_STREAMS, maxOutboundStreams: MAX_OUTBOUND_STREAMS,
+      runOnLimitedConnection: true // nat: sessions run over relayed connections too (a cut one fails with RELAY_LIMIT)
     })
     this.#libp2p.addEventListener('peer:connect', (evt) => { this.#onPeerConnect(evt.detail) })
     this.#libp2p.addEventListener('peer:disconnect', (evt) => { this.#emitPartner('partner.disconnected', evt.detail.toString()) })
@@ -566,7 +582,9 @@ export class MindooNode {
   }
 
   #connectionTo (peerId: string): Connection | undefined {
-    return this.#libp2p?.getConnections(peerIdFromString(peerId)).find((c) => c.status === 'open')
+    // nat: a direct (or unlimited) connection first, a relayed one with limits last
+    const open = this.#libp2p?.getConnections(peerIdFromString(peerId)).filter((c) => c.status === 'open') ?? []
+    return open.find((c) => c.limits === undefined && c.direct) ?? open.find((c) => c.limits === undefined) ?? open[0]
   }
 
   /** Whether the peer store holds an address of the partner (kept in `addressKnown` for status). */
@@ -587,9 +605,18 @@ export class MindooNode {
       if (id !== undefined) allowed.add(id)
     }
     // while start() adds the configured shares, their partners are admitted already
+    const relayClients = new Set<string>()
     for (const config of [...[...this.#shares.values()].map((rt) => rt.config), ...this.#starting]) {
-      for (const p of config.partners) allowed.add(p.peerId)
+      for (const p of config.partners) {
+        allowed.add(p.peerId)
+        relayClients.add(p.peerId)
+        // nat: the relays a partner is reached through (`<relay>/p2p-circuit/p2p/<partner>`) are dialled too
+        for (const a of p.addresses ?? []) if (a.includes('/p2p-circuit')) allowed.add(peerIdOfAddress(a.slice(0, a.indexOf('/p2p-circuit'))) ?? '')
+      }
     }
+    for (const id of this.#nat?.relayPeers() ?? []) allowed.add(id) // nat: the relays this node listens through
+    allowed.delete('')
+    this.#relayClients = relayClients
     this.#allowed = allowed
   }
 
@@ -765,32 +792,40 @@ export class MindooNode {
     rt.totals.rounds++
     p.lastRoundAt = Date.now()
     let stream: Stream | undefined
+    let via: Connection | undefined // nat: the connection the session runs over
+    let progress: RoundProgress | undefined
     try {
       const signal = AbortSignal.any([controller.signal, this.#signal(options)])
       // over a connection the partner opened, if any: a partner with dial: false is never dialled
       try {
         stream = connection !== undefined && connection.status === 'open'
-          ? await connection.newStream(SYNC_PROTOCOL, { signal })
-          : await this.#node().dialProtocol(peerIdFromString(p.peerId), SYNC_PROTOCOL, { signal })
+          ? await connection.newStream(SYNC_PROTOCOL, { signal, runOnLimitedConnection: true })
+          : await this.#node().dialProtocol(peerIdFromString(p.peerId), SYNC_PROTOCOL, { signal, runOnLimitedConnection: true })
       } catch (err) {
         // libp2p's own failures (no address, refused, a connection closed by a simultaneous dial, negotiation)
-        // become one typed error; an abort keeps its reason
+        // become one typed error (a relay's refusal: RELAY_REFUSED); an abort keeps its reason
         if (signal.aborted || err instanceof MindooError) throw err
-        const e = err as Error
-        throw new DialFailedError(`cannot open a sync stream to ${p.peerId}: ${e?.name ?? 'Error'}: ${e?.message ?? String(err)}`, { cause: err })
+        throw dialError(err, `cannot open a sync stream to ${p.peerId}`)
       }
+      const opened = stream
+      via = connection ?? this.#node().getConnections(peerIdFromString(p.peerId)).find((c) => c.streams.includes(opened))
       const channel = streamChannel(stream, this.#maxFrame)
-      const result = await this.#runSession(rt, p, channel, 'initiator', undefined, signal)
+      const session = this.#runSession(rt, p, channel, 'initiator', undefined, signal)
+      progress = p.current
+      const result = await session
       p.failures = 0
       p.retryAt = undefined
       p.lag = result.peerLacked
       p.lastSuccessAt = rt.lastSuccessAt = Date.now()
       return { share: rt.config.id, peerId: p.peerId, ok: true, result }
-    } catch (err) {
+    } catch (caught) {
+      const err = relayLimitError(caught, via) ?? caught // nat: a relay's limit cut the connection
       stream?.abort(err as Error)
       const info = errorInfo(err)
       p.roundsFailed++
       rt.totals.roundsFailed++
+      // nat: a round cut by a relay's limit after it moved changes is retried at the base delay (it made progress)
+      if (err !== caught && progress !== undefined && progress.sent + progress.received > 0) p.failures = 0
       p.failures++
       p.lastError = rt.lastError = { ...info, at: Date.now() }
       rt.totals.errors[info.code] = (rt.totals.errors[info.code] ?? 0) + 1
