@@ -168,3 +168,11 @@ export const RELAY_DURATION_LIMIT_MS = 30 * 60_000
  * request/response with libp2p's 30 s hop timeout.
  */
 export const RELAY_MAX_INBOUND_HOP_STREAMS = 32
+
+/**
+ * The frame limit a session declares over a connection with a data limit (a relayed one), 64 KiB (the smallest a
+ * node accepts as `maxFrameBytes`): a relay with libp2p's default limit (128 KiB per relayed connection) lets a
+ * frame or two through before it cuts the connection, and each frame received is stored at once, so every retry
+ * moves on from where the last one was cut instead of resending a 4 MiB frame that can never arrive.
+ */
+export const RELAY_LIMITED_FRAME_BYTES = 64 * 1024

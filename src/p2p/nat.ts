@@ -24,11 +24,12 @@ import { autoNAT } from '@libp2p/autonat'
 import { circuitRelayServer, circuitRelayTransport, type CircuitRelayService } from '@libp2p/circuit-relay-v2'
 import { dcutr } from '@libp2p/dcutr'
 import type { Connection, Libp2p, PeerId } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { isLinkLocal, isLoopback, isPrivate } from '@libp2p/utils'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
-import { DialFailedError, InvalidArgumentError, MindooError, RelayLimitError, RelayRefusedError, StreamError } from '../errors.js'
+import { DialFailedError, InvalidArgumentError, MindooError, RelayLimitError, RelayRefusedError, StreamError, SyncProtocolError, SyncRemoteError } from '../errors.js'
 import {
-  RELAY_DATA_LIMIT_BYTES, RELAY_DURATION_LIMIT_MS, RELAY_MAX_INBOUND_HOP_STREAMS, RELAY_MAX_RESERVATIONS
+  RELAY_DATA_LIMIT_BYTES, RELAY_DURATION_LIMIT_MS, RELAY_LIMITED_FRAME_BYTES, RELAY_MAX_INBOUND_HOP_STREAMS, RELAY_MAX_RESERVATIONS
 } from '../limits.js'
 import type { AbortOptions } from '../store/types.js'
 import { silentLogger, type Logger } from '../util/logger.js'
@@ -150,7 +151,7 @@ interface AddressMetadata { multiaddr: Multiaddr, verified: boolean, type: strin
 
 /** What the reservation keeper needs from libp2p. */
 export interface RelayKeeperComponents {
-  transportManager: { listen: (addrs: Multiaddr[]) => Promise<void>, getAddrs: () => Multiaddr[] }
+  transportManager: { listen: (addrs: Multiaddr[]) => Promise<void>, getAddrs: () => Multiaddr[], getTransports: () => unknown[] }
   addressManager: { getAddressesWithMetadata: () => AddressMetadata[] }
   connectionManager: { openConnection: (peer: Multiaddr, options?: AbortOptions) => Promise<Connection> }
   events: Pick<Libp2p, 'addEventListener' | 'removeEventListener'>
@@ -193,16 +194,26 @@ export function dialError (err: unknown, what: string): MindooError {
 }
 
 /**
- * A session failure over a relayed connection with limits becomes RelayLimitError: the relay cut the connection
- * when its data or time limit was reached (libp2p resets every stream of it then). `undefined` for any other
- * failure (a protocol error, a refusal, an abort keep their own type).
+ * A session failure over a relayed connection with limits becomes RelayLimitError when that connection is gone:
+ * the relay cut it (its data or time limit was reached, or the relay went away; libp2p resets every stream of it
+ * then, so the session sees a reset or an early end). `undefined` for any other failure: over a connection that
+ * is still open, a refusal the peer sent, or an abort keep their own type.
  */
 export function relayLimitError (err: unknown, connection: Connection | undefined): RelayLimitError | undefined {
-  if (connection === undefined || connection.limits === undefined || err instanceof RelayLimitError) return undefined
-  if (err instanceof MindooError && !(err instanceof StreamError)) return undefined
-  const left = connection.limits
-  const bytes = left.bytes === undefined ? '' : `, ${left.bytes} bytes left`
-  return new RelayLimitError(`the relayed connection ${connection.remoteAddr.toString()} was cut by the relay's limits${bytes}; retried`, { cause: err })
+  if (connection === undefined || connection.limits === undefined || connection.status === 'open') return undefined
+  if (err instanceof RelayLimitError || err instanceof SyncRemoteError || (err instanceof MindooError && !(err instanceof StreamError) && !(err instanceof SyncProtocolError))) return undefined
+  const left = connection.limits.bytes
+  return new RelayLimitError(`the relayed connection ${connection.remoteAddr.toString()} was cut by the relay (its data or time limit${left === undefined ? '' : `; ${left} bytes were left by this side's count`}); retried`, { cause: err })
+}
+
+/**
+ * The largest frame a session declares over a connection: `RELAY_LIMITED_FRAME_BYTES` (64 KiB) over one with a
+ * data limit (a relayed connection), so that each frame received is stored before the relay may cut the
+ * connection and a retry goes on from there; the node's own limit otherwise. Both sides use the smaller of the
+ * two frame limits, so it takes one side to declare it.
+ */
+export function sessionFrameLimit (connection: Connection | undefined, maxFrameBytes: number): number {
+  return connection?.limits?.bytes === undefined ? maxFrameBytes : Math.min(maxFrameBytes, RELAY_LIMITED_FRAME_BYTES)
 }
 
 /** Whether libp2p can dial an address (direct) or reaches a peer through a relay at it. */
@@ -284,8 +295,28 @@ export class RelayKeeper {
     if (!this.#started) return
     clearTimeout(r.timer)
     r.status.retryAt = Date.now() + delay
-    r.timer = setTimeout(() => { void this.#ensure(r) }, delay)
+    r.timer = setTimeout(() => {
+      r.timer = undefined
+      r.status.retryAt = undefined
+      void this.#ensure(r)
+    }, delay)
     r.timer.unref()
+  }
+
+  /**
+   * libp2p's circuit transport marks a relay whose reservation failed on a dial error as invalid until the node
+   * restarts ("The relay was previously invalid"): a relay that refused this node once (say, before its operator
+   * added this node's share) would never be tried again. Each attempt of the keeper forgets that mark first. Reads
+   * a field of the transport that is not part of its typed API: should it change, the mark simply stays.
+   */
+  #forgetRefusal (r: KeptRelay): void {
+    const transport = this.#components.transportManager.getTransports().find((t) => (t as { [Symbol.toStringTag]?: string })?.[Symbol.toStringTag] === '@libp2p/circuit-relay-v2-transport')
+    const filter = (transport as { reservationStore?: { relayFilter?: { remove?: (item: Uint8Array) => boolean } } } | undefined)?.reservationStore?.relayFilter
+    try {
+      filter?.remove?.(peerIdFromString(r.status.peerId).toMultihash().bytes)
+    } catch (err) {
+      this.#log.debug({ relay: r.status.relay, err: String(err) }, 'could not clear the relay mark')
+    }
   }
 
   async #ensure (r: KeptRelay): Promise<void> {
@@ -294,12 +325,14 @@ export class RelayKeeper {
       r.status.state = 'reserved'
       return
     }
-    if (r.status.retryAt !== undefined && r.status.retryAt > Date.now() && r.timer !== undefined) return
+    // backing off: the timer tries again (a periodic check does not cut the backoff short)
+    if (r.timer !== undefined) return
     r.running = true
     r.status.retryAt = undefined
     if (r.status.state === 'reserved') r.status.state = 'pending'
     const signal = AbortSignal.any([AbortSignal.timeout(RELAY_RESERVE_TIMEOUT_MS), this.#stopping.signal])
     try {
+      this.#forgetRefusal(r)
       // dial first: a relay that cannot be reached leaves no listener behind in libp2p
       await this.#components.connectionManager.openConnection(r.addr, { signal })
       await this.#components.transportManager.listen([r.addr.encapsulate('/p2p-circuit')])

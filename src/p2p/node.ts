@@ -15,8 +15,8 @@ import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import type { MindooDB, MindooTenant } from '../core/index.js'
 import {
-  InvalidArgumentError, MindooError, NotStartedError, NodeStoppingError, PeerNotDialledError, SessionRefusedError, TimeoutError,
-  TooManySessionsError
+  InvalidArgumentError, MindooError, NotStartedError, NodeStoppingError, PeerNotDialledError, RelayLimitError, SessionRefusedError,
+  TimeoutError, TooManySessionsError
 } from '../errors.js'
 import type { AbortOptions } from '../store/types.js'
 import { SYNC_PROTOCOL_VERSION, SyncProtocolError, SyncRemoteError, isHello, type MessageChannel, type SyncErrorCode } from '../sync/messages.js'
@@ -37,7 +37,7 @@ import {
 } from './constants.js'
 import { clip, NodeEvents } from './events.js'
 import { loadOrCreatePeerKey } from './identity.js'
-import { dialError, Nat, relayLimitError, type NatInit, type NatReport } from './nat.js' // nat
+import { dialError, Nat, relayLimitError, sessionFrameLimit, type NatInit, type NatReport } from './nat.js' // nat
 
 export interface MindooNodeInit {
   /** The organisation's tenant: its databases are the ones shares map to. */
@@ -339,10 +339,10 @@ export class MindooNode {
     const useDht = this.#init.dht ?? true
     const privateKey = await loadOrCreatePeerKey(this.#init.dataDir)
     this.#starting = [...this.#init.shares ?? []]
+    const nat = this.#nat = new Nat(this.#init.nat ?? {}, { isRelayClient: (id) => this.#relayClients.has(id), isAdmitted: (id) => this.#allowed.has(id) }, this.#log) // nat
     this.#refreshAllowed()
     const denied = (peerId: PeerId): boolean => !this.#allowed.has(peerId.toString())
     const announcePrivate = this.#init.announcePrivateAddresses ?? false
-    const nat = this.#nat = new Nat(this.#init.nat ?? {}, { isRelayClient: (id) => this.#relayClients.has(id), isAdmitted: (id) => this.#allowed.has(id) }, this.#log) // nat
     this.#libp2p = await createLibp2p({
       privateKey,
       start: false,
@@ -810,7 +810,7 @@ export class MindooNode {
       const opened = stream
       via = connection ?? this.#node().getConnections(peerIdFromString(p.peerId)).find((c) => c.streams.includes(opened))
       const channel = streamChannel(stream, this.#maxFrame)
-      const session = this.#runSession(rt, p, channel, 'initiator', undefined, signal)
+      const session = this.#runSession(rt, p, channel, 'initiator', undefined, signal, via)
       progress = p.current
       const result = await session
       p.failures = 0
@@ -818,14 +818,13 @@ export class MindooNode {
       p.lag = result.peerLacked
       p.lastSuccessAt = rt.lastSuccessAt = Date.now()
       return { share: rt.config.id, peerId: p.peerId, ok: true, result }
-    } catch (caught) {
-      const err = relayLimitError(caught, via) ?? caught // nat: a relay's limit cut the connection
+    } catch (err) {
       stream?.abort(err as Error)
       const info = errorInfo(err)
       p.roundsFailed++
       rt.totals.roundsFailed++
       // nat: a round cut by a relay's limit after it moved changes is retried at the base delay (it made progress)
-      if (err !== caught && progress !== undefined && progress.sent + progress.received > 0) p.failures = 0
+      if (err instanceof RelayLimitError && progress !== undefined && progress.sent + progress.received > 0) p.failures = 0
       p.failures++
       p.lastError = rt.lastError = { ...info, at: Date.now() }
       rt.totals.errors[info.code] = (rt.totals.errors[info.code] ?? 0) + 1
@@ -854,7 +853,7 @@ export class MindooNode {
     p.retryTimer.unref()
   }
 
-  async #runSession (rt: ShareRuntime, partner: PartnerState | undefined, channel: MessageChannel, role: 'initiator' | 'responder', peerMaxFrameBytes: number | undefined, signal: AbortSignal): Promise<SessionResult> {
+  async #runSession (rt: ShareRuntime, partner: PartnerState | undefined, channel: MessageChannel, role: 'initiator' | 'responder', peerMaxFrameBytes: number | undefined, signal: AbortSignal, connection?: Connection): Promise<SessionResult> {
     const progress: RoundProgress = { startedAt: Date.now(), sent: 0, received: 0, bytesSent: 0, bytesReceived: 0 }
     if (partner !== undefined) partner.current = progress
     const rejected: Record<string, number> = {}
@@ -890,10 +889,12 @@ export class MindooNode {
       }
     }
     try {
-      const result = await this.#startSession(rt, partner?.peerId ?? '', channel, role, peerMaxFrameBytes, stats, signal)
+      // nat: over a connection with a data limit, small frames, so each one stored is progress kept after a cut
+      const result = await this.#startSession(rt, partner?.peerId ?? '', channel, role, peerMaxFrameBytes, stats, signal, sessionFrameLimit(connection, this.#maxFrame))
       finished()
       return result
-    } catch (err) {
+    } catch (caught) {
+      const err = relayLimitError(caught, connection) ?? caught // nat: a relay's limit cut the connection
       finished(errorInfo(err))
       throw err
     } finally {
@@ -901,7 +902,7 @@ export class MindooNode {
     }
   }
 
-  async #startSession (rt: ShareRuntime, peer: string, channel: MessageChannel, role: 'initiator' | 'responder', peerMaxFrameBytes: number | undefined, stats: SessionStats, signal: AbortSignal): Promise<SessionResult> {
+  async #startSession (rt: ShareRuntime, peer: string, channel: MessageChannel, role: 'initiator' | 'responder', peerMaxFrameBytes: number | undefined, stats: SessionStats, signal: AbortSignal, maxFrameBytes: number): Promise<SessionResult> {
     let claims = this.#claims.get(rt.config.database)
     if (claims === undefined) {
       claims = new WantClaims()
@@ -923,7 +924,7 @@ export class MindooNode {
       participants: rt.participants,
       topic: role === 'initiator' ? Buffer.from(rt.topicKey, 'hex') : undefined,
       peerMaxFrameBytes,
-      maxFrameBytes: this.#maxFrame,
+      maxFrameBytes,
       reconcileMessageBytes: MAX_RECONCILE_MESSAGE_BYTES,
       refusals: rt.refusals,
       admit: createWritePolicy({
@@ -958,14 +959,14 @@ export class MindooNode {
       else this.#pending.delete(remote)
     }
     try {
-      await this.#onInboundCounted(stream, remote, authorised)
+      await this.#onInboundCounted(stream, remote, authorised, connection)
     } finally {
       authorised()
     }
   }
 
   /** The inbound stream once it holds a pending slot; `authorised` frees the slot once the hello is decided. */
-  async #onInboundCounted (stream: Stream, remote: string, authorised: () => void): Promise<void> {
+  async #onInboundCounted (stream: Stream, remote: string, authorised: () => void, connection?: Connection): Promise<void> {
     // until the hello is authorised the peer is unknown on the topic: a few KiB only
     const channel = streamChannel(stream, { maxFrameBytes: this.#maxFrame, receiveLimit: Math.min(MAX_HELLO_FRAME_BYTES, this.#maxFrame) })
     let rt: ShareRuntime | undefined
@@ -1015,7 +1016,7 @@ export class MindooNode {
     const controller = new AbortController()
     rt.sessions.add(controller)
     try {
-      const result = await this.#runSession(rt, rt.partners.get(remote), channel, 'responder', peerMaxFrameBytes, AbortSignal.any([controller.signal, this.#stopping.signal]))
+      const result = await this.#runSession(rt, rt.partners.get(remote), channel, 'responder', peerMaxFrameBytes, AbortSignal.any([controller.signal, this.#stopping.signal]), connection)
       const p = rt.partners.get(remote)
       if (p !== undefined) {
         p.lastSuccessAt = rt.lastSuccessAt = Date.now()
