@@ -163,6 +163,24 @@ describe('p2p: reaching a node behind a firewall through a relay', function () {
     }
   })
 
+  it('should not let a relay bring a peer that is no partner of the node', async () => {
+    await waitFor(() => h.node.natReport().reservations.some((x) => x.state === 'reserved'), 'H to hold a reservation on R')
+    // X is a partner of R (so R relays for it) but no partner of H: R lets the hop through, H turns it away
+    const x = await createOrg('org-x')
+    try {
+      await r.node.removeShare('relay-clients')
+      await r.node.addShare(relayShare([h, p, x]))
+      await x.node.addShare({ ...shareAt([{ org: h, addresses: [circuitAddress(r, h)] }]), id: 'with-x', topicSecret: 'x-topic-secret-0123456789abcdef', database: 'with-x' })
+      const [round] = await x.node.syncNow('with-x')
+      expect(round.ok).to.equal(false)
+      expect(round.error?.code).to.equal('RELAY_REFUSED')
+      expect(h.node.libp2p.getConnections(x.node.libp2p.peerId)).to.deep.equal([])
+      expect(await (await h.tenant.openDB('with-x')).getStore().count()).to.equal(0)
+    } finally {
+      await x.cleanup()
+    }
+  })
+
   it('should not even let a stranger connect to the relay, to reserve or to hop', async () => {
     const stranger = await createOrg('org-stranger', { nat: { relays: [r.node.getMultiaddrs()[0]] } })
     try {
