@@ -263,6 +263,7 @@ export class RelayKeeper {
   }
 
   afterStart (): void {
+    if (this.#relays.length === 0) return
     this.#components.events.addEventListener('connection:close', this.#onClose)
     for (const r of this.#relays) void this.#ensure(r)
     this.#check = setInterval(() => { for (const r of this.#relays) void this.#ensure(r) }, RELAY_CHECK_INTERVAL_MS)
