@@ -8,7 +8,7 @@ const configDir = fileURLToPath(new URL('../../../config/', import.meta.url))
 describe('config', () => {
   it('should accept every example in config/', async () => {
     const examples = (await readdir(configDir)).filter((f) => f.endsWith('.example.json'))
-    expect(examples.sort()).to.deep.equal(['customer.example.json', 'research-partner.example.json', 'supplier.example.json'])
+    expect(examples.sort()).to.deep.equal(['behind-firewall.example.json', 'customer.example.json', 'research-partner.example.json', 'supplier.example.json'])
     for (const file of examples) {
       const config = await loadConfig(configDir + file)
       expect(config.shares.length, file).to.be.greaterThan(0)
