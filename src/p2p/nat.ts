@@ -33,6 +33,7 @@ import {
 } from '../limits.js'
 import type { AbortOptions } from '../store/types.js'
 import { silentLogger, type Logger } from '../util/logger.js'
+import type { RelayRefusedEvent, RelayReservationEvent } from './events.js'
 
 /** Protocol prefix of AutoNAT among participants: `/mindoodb/autonat/1.0.0`. */
 export const AUTONAT_PROTOCOL_PREFIX = 'mindoodb'
@@ -238,9 +239,12 @@ export class RelayKeeper {
   #started = false
   #stopping = new AbortController()
 
-  constructor (components: RelayKeeperComponents, init: { relays: string[], logger?: Logger }) {
+  readonly #emit: (event: RelayReservationEvent) => void
+
+  constructor (components: RelayKeeperComponents, init: { relays: string[], logger?: Logger, onEvent?: (event: RelayReservationEvent) => void }) {
     this.#components = components
     this.#log = (init.logger ?? silentLogger).child({ component: 'relay-keeper' })
+    this.#emit = init.onEvent ?? (() => {})
     this.#relays = init.relays.map((r) => {
       const addr = multiaddr(r)
       const peerId = lastPeerId(addr)
@@ -326,6 +330,10 @@ export class RelayKeeper {
       r.status.state = 'reserved'
       return
     }
+    if (r.status.state === 'reserved') {
+      this.#log.warn({ relay: r.status.relay }, 'relay reservation lost; reserving again')
+      this.#emit({ type: 'relay.reservation', relay: r.status.relay, peerId: r.status.peerId, state: 'lost' })
+    }
     // backing off: the timer tries again (a periodic check does not cut the backoff short)
     if (r.timer !== undefined) return
     r.running = true
@@ -340,13 +348,16 @@ export class RelayKeeper {
       if (this.#addressesThrough(r.status.peerId).length === 0) throw new DialFailedError(`relay ${r.status.relay} gave no address`)
       r.status.state = 'reserved'
       r.status.failures = 0
-      this.#log.info({ relay: r.status.relay, addresses: this.#addressesThrough(r.status.peerId) }, 'listening through relay')
+      const addresses = this.#addressesThrough(r.status.peerId)
+      this.#log.info({ relay: r.status.relay, addresses }, 'listening through relay')
+      this.#emit({ type: 'relay.reservation', relay: r.status.relay, peerId: r.status.peerId, state: 'reserved', addresses })
     } catch (err) {
       if (!this.#started) return
       const typed = err instanceof MindooError ? err : dialError(err, `cannot reserve on relay ${r.status.relay}`)
       r.status.state = 'failed'
       r.status.failures++
       r.status.lastError = { code: typed.code, message: typed.message, at: Date.now() }
+      if (r.status.failures === 1) this.#emit({ type: 'relay.reservation', relay: r.status.relay, peerId: r.status.peerId, state: 'failed', code: typed.code, message: typed.message })
       const delay = Math.min(RELAY_RETRY_MAX_MS, RELAY_RETRY_BASE_MS * 2 ** Math.min(r.status.failures - 1, 30)) * (0.5 + Math.random())
       this.#log.warn({ relay: r.status.relay, code: typed.code, err: typed.message, retryInMs: Math.round(delay) }, 'relay reservation failed')
       this.#schedule(r, delay)
@@ -357,7 +368,7 @@ export class RelayKeeper {
 }
 
 /** The libp2p service that keeps the reservations (see RelayKeeper). */
-export function relayKeeper (init: { relays: string[], logger?: Logger }): (components: RelayKeeperComponents) => RelayKeeper {
+export function relayKeeper (init: { relays: string[], logger?: Logger, onEvent?: (event: RelayReservationEvent) => void }): (components: RelayKeeperComponents) => RelayKeeper {
   return (components) => new RelayKeeper(components, init)
 }
 
@@ -396,11 +407,14 @@ export class Nat {
   #server: CircuitRelayService | undefined
   readonly #refused = { reservations: 0, hops: 0, inboundRelayed: 0, last: undefined as RelayRefusal | undefined }
   #addressManager: RelayKeeperComponents['addressManager'] | undefined
+  readonly #onEvent: (event: RelayReservationEvent | RelayRefusedEvent) => void
 
-  constructor (init: NatInit, policy: NatPolicy, logger?: Logger) {
+  /** `onEvent` hears of reservations gained, lost or failing, and of peers the served relay refused. */
+  constructor (init: NatInit, policy: NatPolicy, logger?: Logger, onEvent?: (event: RelayReservationEvent | RelayRefusedEvent) => void) {
     validateNatInit(init)
     this.#init = init
     this.#policy = policy
+    this.#onEvent = onEvent ?? (() => {})
     this.#log = (logger ?? silentLogger).child({ component: 'nat' })
     const serve = init.serve === true ? {} : init.serve === false || init.serve === undefined ? undefined : init.serve
     this.#serve = serve === undefined
@@ -440,7 +454,7 @@ export class Nat {
       })
       services.relay = (components: Parameters<typeof server>[0]) => (this.#server = server(components))
     }
-    const keeper = relayKeeper({ relays: this.#init.relays ?? [], logger: this.#log })
+    const keeper = relayKeeper({ relays: this.#init.relays ?? [], logger: this.#log, onEvent: this.#onEvent })
     services.relayKeeper = (components: RelayKeeperComponents) => {
       this.#addressManager = components.addressManager
       return (this.#keeper = keeper(components))
@@ -482,6 +496,7 @@ export class Nat {
     else this.#refused.inboundRelayed++
     this.#refused.last = r
     this.#log.warn({ kind: r.kind, peer: r.peerId, destination: r.destination }, 'relay refused a peer that is not a partner')
+    this.#onEvent({ type: 'relay.refused', kind: r.kind, peerId: r.peerId, ...(r.destination === undefined ? {} : { destination: r.destination }) })
   }
 
   /** What the doctor shows: addresses, reachability, NAT, reservations held and served. */

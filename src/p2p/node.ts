@@ -339,7 +339,7 @@ export class MindooNode {
     const useDht = this.#init.dht ?? true
     const privateKey = await loadOrCreatePeerKey(this.#init.dataDir)
     this.#starting = [...this.#init.shares ?? []]
-    const nat = this.#nat = new Nat(this.#init.nat ?? {}, { isRelayClient: (id) => this.#relayClients.has(id), isAdmitted: (id) => this.#allowed.has(id) }, this.#log) // nat
+    const nat = this.#nat = new Nat(this.#init.nat ?? {}, { isRelayClient: (id) => this.#relayClients.has(id), isAdmitted: (id) => this.#allowed.has(id) }, this.#log, (e) => { this.events.emit(e) }) // nat
     this.#refreshAllowed()
     const denied = (peerId: PeerId): boolean => !this.#allowed.has(peerId.toString())
     const announcePrivate = this.#init.announcePrivateAddresses ?? false

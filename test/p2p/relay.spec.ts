@@ -12,6 +12,7 @@ import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { MindooDB } from '../../src/index.js'
 import { diagnose } from '../../src/p2p/doctor.js'
+import type { NodeEvent } from '../../src/p2p/events.js'
 import { createOrg, shareKey, shareWith, waitFor, type TestOrg } from '../utils/orgs.js'
 
 async function hashes (db: MindooDB): Promise<string[]> {
@@ -35,10 +36,13 @@ describe('p2p: reaching a node behind a firewall through a relay', function () {
   let r: TestOrg
   let h: TestOrg
   let p: TestOrg
+  let hEvents: NodeEvent[]
 
   beforeEach(async () => {
     r = await createOrg('org-relay', { nat: { serve: true } })
     h = await createOrg('org-hidden', { listen: [], nat: { relays: [r.node.getMultiaddrs()[0]] } })
+    hEvents = []
+    h.node.events.on((e) => { hEvents.push(e) })
     p = await createOrg('org-partner')
     // the relay holds no key of the database: it relays bytes it cannot read
     await shareKey([h, p], 'k')
@@ -56,6 +60,7 @@ describe('p2p: reaching a node behind a firewall through a relay', function () {
     expect(h.node.getMultiaddrs().filter((a) => !a.includes('/p2p-circuit'))).to.deep.equal([])
     await waitFor(() => h.node.natReport().reservations.some((x) => x.state === 'reserved'), 'H to hold a reservation on R')
     expect(r.node.natReport().relay?.clients).to.deep.equal([h.node.peerId])
+    expect(hEvents.filter((e) => e.type === 'relay.reservation' && e.state === 'reserved').map((e) => e.type === 'relay.reservation' && e.peerId)).to.deep.equal([r.node.peerId])
     // H and P are each other's only partners on the database: whatever moves between them crosses the circuit
     await h.node.addShare(shareAt([{ org: p, addresses: [] }]))
     await p.node.addShare(shareAt([{ org: h, addresses: [circuitAddress(r, h)] }]))
@@ -134,6 +139,8 @@ describe('p2p: reaching a node behind a firewall through a relay', function () {
     const s = await createOrg('org-admitted', { nat: { relays: [r.node.getMultiaddrs()[0]] } })
     try {
       await r.restart({ allowPeers: [s.node.peerId] })
+      const rEvents: NodeEvent[] = []
+      r.node.events.on((e) => { rEvents.push(e) })
       await h.node.addShare({ ...shareAt([{ org: s, addresses: [] }]), id: 'with-s', topicSecret: 'another-topic-secret-0123456789', database: 'with-s' })
       await s.node.addShare({ ...shareAt([{ org: h, addresses: [circuitAddress(r, h)] }]), id: 'with-s', topicSecret: 'another-topic-secret-0123456789', database: 'with-s' })
       // the reservation: PERMISSION_DENIED, typed
@@ -153,6 +160,9 @@ describe('p2p: reaching a node behind a firewall through a relay', function () {
       expect(served?.refused.reservations).to.be.greaterThan(0)
       expect(served?.refused.hops).to.be.greaterThan(0)
       expect(served?.refused.last?.peerId).to.equal(s.node.peerId)
+      expect(rEvents).to.deep.include({ type: 'relay.refused', kind: 'hop', peerId: s.node.peerId, destination: h.node.peerId })
+      // H saw its reservation go with R's restart, and come back
+      expect(hEvents.filter((e) => e.type === 'relay.reservation').map((e) => e.type === 'relay.reservation' && e.state)).to.include.members(['reserved', 'lost'])
       // R still relays for its partners
       await h.node.addShare(shareAt([{ org: p, addresses: [] }]))
       await p.node.addShare(shareAt([{ org: h, addresses: [circuitAddress(r, h)] }]))
