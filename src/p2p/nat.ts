@@ -217,6 +217,20 @@ export function sessionFrameLimit (connection: Connection | undefined, maxFrameB
   return connection?.limits?.bytes === undefined ? maxFrameBytes : Math.min(maxFrameBytes, RELAY_LIMITED_FRAME_BYTES)
 }
 
+/** The verdicts of a NatReport (see there) from the node's addresses and its reservations. */
+export function reachabilityOf (addresses: AddressInfo[], reservations: RelayReservationStatus[]): Pick<NatReport, 'reachability' | 'nat'> {
+  const direct = addresses.filter((a) => !a.relayed && a.public)
+  const reachability: NatReport['reachability'] = direct.some((a) => a.verified)
+    ? 'public'
+    : reservations.some((r) => r.state === 'reserved') || addresses.some((a) => a.relayed)
+      ? 'relayed'
+      : direct.length === 0 ? 'private' : 'unknown'
+  const nat: NatReport['nat'] = direct.some((a) => a.verified && a.type === 'transport')
+    ? 'none'
+    : direct.some((a) => a.type === 'observed') && !direct.some((a) => a.type === 'transport') ? 'behind-nat' : 'unknown'
+  return { reachability, nat }
+}
+
 /** Whether libp2p can dial an address (direct) or reaches a peer through a relay at it. */
 export function addressKind (address: string): 'direct' | 'relayed' {
   return isCircuit(address) ? 'relayed' : 'direct'
@@ -509,19 +523,9 @@ export class Nat {
       relayed: isCircuit(a.multiaddr)
     }))
     const reservations = this.#keeper?.status() ?? []
-    const direct = addresses.filter((a) => !a.relayed && a.public)
-    const reachability: NatReport['reachability'] = direct.some((a) => a.verified)
-      ? 'public'
-      : reservations.some((r) => r.state === 'reserved') || addresses.some((a) => a.relayed)
-        ? 'relayed'
-        : direct.length === 0 ? 'private' : 'unknown'
-    const nat: NatReport['nat'] = direct.some((a) => a.verified && a.type === 'transport')
-      ? 'none'
-      : direct.some((a) => a.type === 'observed') && !direct.some((a) => a.type === 'transport') ? 'behind-nat' : 'unknown'
     const serve = this.#serve
     return {
-      reachability,
-      nat,
+      ...reachabilityOf(addresses, reservations),
       autonat: this.#init.autonat ?? true,
       dcutr: this.#init.dcutr ?? true,
       addresses,
