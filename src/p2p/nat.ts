@@ -231,6 +231,21 @@ export function reachabilityOf (addresses: AddressInfo[], reservations: RelayRes
   return { reachability, nat }
 }
 
+/** The peer ids of the relays in circuit addresses (`<relay>/p2p/<relay id>/p2p-circuit/p2p/<peer>`); others are skipped. */
+export function relayPeersOf (addresses: string[]): string[] {
+  const ids: string[] = []
+  for (const a of addresses) {
+    if (!isCircuit(a)) continue
+    try {
+      const id = lastPeerId(multiaddr(a.slice(0, a.indexOf('/p2p-circuit'))))
+      if (id !== undefined) ids.push(id)
+    } catch {
+      // not a multiaddr: libp2p refuses it where it is used
+    }
+  }
+  return ids
+}
+
 /** Whether libp2p can dial an address (direct) or reaches a peer through a relay at it. */
 export function addressKind (address: string): 'direct' | 'relayed' {
   return isCircuit(address) ? 'relayed' : 'direct'

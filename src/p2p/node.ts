@@ -37,7 +37,7 @@ import {
 } from './constants.js'
 import { clip, NodeEvents } from './events.js'
 import { loadOrCreatePeerKey } from './identity.js'
-import { dialError, Nat, relayLimitError, sessionFrameLimit, type NatInit, type NatReport } from './nat.js' // nat
+import { dialError, Nat, relayLimitError, relayPeersOf, sessionFrameLimit, type NatInit, type NatReport } from './nat.js' // nat
 
 export interface MindooNodeInit {
   /** The organisation's tenant: its databases are the ones shares map to. */
@@ -611,11 +611,10 @@ export class MindooNode {
         allowed.add(p.peerId)
         relayClients.add(p.peerId)
         // nat: the relays a partner is reached through (`<relay>/p2p-circuit/p2p/<partner>`) are dialled too
-        for (const a of p.addresses ?? []) if (a.includes('/p2p-circuit')) allowed.add(peerIdOfAddress(a.slice(0, a.indexOf('/p2p-circuit'))) ?? '')
+        for (const id of relayPeersOf(p.addresses ?? [])) allowed.add(id)
       }
     }
     for (const id of this.#nat?.relayPeers() ?? []) allowed.add(id) // nat: the relays this node listens through
-    allowed.delete('')
     this.#relayClients = relayClients
     this.#allowed = allowed
   }
