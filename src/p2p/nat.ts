@@ -257,8 +257,9 @@ export function addressKind (address: string): 'direct' | 'relayed' {
  * transport manager to listen on `/p2p-circuit` addresses).
  *
  * Not through `addresses.listen`: libp2p fails its start when a listen address fails, and a relay that is down
- * must not keep the node from starting. Each attempt after a lost reservation opens a new circuit listener in
- * libp2p (the old one stays, empty): one small object per lost reservation.
+ * must not keep the node from starting. Each attempt that reaches the relay opens a new circuit listener in
+ * libp2p (one that was refused, or whose reservation was lost, stays, empty): one small object per refused attempt
+ * (at most one per `RELAY_RETRY_MAX_MS` once backing off) and per lost reservation, until restart.
  */
 export class RelayKeeper {
   readonly #components: RelayKeeperComponents
@@ -360,6 +361,7 @@ export class RelayKeeper {
       return
     }
     if (r.status.state === 'reserved') {
+      r.status.state = 'pending'
       this.#log.warn({ relay: r.status.relay }, 'relay reservation lost; reserving again')
       this.#emit({ type: 'relay.reservation', relay: r.status.relay, peerId: r.status.peerId, state: 'lost' })
     }
@@ -367,7 +369,6 @@ export class RelayKeeper {
     if (r.timer !== undefined) return
     r.running = true
     r.status.retryAt = undefined
-    if (r.status.state === 'reserved') r.status.state = 'pending'
     const signal = AbortSignal.any([AbortSignal.timeout(RELAY_RESERVE_TIMEOUT_MS), this.#stopping.signal])
     try {
       this.#forgetRefusal(r)
