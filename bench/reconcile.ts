@@ -56,6 +56,34 @@ export interface BenchReconcileReport {
   results: BenchReconcileRow[]
   /** A hostile peer's cost: see HostileRow. */
   hostile?: HostileRow
+  /** The same with short fingerprints in 1-byte heads: about twice the ranges in the same bytes. */
+  hostileShort?: HostileRow
+  /** Issue 8's bounds at the largest n run: d = 1 in at most 3 round trips and 2 KB, d = 0 in at most 21 B. */
+  bounds?: ReconcileBounds
+}
+
+export interface ReconcileBounds {
+  n: number
+  oneDiffBytes: number
+  oneDiffRoundTrips: number
+  equalBytes: number
+  /** oneDiffBytes <= 2048, oneDiffRoundTrips <= 3, equalBytes <= 21 (format 1's figure), and every row correct. */
+  ok: boolean
+}
+
+/** Issue 8's bounds over the rows of the largest set size that has rows for d = 0 and d = 1. */
+export function reconcileBounds (rows: readonly BenchReconcileRow[]): ReconcileBounds | undefined {
+  const n = Math.max(...rows.map((r) => r.n))
+  const one = rows.find((r) => r.n === n && r.d === 1)
+  const zero = rows.find((r) => r.n === n && r.d === 0)
+  if (one === undefined || zero === undefined) return undefined
+  return {
+    n,
+    oneDiffBytes: one.bytes,
+    oneDiffRoundTrips: one.roundTrips,
+    equalBytes: zero.bytes,
+    ok: one.bytes <= 2048 && one.roundTrips <= 3 && zero.bytes <= 21 && rows.every((r) => r.correct)
+  }
 }
 
 /**
@@ -74,17 +102,21 @@ export interface HostileRow {
   budgetedReason: string
 }
 
-/** A message of `count` fingerprint ranges with random fingerprints. */
-export function hostileMessage (count: number): Uint8Array {
+/**
+ * A message of `count` fingerprint ranges with random fingerprints of `fingerprintBytes` (16, or 8: the short ones
+ * of format 2, with round bounds in one-byte heads, so that about 7,000 ranges fit in 64 KiB).
+ */
+export function hostileMessage (count: number, fingerprintBytes: 16 | 8 = 16): Uint8Array {
   const w = new MessageWriter(count * 24)
-  for (let i = 1; i < count; i++) w.fingerprint({ ts: i * 1000, id: new Uint8Array(0) }, randomBytes(16))
-  w.fingerprint(INF_BOUND, randomBytes(16))
+  const step = fingerprintBytes === 8 ? 32 : 1000
+  for (let i = 1; i < count; i++) w.fingerprint({ ts: i * step, id: new Uint8Array(0) }, randomBytes(fingerprintBytes))
+  w.fingerprint(INF_BOUND, randomBytes(fingerprintBytes))
   return w.finish()
 }
 
 /** Measures what one hostile message costs a responder over `set`, with and without the work budget. */
-export function benchHostile (set: ReconcileSet, n: number, ranges = 3269, repeat = 20): HostileRow {
-  const message = hostileMessage(ranges)
+export function benchHostile (set: ReconcileSet, n: number, ranges = 3269, repeat = 20, fingerprintBytes: 16 | 8 = 16): HostileRow {
+  const message = hostileMessage(ranges, fingerprintBytes)
   let unbounded = 0
   for (let i = 0; i < repeat; i++) {
     const session = createResponder({ set }, { workPerLevel: 2 ** 30, answerRangesPerRequest: 2 ** 30 })
@@ -208,10 +240,13 @@ export async function benchReconcile (opts: BenchReconcileOptions = {}): Promise
       await new Promise((resolve) => setImmediate(resolve))
     }
   }
+  report.bounds = reconcileBounds(report.results)
   {
     const n = 200_000
     const { timestamps, ids } = sortedItems(n, prng(seed + 7))
-    report.hostile = benchHostile(ChunkedReconcileSet.fromPacked(timestamps, ids), n)
+    const set = ChunkedReconcileSet.fromPacked(timestamps, ids)
+    report.hostile = benchHostile(set, n)
+    report.hostileShort = benchHostile(set, n, 7000, 20, 8)
   }
   return report
 }

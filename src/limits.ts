@@ -25,9 +25,9 @@ export const SESSION_CLAIM_WAIT_MS = 20_000
 /**
  * Reconciliation work a session accepts, in ranges of the peer's messages handled: at most
  * `RECONCILE_WORK_PER_LEVEL * ceil(log2(setSize + 2)) + RECONCILE_WORK_PER_FOUND * found + (b + 2) * mismatches`,
- * where `found` counts the differences found so far (have + need), `b` is the branching factor (32) and
+ * where `found` counts the differences found so far (have + need), `b` is the branching factor (48) and
  * `mismatches` the peer's fingerprints that differed from ours, capped by the size of the split tree over our set
- * (about levels * n / 64). The budget is charged range by range as the peer's ranges are handled; over it the
+ * (about levels * n / 64, with the default id-list threshold). The budget is charged range by range as the peer's ranges are handled; over it the
  * session fails with ReconcileProtocolError reason BUDGET. Before any of that, a message with more ranges than
  * an honest answer to our last message could have (b + 2 per request we sent) is refused at once. Each range costs a binary search and a fingerprint (a few µs on a large
  * set), so a peer can no longer make a session cost 10,000 messages of thousands of ranges: a message with more

@@ -5,10 +5,13 @@
 import { InternalError, SyncProtocolError, SyncRemoteError } from '../errors.js'
 import type { AbortOptions } from '../store/types.js'
 
-/** Protocol version spoken here. */
-export const SYNC_PROTOCOL_VERSION = 1
+/**
+ * Protocol version spoken here. 2 since issue 8: reconciliation messages of format version 2 (packed range heads,
+ * short fingerprints); a version-1 peer is refused at the hello with VERSION_UNSUPPORTED instead of reconciling.
+ */
+export const SYNC_PROTOCOL_VERSION = 2
 /** Capabilities this implementation offers. */
-export const CAPABILITIES = ['reconcile/rbsr-1', 'want/batch'] as const
+export const CAPABILITIES = ['reconcile/rbsr-2', 'want/batch'] as const
 
 /** Error codes carried in `error` frames (stable; listed in the README). */
 export type SyncErrorCode =

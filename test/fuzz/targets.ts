@@ -368,7 +368,7 @@ const rangeSpecArb = (maxItems: number): fc.Arbitrary<RangeSpec> => fc.record({
     { weight: 1, arbitrary: fc.constant({ inf: true as const }) },
     { weight: 8, arbitrary: fc.record({ inf: fc.constant(false as const), item: fc.nat(), prefix: fc.nat(32), shift: fc.constantFrom<-1 | 0 | 1>(-1, 0, 0, 0, 1) }) }
   ),
-  mode: fc.oneof({ weight: 30, arbitrary: fc.nat(3) }, { weight: 1, arbitrary: fc.nat() }),
+  mode: fc.oneof({ weight: 30, arbitrary: fc.nat(4) }, { weight: 1, arbitrary: fc.nat() }),
   fingerprint: fc.constantFrom('real' as const, 'random' as const),
   random: fc.uint8Array({ minLength: 16, maxLength: 16 }),
   items: fc.array(itemSpecArb, { maxLength: maxItems }),
@@ -439,24 +439,29 @@ function buildMessage (g: GrammarInput, f: ReconcileFixture): Uint8Array {
     }
   }
   for (const { spec, upper } of ranges) {
+    // a raw head: ((0 * 56 + e) * 2 + hasId) * 8 + mode, e = 0 for infinity and 1 for a raw delta that follows
+    // (modes beyond 7 are sent as 7 + a multiple of 8, which the decoder reads as another head: still fuzz)
+    const mode = Math.min(spec.mode, 7)
     if (upper === null) {
-      v(0)
-      v(0)
+      v(mode)
     } else {
-      v(upper.ts - lastTs + 1)
+      const hasId = upper.id.length > 0 ? 1 : 0
+      v((2 + hasId) * 8 + mode)
+      v(upper.ts - lastTs)
       lastTs = upper.ts
-      v(upper.id.length)
-      for (const b of upper.id) out.push(b)
+      if (hasId === 1) {
+        v(upper.id.length)
+        for (const b of upper.id) out.push(b)
+      }
     }
-    v(spec.mode)
-    if (spec.mode === 1) {
+    if (mode === 1 || mode === 4) {
       const fp = spec.fingerprint === 'real'
         ? f.set.fingerprint(hexKey(lower), upper === null ? undefined : hexKey(upper))
         : spec.random
-      for (const b of fp) out.push(b)
-    } else if (spec.mode === 2) {
+      for (const b of fp.subarray(0, mode === 1 ? 16 : 8)) out.push(b)
+    } else if (mode === 2) {
       writeItems(spec.items, upper)
-    } else if (spec.mode === 3) {
+    } else if (mode === 3) {
       writeItems(spec.items, upper)
       writeItems(spec.items2, upper)
     }

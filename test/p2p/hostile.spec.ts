@@ -5,7 +5,7 @@ import type { NodeEvent } from '../../src/p2p/events.js'
 import { encodeFrame } from '../../src/p2p/codec.js'
 import { DEFAULT_MAX_FRAME_BYTES } from '../../src/p2p/constants.js'
 import { decodeChange, encodeChange, type StoreChange } from '../../src/store/change.js'
-import type { SyncMessage } from '../../src/sync/messages.js'
+import { SYNC_PROTOCOL_VERSION, type SyncMessage } from '../../src/sync/messages.js'
 import { createInitiator, createReconcileSet } from '../../src/sync/reconcile/index.js'
 import { topicIdOf } from '../../src/sync/share.js'
 import type { Logger } from '../../src/util/logger.js'
@@ -225,6 +225,19 @@ describe('hostile peers', function () {
         await expectServesB(dbA)
       })
     }
+
+    it('should refuse a hello of the previous protocol version with VERSION_UNSUPPORTED and keep serving', async () => {
+      // version 1 spoke reconciliation messages of format 1: refused at the hello, never reconciled against
+      const dbA = await seedA()
+      await a.node.addShare(shareWith([b]))
+      const raw = await openRawStream(b, a)
+      await raw.send({ type: 'hello', topic: TOPIC, version: SYNC_PROTOCOL_VERSION - 1, capabilities: ['reconcile/rbsr-1'], maxFrameBytes: 1 << 20 })
+      const events = await raw.drain()
+      expect(events.map((e) => e.kind)).to.deep.equal(['frame', 'end'])
+      expect(frames(events)[0]).to.include({ type: 'error', code: 'VERSION_UNSUPPORTED' })
+      raw.abort()
+      await expectServesB(dbA)
+    })
 
     // after the welcome, A ends the session: exactly one PROTOCOL_ERROR frame, and nothing else
     const afterWelcome: Array<[string, (raw: RawPeer) => Promise<void>]> = [

@@ -6,6 +6,8 @@ import {
   MIN_MESSAGE_BYTES, PROTOCOL_VERSION, createInitiator, createReconcileSession, createReconcileSet, createResponder
 } from '../../src/sync/reconcile/index.js'
 import type { ReconcileInit, ReconcileItem, ReconcileSession, ReconcileSet } from '../../src/sync/reconcile/index.js'
+import { MessageWriter, decodeMessage, roundTimestamp } from '../../src/sync/reconcile/codec.js'
+import { ChunkedReconcileSet } from '../../src/sync/reconcile/set.js'
 import { prng } from '../utils/prng.js'
 
 // ---- helpers ----
@@ -120,9 +122,19 @@ function varint (n: number): number[] {
   return [...leb128(n)]
 }
 
-/** A bound: timestamp delta + 1 (0 = infinity), then an id prefix. */
-function bound (tsPlusOne: number, prefix: number[] = []): number[] {
-  return [...varint(tsPlusOne), ...varint(prefix.length), ...prefix]
+/**
+ * A range head in its raw form (codec.ts): the mode, the id-prefix flag and e = 1 (raw delta) packed into one
+ * varint, then the timestamp delta, then the id prefix. `tsPlusOne` is the delta + 1; 0 is the infinity bound.
+ */
+function head (mode: number, tsPlusOne: number, prefix: number[] = []): number[] {
+  const hasId = prefix.length > 0 ? 1 : 0
+  if (tsPlusOne === 0) return [...varint(hasId * 8 + mode), ...(hasId === 1 ? [...varint(prefix.length), ...prefix] : [])]
+  return [...varint((2 + hasId) * 8 + mode), ...varint(tsPlusOne - 1), ...(hasId === 1 ? [...varint(prefix.length), ...prefix] : [])]
+}
+
+/** A packed head: ((q * 56 + e) * 2 + hasId) * 8 + mode. */
+function packedHead (mode: number, q: number, e: number, hasId = 0): number[] {
+  return varint(((q * 56 + e) * 2 + hasId) * 8 + mode)
 }
 
 const ID = (fill: number): number[] => new Array<number>(32).fill(fill)
@@ -251,12 +263,73 @@ describe('sync/reconcile', () => {
     })
   })
 
+  describe('message format', () => {
+    it('should pick a round timestamp strictly above lo and at most hi (property)', () => {
+      fc.assert(fc.property(
+        fc.nat(2 ** 40), fc.nat(2 ** 40), fc.integer({ min: 1, max: 2 ** 40 }),
+        (base, gap, width) => {
+          const lo = base + gap
+          const hi = lo + width
+          const t = roundTimestamp(base, lo, hi)
+          assert.ok(t > lo && t <= hi, `${t} not in (${lo}, ${hi}]`)
+          // no timestamp of the interval has more trailing zero bits in its delta from base
+          const tz = (x: number): number => { let z = 0; while (x % 2 === 0 && z < 60) { x /= 2; z++ } return z }
+          const p = 2 ** (tz(t - base) + 1)
+          assert.ok(Math.floor((hi - base) / p) * p <= lo - base, 'a rounder timestamp exists')
+        }
+      ), { numRuns: 500 })
+    })
+
+    it('should decode what it encodes: heads of any delta, id prefix and mode (property)', () => {
+      const boundArb = fc.record({
+        delta: fc.oneof(fc.nat(100), fc.nat(2 ** 32), fc.constantFrom(0, 1, 2 ** 20, 3 * 2 ** 30, 2 ** 52, 2 ** 53 - 2, 2 ** 53 - 1)),
+        prefix: fc.uint8Array({ minLength: 0, maxLength: 32 }),
+        kind: fc.constantFrom('skip', 'long', 'short')
+      })
+      fc.assert(fc.property(fc.array(boundArb, { maxLength: 30 }), fc.boolean(), (specs, toInfinity) => {
+        const w = new MessageWriter(64)
+        const expected: Array<{ ts: number, id: string, kind: string }> = []
+        let ts = 0
+        let last = { ts: 0, id: new Uint8Array(0) }
+        for (const spec of specs) {
+          if (ts + spec.delta > 2 ** 53 - 1) break
+          const bound = { ts: ts + spec.delta, id: spec.prefix }
+          // bounds must increase: compare as (ts, id zero-padded)
+          const cmp = bound.ts !== last.ts ? bound.ts - last.ts : Buffer.compare(Buffer.concat([bound.id, Buffer.alloc(32 - bound.id.length)]), Buffer.concat([last.id, Buffer.alloc(32 - last.id.length)]))
+          if (cmp <= 0) continue
+          if (spec.kind === 'skip') w.moveTo(bound)
+          else w.fingerprint(bound, new Uint8Array(spec.kind === 'long' ? 16 : 8).fill(9))
+          expected.push({ ts: bound.ts, id: hex(bound.id), kind: spec.kind })
+          ts = bound.ts
+          last = bound
+        }
+        if (toInfinity) {
+          w.fingerprint({ ts: Infinity, id: new Uint8Array(0) }, new Uint8Array(8))
+          expected.push({ ts: Infinity, id: '', kind: 'short' })
+        }
+        const bytes = w.finish()
+        const ranges = decodeMessage(bytes, bytes.length)
+        assert.deepEqual(ranges.map((r) => ({
+          ts: r.upper.ts,
+          id: hex(r.upper.id),
+          kind: r.type === 'skip' ? 'skip' : r.type === 'fingerprint' ? (r.fingerprint.length === 16 ? 'long' : 'short') : r.type
+        })), expected)
+      }), { numRuns: 300 })
+    })
+
+    it('should spend at most two bytes on a round bound and its mode', () => {
+      const w = new MessageWriter(64)
+      w.fingerprint({ ts: 3 * 2 ** 30, id: new Uint8Array(0) }, new Uint8Array(8))
+      assert.equal(w.length, 1 + 2 + 8)
+    })
+  })
+
   describe('sessions', () => {
-    it('should settle equal sets in one round trip of a few bytes', () => {
+    it('should settle equal sets in one round trip of a few bytes (no more than format 1: 21 B)', () => {
       const items = randomItems(20_000, prng(5))
       const r = sync(createReconcileSet(items), createReconcileSet(items))
       assert.equal(r.roundTrips, 1)
-      assert.ok(r.bytes <= 32, `${r.bytes} bytes`)
+      assert.ok(r.bytes <= 21, `${r.bytes} bytes`)
       assertExactDiff(r, items, items)
     })
 
@@ -266,14 +339,66 @@ describe('sync/reconcile', () => {
       assertExactDiff(r, [], [])
     })
 
-    it('should find one difference among 100k items within 3 round trips and 4 KB', () => {
+    it('should find one difference among 100k items within 3 round trips and 2 KB', () => {
       const [a, b] = pair(prng(6), 100_000, 0, 1, 'spread', 'random')
       for (const [x, y] of [[a, b], [b, a]]) {
         const r = sync(createReconcileSet(x), createReconcileSet(y))
         assert.ok(r.roundTrips <= 3, `${r.roundTrips} round trips`)
-        assert.ok(r.bytes <= 4096, `${r.bytes} bytes`)
+        assert.ok(r.bytes <= 2048, `${r.bytes} bytes`)
         assertExactDiff(r, x, y)
       }
+    })
+
+    it('should find one difference among 10^6 items within 3 round trips and 2 KB, either side', function () {
+      this.timeout(60_000)
+      // packed items as the served-set index holds them: about one a minute, one in ten sharing its timestamp
+      const n = 1_000_000
+      const rand = prng(61)
+      const timestamps = new Float64Array(n)
+      const ids = new Uint8Array(n * 32)
+      const words = new Uint32Array(ids.buffer)
+      for (let k = 0; k < words.length; k++) words[k] = Math.floor(rand() * 2 ** 32)
+      let t = 1_700_000_000_000
+      for (let k = 0; k < n; k++) {
+        if (rand() >= 0.1) t += 1 + Math.floor(rand() * 120_000)
+        timestamps[k] = t
+      }
+      const full = ChunkedReconcileSet.fromPacked(timestamps, ids)
+      const missing = { timestamp: timestamps[123_457], id: Buffer.from(ids.subarray(123_457 * 32, 123_458 * 32)).toString('hex') }
+      const lacking = full.clone()
+      assert.equal(lacking.delete(missing.timestamp, missing.id), true)
+      for (const [x, y, side] of [[full, lacking, 'initiator'], [lacking, full, 'responder']] as const) {
+        const r = sync(x, y)
+        assert.ok(r.roundTrips <= 3, `${side} has it: ${r.roundTrips} round trips`)
+        assert.ok(r.bytes <= 2048, `${side} has it: ${r.bytes} bytes`)
+        const holder = side === 'initiator' ? r.initiator : r.responder
+        const other = side === 'initiator' ? r.responder : r.initiator
+        assert.deepEqual(holder.have, [missing])
+        assert.deepEqual(other.need, [missing])
+        assert.equal(holder.need.length + other.have.length, 0)
+      }
+      // and an equal pair of that size still costs one round trip of at most 21 bytes
+      const same = sync(full, full.clone())
+      assert.equal(same.roundTrips, 1)
+      assert.ok(same.bytes <= 21, `${same.bytes} bytes`)
+    })
+
+    it('should find exact differences at the edges of the split plan and with identical times (property)', () => {
+      // sizes around the id-list threshold (64), half of it (32: what the split plan aims below) and the sizes
+      // where the plan takes one more round (48 * 32 = 1,536); differences around the same edges and the leaf (4)
+      const sizes = [1, 4, 5, 31, 32, 33, 63, 64, 65, 129, 1535, 1536, 1537, 3100]
+      const diffs = [0, 1, 2, 3, 4, 5, 31, 32, 33, 63, 64, 65]
+      fc.assert(fc.property(
+        fc.integer(), fc.constantFrom(...sizes), fc.constantFrom(...diffs), fc.constantFrom(...diffs),
+        fc.constantFrom<TsMode>('spread', 'few', 'same'), fc.constantFrom<IdMode>('random', 'sharedPrefix'),
+        fc.constantFrom(MIN_MESSAGE_BYTES, 1024, 65_536),
+        (seed, shared, onlyA, onlyB, tsMode, idMode, maxMessageBytes) => {
+          const [a, b] = pair(prng(seed), shared, onlyA, onlyB, tsMode, idMode)
+          const r = sync(createReconcileSet(a), createReconcileSet(b), { maxMessageBytes })
+          for (const size of r.sizes) assert.ok(size <= maxMessageBytes, `message of ${size} > ${maxMessageBytes}`)
+          assertExactDiff(r, a, b)
+        }
+      ), { numRuns: 200 })
     })
 
     it('should exchange everything when one side is empty', () => {
@@ -432,6 +557,22 @@ describe('sync/reconcile', () => {
       assert.throws(() => createInitiator({ set }, { maxMessageBytes: 1000.5 }), InvalidArgumentError)
     })
 
+    it('should refuse a first message of thousands of short fingerprints in one-byte heads at once (BUDGET)', () => {
+      // format 2 packs about twice as many ranges into a frame as format 1: the length check still comes first
+      const set = createReconcileSet(randomItems(20_000, prng(19)))
+      const w = new MessageWriter(65_536)
+      let k = 1
+      while (w.length + 9 + 9 < 64 * 1024) w.fingerprint({ ts: 32 * k++, id: new Uint8Array(0) }, new Uint8Array(8).fill(k & 255))
+      w.fingerprint({ ts: Infinity, id: new Uint8Array(0) }, new Uint8Array(8))
+      const bytes = w.finish()
+      assert.ok(decodeMessage(bytes, 64 * 1024).length > 7000)
+      assert.ok(bytes.length <= 64 * 1024)
+      const responder = createResponder({ set }, { maxMessageBytes: 64 * 1024 })
+      expectProtocolError(() => responder.reconcile(bytes), 'BUDGET')
+      assert.equal((responder as unknown as { work: { used: number } }).work.used, 0, 'refused before any range was handled')
+      assert.equal(responder.done, false)
+    })
+
     it('should fail a message after the session ended', () => {
       const items = randomItems(100, prng(11))
       const initiator = createInitiator({ set: createReconcileSet(items) })
@@ -449,7 +590,7 @@ describe('sync/reconcile', () => {
     it('should stop a peer that keeps the session going past maxMessages', () => {
       const responder = createResponder({ set: createReconcileSet(randomItems(1000, prng(12))) }, { maxMessages: 3 })
       // a peer that asks about the whole set over and over, with a fingerprint that never matches
-      const ask = message(bound(0), [1], new Array<number>(16).fill(7))
+      const ask = message(head(1, 0), new Array<number>(16).fill(7))
       for (let k = 0; k < 3; k++) assert.ok(responder.reconcile(ask) !== null)
       expectProtocolError(() => responder.reconcile(ask), 'TOO_MANY_MESSAGES')
     })
@@ -472,7 +613,7 @@ describe('sync/reconcile', () => {
       const [s, i0, i2, i1] = [stranger, items[0], items[2], items[1]]
       const senderOnly = [i0, i2].sort(compareItems)
       const receiverOnly = [s, i1].sort(compareItems)
-      const msg = message(bound(0), [3], list(senderOnly), list(receiverOnly))
+      const msg = message(head(3, 0), list(senderOnly), list(receiverOnly))
       assert.equal(responder.reconcile(msg), null)
       assert.deepEqual(responder.need.map((x) => x.id), [i2.id])
       assert.deepEqual(responder.have.map((x) => x.id), [i1.id])
@@ -488,41 +629,53 @@ describe('sync/reconcile', () => {
 
     const cases: Array<[string, string, () => Uint8Array]> = [
       ['an empty message', 'TRUNCATED', () => new Uint8Array(0)],
-      ['another protocol version', 'BAD_VERSION', () => Uint8Array.from([PROTOCOL_VERSION + 1, ...bound(0), 0])],
-      ['a bound cut short', 'TRUNCATED', () => message([5, 3, 1])],
-      ['a fingerprint cut short', 'TRUNCATED', () => message(bound(0), [1], [1, 2, 3])],
-      ['a missing mode', 'TRUNCATED', () => message(bound(0))],
+      ['another protocol version', 'BAD_VERSION', () => Uint8Array.from([PROTOCOL_VERSION + 1, ...head(0, 0)])],
+      ['a bound cut short', 'TRUNCATED', () => message([(2 + 1) * 8, 3, 5, 1])],
+      ['a fingerprint cut short', 'TRUNCATED', () => message(head(1, 0), [1, 2, 3])],
+      ['a head cut short', 'TRUNCATED', () => message([0x80])],
+      ['a short fingerprint cut short', 'TRUNCATED', () => message(head(4, 0), [1, 2, 3, 4, 5, 6, 7])],
       ['a varint longer than 8 bytes', 'BAD_VARINT', () => message([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01])],
       ['a varint above 2^53', 'BAD_VARINT', () => message([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f])],
-      ['an id prefix longer than 32 bytes', 'BAD_BOUND', () => message(bound(5, new Array<number>(33).fill(1)), [0])],
-      ['an infinity bound with an id prefix', 'BAD_BOUND', () => message(bound(0, [1]), [0])],
-      ['a bound timestamp beyond 2^53-1', 'BAD_TIMESTAMP', () => message(bound(2 ** 52), [0], bound(2 ** 52), [0], bound(10), [0])],
-      ['bounds out of order', 'BOUNDS_ORDER', () => message(bound(11, [5]), [0], bound(1, [4]), [0])],
-      ['a repeated bound', 'BOUNDS_ORDER', () => message(bound(11, [5]), [0], bound(1, [5, 0]), [0])],
-      ['a first bound at the minimum', 'BOUNDS_ORDER', () => message(bound(1), [0])],
-      ['a range after the infinity bound', 'BOUNDS_ORDER', () => message(bound(0), [0], bound(5), [0])],
-      ['an unknown mode', 'UNKNOWN_MODE', () => message(bound(0), [4])],
-      ['a huge unknown mode', 'UNKNOWN_MODE', () => message(bound(0), varint(2 ** 40))],
-      ['an item count beyond the message', 'TRUNCATED', () => message(bound(0), [2], varint(1000), [0], ID(1))],
-      ['items out of order', 'ITEMS_ORDER', () => message(bound(0), [2], varint(2), [5], ID(2), [0], ID(1))],
-      ['a repeated item', 'ITEMS_ORDER', () => message(bound(0), [2], varint(2), [5], ID(2), [0], ID(2))],
-      ['an item below its range', 'ITEM_OUT_OF_RANGE', () => message(bound(11, [5]), [0], bound(0), [2], varint(1), [0], ID(0))],
-      ['an item at its upper bound', 'ITEM_OUT_OF_RANGE', () => message(bound(11, [1]), [2], varint(1), [10], ID(1))],
-      ['an item timestamp beyond 2^53-1', 'BAD_TIMESTAMP', () => message(bound(0), [2], varint(1), varint(2 ** 53), ID(1))],
-      ['an IdDiff cut short', 'TRUNCATED', () => message(bound(0), [3], varint(0), varint(1), [1])],
-      ['a message over the frame limit', 'FRAME_TOO_LARGE', () => message(bound(0), [0], new Array<number>(5000).fill(0))]
+      ['an id prefix longer than 32 bytes', 'BAD_BOUND', () => message(head(0, 5, new Array<number>(33).fill(1)))],
+      ['an infinity bound with an id prefix', 'BAD_BOUND', () => message(head(0, 0, [1]))],
+      ['a bound timestamp beyond 2^53-1', 'BAD_TIMESTAMP', () => message(head(0, 2 ** 52), head(0, 2 ** 52), head(0, 10))],
+      ['bounds out of order', 'BOUNDS_ORDER', () => message(head(0, 11, [5]), head(0, 1, [4]))],
+      ['a repeated bound', 'BOUNDS_ORDER', () => message(head(0, 11, [5]), head(0, 1, [5, 0]))],
+      ['a first bound at the minimum', 'BOUNDS_ORDER', () => message(head(0, 1))],
+      ['a range after the infinity bound', 'BOUNDS_ORDER', () => message(head(0, 0), head(0, 5))],
+      ['an unknown mode', 'UNKNOWN_MODE', () => message(head(5, 0))],
+      ['an unknown mode in a packed head', 'UNKNOWN_MODE', () => message(packedHead(7, 3, 20))],
+      ['an id prefix flagged but empty', 'BAD_BOUND', () => message([(2 + 1) * 8, 5, 0])],
+      ['a raw head with a packed delta', 'BAD_BOUND', () => message(packedHead(0, 1, 1))],
+      ['an infinity head with a delta', 'BAD_BOUND', () => message(packedHead(0, 1, 0))],
+      ['a packed delta beyond 2^53-1', 'BAD_TIMESTAMP', () => message(packedHead(0, 0, 55))],
+      ['an item count beyond the message', 'TRUNCATED', () => message(head(2, 0), varint(1000), [0], ID(1))],
+      ['items out of order', 'ITEMS_ORDER', () => message(head(2, 0), varint(2), [5], ID(2), [0], ID(1))],
+      ['a repeated item', 'ITEMS_ORDER', () => message(head(2, 0), varint(2), [5], ID(2), [0], ID(2))],
+      ['an item below its range', 'ITEM_OUT_OF_RANGE', () => message(head(0, 11, [5]), head(2, 0), varint(1), [0], ID(0))],
+      ['an item at its upper bound', 'ITEM_OUT_OF_RANGE', () => message(head(2, 11, [1]), varint(1), [10], ID(1))],
+      ['an item timestamp beyond 2^53-1', 'BAD_TIMESTAMP', () => message(head(2, 0), varint(1), varint(2 ** 53), ID(1))],
+      ['an IdDiff cut short', 'TRUNCATED', () => message(head(3, 0), varint(0), varint(1), [1])],
+      ['a message over the frame limit', 'FRAME_TOO_LARGE', () => message(head(0, 0), new Array<number>(5000).fill(0))]
     ]
     for (const [what, reason, build] of cases) {
       it(`should reject ${what} with ReconcileProtocolError ${reason}`, () => {
         expectProtocolError(() => responder.reconcile(build()), reason)
         // a failed session stays failed
-        expectProtocolError(() => responder.reconcile(message(bound(0), [0])), 'UNEXPECTED_MESSAGE')
+        expectProtocolError(() => responder.reconcile(message(head(0, 0))), 'UNEXPECTED_MESSAGE')
       })
     }
 
     it('should accept a well-formed hand-built message', () => {
-      assert.equal(responder.reconcile(message(bound(0), [0])), null)
+      assert.equal(responder.reconcile(message(head(0, 0))), null)
       assert.equal(responder.done, true)
+    })
+
+    it('should accept packed heads and answer a short fingerprint', () => {
+      // a Skip up to 1024 (delta 2^10: q = 0, e = 12), then a ShortFingerprint over the rest that cannot match
+      const reply = responder.reconcile(message(packedHead(0, 0, 12), head(4, 0), new Array<number>(8).fill(7)))
+      assert.ok(reply !== null && reply.length > 1)
+      assert.equal(responder.done, false)
     })
 
     it('should answer random bytes with a reply within the limit or a ReconcileProtocolError, never anything else', () => {

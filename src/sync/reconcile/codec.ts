@@ -1,25 +1,33 @@
 /**
- * The binary message format of set reconciliation, and its validating decoder.
+ * The binary message format of set reconciliation (version 2), and its validating decoder.
  *
  * ```
  * message   := version:u8 range*
- * range     := upper:bound mode:varint payload        (its lower bound is the previous range's upper bound,
- *                                                      the first range's is (0, empty); bounds strictly increase)
- * bound     := ts:varint idLen:varint idPrefix:idLen  (ts 0 = infinity, else 1 + delta from the previous bound's
- *                                                      timestamp in this message; idPrefix is the shortest id prefix
- *                                                      that separates the neighbouring items, zero-padded to 32)
- * mode 0 Skip         payload: none                   (the range is settled)
- * mode 1 Fingerprint  payload: 16 bytes                (the sender's fingerprint of the range: compare, split if different)
- * mode 2 IdList       payload: items                   (all the sender's items in the range: answer with an IdDiff)
- * mode 3 IdDiff       payload: items items             (the items only the sender has, then the items only the
- *                                                      receiver has, in the range; needs no answer)
+ * range     := head:varint [tsDelta:varint] [idLen:varint idPrefix:idLen] payload
+ *                                                     (its lower bound is the previous range's upper bound, the
+ *                                                      first range's is (0, empty); upper bounds strictly increase)
+ * head      = ((q * 56 + e) * 2 + hasId) * 8 + mode   (one varint holds the mode, the id-prefix flag and, for a
+ *                                                      "round" bound, its whole timestamp delta)
+ *   e = 0        upper bound is infinity (q = 0, hasId = 0)
+ *   e = 1        raw: tsDelta follows as a varint (q = 0)
+ *   e = 2..55    tsDelta = (2q + 1) * 2^(e - 2)        (no tsDelta field)
+ *   tsDelta      upper bound timestamp - the previous upper bound's timestamp in this message (0 for the first)
+ *   hasId = 1    an id prefix follows (1..32 bytes; the shortest that separates the neighbouring items)
+ * mode 0 Skip              payload: none           (the range is settled)
+ * mode 1 Fingerprint       payload: 16 bytes       (the sender's fingerprint of the range: compare, split if different)
+ * mode 4 ShortFingerprint  payload: 8 bytes        (the same, first 8 bytes; used below the first message)
+ * mode 2 IdList            payload: items          (all the sender's items in the range: answer with an IdDiff)
+ * mode 3 IdDiff            payload: items items    (the items only the sender has, then the items only the
+ *                                                   receiver has, in the range; needs no answer)
  * items     := count:varint (tsDelta:varint id:32)*   (strictly increasing; the first delta is from the range's
  *                                                      lower bound timestamp, the next ones from the previous item)
  * ```
  * Varints are unsigned LEB128 up to 2^53. Ranges after the last one are settled (trailing Skips are left out).
+ * Senders pick split bounds whose timestamp delta is a small odd number times a power of two (a "round" bound
+ * anywhere between two items), so a bound and its mode usually take 1-2 bytes.
  */
 import { InternalError, ReconcileProtocolError } from '../../errors.js'
-import { FINGERPRINT_BYTES, ID_BYTES, MAX_TIMESTAMP, PROTOCOL_VERSION } from './constants.js'
+import { FINGERPRINT_BYTES, ID_BYTES, MAX_TIMESTAMP, PROTOCOL_VERSION, SHORT_FINGERPRINT_BYTES } from './constants.js'
 import { MAX_VARINT, MAX_VARINT_BYTES, varintLength, writeVarint } from './varint.js'
 
 /**
@@ -48,6 +56,54 @@ export const MODE_SKIP = 0
 export const MODE_FINGERPRINT = 1
 export const MODE_ID_LIST = 2
 export const MODE_ID_DIFF = 3
+export const MODE_SHORT_FINGERPRINT = 4
+
+/** Head `e` values: infinity, a raw delta, and the first of the (2q + 1) * 2^(e - 2) exponents. */
+const E_INF = 0
+const E_RAW = 1
+const E_BASE = 2
+const E_CODES = 56
+/** A head's q stays below this, so that the head is exact in a double (and at most 8 varint bytes). */
+const MAX_Q = 2 ** 40
+
+function headValue (mode: number, hasId: number, e: number, q: number): number {
+  return ((q * E_CODES + e) * 2 + hasId) * 8 + mode
+}
+
+/** The packed form (q, e) of a delta, or undefined when the raw form must be used. */
+function packDelta (delta: number): { q: number, e: number } | undefined {
+  if (delta <= 0) return undefined
+  let m = delta
+  let e = 0
+  while (m % 2 === 0) {
+    m /= 2
+    e++
+  }
+  const q = (m - 1) / 2
+  return q < MAX_Q ? { q, e: E_BASE + e } : undefined
+}
+
+/** Bytes of a head for a finite bound at `delta` after the previous one (mode and flag included, id excluded). */
+function finiteHeadSize (delta: number): number {
+  const raw = 1 + varintLength(delta)
+  const p = packDelta(delta)
+  if (p === undefined) return raw
+  return Math.min(raw, varintLength(headValue(7, 1, p.e, p.q)))
+}
+
+/**
+ * The "roundest" timestamp t with lo < t <= hi, measured from `base` (base <= lo < hi): the one whose delta
+ * t - base has the most trailing zero bits, so that its packed head is shortest.
+ */
+export function roundTimestamp (base: number, lo: number, hi: number): number {
+  const dlo = lo - base
+  const dhi = hi - base
+  for (let p = 2 ** 52; p >= 1; p /= 2) {
+    const c = Math.floor(dhi / p) * p
+    if (c > dlo) return base + c
+  }
+  return hi
+}
 
 interface RangeBase {
   readonly lower: Bound
@@ -179,19 +235,35 @@ interface DecodeState {
   lastTs: number
 }
 
-function decodeBound (r: Reader, st: DecodeState): Bound {
-  const ts = r.varint()
-  const len = r.varint()
-  if (len > ID_BYTES) fail('BAD_BOUND', 'bound id prefix longer than 32 bytes')
-  const id = r.bytes(len)
-  if (ts === 0) {
-    if (len !== 0) fail('BAD_BOUND', 'the infinity bound has an id prefix')
-    return INF_BOUND
+/** Reads a range's head and upper bound; returns the bound and the mode. */
+function decodeHead (r: Reader, st: DecodeState): { upper: Bound, mode: number } {
+  const x = r.varint()
+  const mode = x % 8
+  const hasId = Math.floor(x / 8) % 2
+  const rest = Math.floor(x / 16)
+  const e = rest % E_CODES
+  const q = Math.floor(rest / E_CODES)
+  if (e === E_INF) {
+    if (q !== 0 || hasId !== 0) fail('BAD_BOUND', 'the infinity bound has an id prefix or a delta')
+    return { upper: INF_BOUND, mode }
   }
-  const abs = st.lastTs + ts - 1
-  if (abs > MAX_TIMESTAMP) fail('BAD_TIMESTAMP', 'bound timestamp beyond 2^53-1')
+  let delta: number
+  if (e === E_RAW) {
+    if (q !== 0) fail('BAD_BOUND', 'a raw bound with a packed delta')
+    delta = r.varint()
+  } else {
+    delta = (2 * q + 1) * 2 ** (e - E_BASE)
+  }
+  const abs = st.lastTs + delta
+  if (delta > MAX_TIMESTAMP || abs > MAX_TIMESTAMP) fail('BAD_TIMESTAMP', 'bound timestamp beyond 2^53-1')
+  let id: Uint8Array = EMPTY
+  if (hasId === 1) {
+    const len = r.varint()
+    if (len === 0 || len > ID_BYTES) fail('BAD_BOUND', 'bound id prefix of 0 or more than 32 bytes')
+    id = r.bytes(len)
+  }
   st.lastTs = abs
-  return { ts: abs, id }
+  return { upper: { ts: abs, id }, mode }
 }
 
 function decodeItems (r: Reader, lower: Bound, upper: Bound): WireItem[] {
@@ -221,6 +293,7 @@ type RangeDecoder = (r: Reader, lower: Bound, upper: Bound) => WireRange
 const DECODERS: ReadonlyMap<number, RangeDecoder> = new Map<number, RangeDecoder>([
   [MODE_SKIP, (_r, lower, upper) => ({ type: 'skip', lower, upper })],
   [MODE_FINGERPRINT, (r, lower, upper) => ({ type: 'fingerprint', lower, upper, fingerprint: r.bytes(FINGERPRINT_BYTES) })],
+  [MODE_SHORT_FINGERPRINT, (r, lower, upper) => ({ type: 'fingerprint', lower, upper, fingerprint: r.bytes(SHORT_FINGERPRINT_BYTES) })],
   [MODE_ID_LIST, (r, lower, upper) => ({ type: 'idList', lower, upper, items: decodeItems(r, lower, upper) })],
   [MODE_ID_DIFF, (r, lower, upper) => {
     const senderOnly = decodeItems(r, lower, upper)
@@ -232,9 +305,10 @@ const DECODERS: ReadonlyMap<number, RangeDecoder> = new Map<number, RangeDecoder
 /**
  * Decodes and validates a whole message. Throws ReconcileProtocolError (with a `reason`) for a message that is
  * too large, empty or truncated, of another version, with bounds out of order or malformed, with an unknown mode,
- * or with items out of order or outside their range. Returned ids are views into `bytes`.
+ * or with items out of order or outside their range, and (reason BUDGET) one of more than `maxRanges` ranges, as
+ * soon as the range after the last allowed one starts. Returned ids are views into `bytes`.
  */
-export function decodeMessage (bytes: Uint8Array, maxBytes: number): WireRange[] {
+export function decodeMessage (bytes: Uint8Array, maxBytes: number, maxRanges = Infinity): WireRange[] {
   if (bytes.length > maxBytes) fail('FRAME_TOO_LARGE', `message of ${bytes.length} bytes exceeds the ${maxBytes} byte limit`)
   if (bytes.length === 0) fail('TRUNCATED', 'empty message')
   const r = new Reader(bytes)
@@ -245,9 +319,9 @@ export function decodeMessage (bytes: Uint8Array, maxBytes: number): WireRange[]
   let lower = MIN_BOUND
   while (r.remaining > 0) {
     if (lower === INF_BOUND) fail('BOUNDS_ORDER', 'range after the infinity bound')
-    const upper = decodeBound(r, st)
+    if (ranges.length >= maxRanges) fail('BUDGET', `a message of more than ${maxRanges} ranges`)
+    const { upper, mode } = decodeHead(r, st)
     if (compareBounds(upper, lower) <= 0) fail('BOUNDS_ORDER', 'range upper bound not above its lower bound')
-    const mode = r.varint()
     const decode = DECODERS.get(mode)
     if (decode === undefined) fail('UNKNOWN_MODE', `unknown range mode ${mode}`)
     ranges.push(decode(r, lower, upper))
@@ -299,48 +373,52 @@ export class MessageWriter {
     return this.#lastBound
   }
 
-  /** Encoded size of bound `b` written after a bound with timestamp `baseTs`. */
-  boundSize (b: Bound, baseTs: number): number {
-    if (b.ts === Infinity) return 2
-    return varintLength(b.ts - baseTs + 1) + varintLength(b.id.length) + b.id.length
+  /** Timestamp of the last finite bound written (0 at first): what the next bound's delta starts from. */
+  get lastTs (): number {
+    return this.#lastTs
+  }
+
+  /** Encoded size of a range head (mode included) with upper bound `b`, written after a bound at `baseTs`. */
+  headSize (b: Bound, baseTs: number): number {
+    if (b.ts === Infinity) return 1
+    const idBytes = b.id.length === 0 ? 0 : varintLength(b.id.length) + b.id.length
+    return finiteHeadSize(b.ts - baseTs) + idBytes
   }
 
   /** Bytes of the Skip needed before a range starting at `lower` (0 when the last range ends there). */
   skipCost (lower: Bound): number {
-    return compareBounds(this.#lastBound, lower) === 0 ? 0 : this.boundSize(lower, this.#lastTs) + 1
+    return compareBounds(this.#lastBound, lower) === 0 ? 0 : this.headSize(lower, this.#lastTs)
   }
 
-  /** Bytes of a range [lower, upper) with `payload` bytes after its mode, including any Skip before it. */
+  /** Bytes of a range [lower, upper) with `payload` bytes after its head, including any Skip before it. */
   rangeCost (lower: Bound, upper: Bound, payload: number): number {
-    return this.skipCost(lower) + this.boundSize(upper, lower.ts) + 1 + payload
+    return this.skipCost(lower) + this.headSize(upper, lower.ts) + payload
   }
 
   /** Ends the last range at `lower` with a Skip, unless it already ends there. */
   moveTo (lower: Bound): void {
     if (compareBounds(this.#lastBound, lower) === 0) return
-    this.#writeBound(lower)
-    this.#varint(MODE_SKIP)
+    this.#writeHead(lower, MODE_SKIP)
   }
 
+  /** A Fingerprint range (16 bytes) or a ShortFingerprint range (8 bytes), by the length of `fp`. */
   fingerprint (upper: Bound, fp: Uint8Array): void {
-    this.#writeBound(upper)
-    this.#varint(MODE_FINGERPRINT)
+    if (fp.length !== FINGERPRINT_BYTES && fp.length !== SHORT_FINGERPRINT_BYTES) throw new TypeError('a fingerprint has 16 or 8 bytes')
+    this.#writeHead(upper, fp.length === FINGERPRINT_BYTES ? MODE_FINGERPRINT : MODE_SHORT_FINGERPRINT)
     this.#bytes(fp)
     this.#requests++
   }
 
   idList (upper: Bound, items: readonly WireItem[]): void {
     const base = this.#lastBound.ts
-    this.#writeBound(upper)
-    this.#varint(MODE_ID_LIST)
+    this.#writeHead(upper, MODE_ID_LIST)
     this.#items(items, base)
     this.#requests++
   }
 
   idDiff (upper: Bound, senderOnly: readonly WireItem[], receiverOnly: readonly WireItem[]): void {
     const base = this.#lastBound.ts
-    this.#writeBound(upper)
-    this.#varint(MODE_ID_DIFF)
+    this.#writeHead(upper, MODE_ID_DIFF)
     this.#items(senderOnly, base)
     this.#items(receiverOnly, base)
   }
@@ -368,16 +446,25 @@ export class MessageWriter {
     this.#pos += b.length
   }
 
-  #writeBound (b: Bound): void {
+  #writeHead (b: Bound, mode: number): void {
     if (compareBounds(b, this.#lastBound) <= 0) throw new InternalError('reconcile: internal error, bounds written out of order')
     if (b.ts === Infinity) {
-      this.#varint(0)
-      this.#varint(0)
+      this.#varint(headValue(mode, 0, E_INF, 0))
     } else {
-      this.#varint(b.ts - this.#lastTs + 1)
+      const delta = b.ts - this.#lastTs
+      const hasId = b.id.length === 0 ? 0 : 1
+      const p = packDelta(delta)
+      if (p !== undefined && varintLength(headValue(mode, hasId, p.e, p.q)) < 1 + varintLength(delta)) {
+        this.#varint(headValue(mode, hasId, p.e, p.q))
+      } else {
+        this.#varint(headValue(mode, hasId, E_RAW, 0))
+        this.#varint(delta)
+      }
       this.#lastTs = b.ts
-      this.#varint(b.id.length)
-      this.#bytes(b.id)
+      if (hasId === 1) {
+        this.#varint(b.id.length)
+        this.#bytes(b.id)
+      }
     }
     this.#lastBound = b
   }

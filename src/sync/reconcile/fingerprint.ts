@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto'
 import { FINGERPRINT_BYTES, ID_BYTES } from './constants.js'
-import { varintLength, writeVarint } from './varint.js'
+import { writeVarint } from './varint.js'
 
 /** Limbs of a sum: eight 32-bit words, least significant first. */
 export const LIMBS = 8
@@ -96,9 +96,11 @@ export function addId (sum: Uint32Array, ids: Uint8Array, i: number, sign: 1 | -
   else subSums(sum, 0, id, 0, sum, 0)
 }
 
+const FP_INPUT = new Uint8Array(ID_BYTES + 8)
+
 /** The fingerprint of a range whose ids sum to `sum` (eight limbs at `so`) and which holds `count` items. */
 export function fingerprint (sum: Uint32Array, so: number, count: number): Uint8Array {
-  const input = new Uint8Array(ID_BYTES + varintLength(count))
+  const input = FP_INPUT
   for (let w = 0; w < LIMBS; w++) {
     const v = sum[so + w]
     input[w * 4] = v & 0xff
@@ -106,8 +108,10 @@ export function fingerprint (sum: Uint32Array, so: number, count: number): Uint8
     input[w * 4 + 2] = (v >>> 16) & 0xff
     input[w * 4 + 3] = (v >>> 24) & 0xff
   }
-  writeVarint(input, ID_BYTES, count)
-  return new Uint8Array(createHash('sha256').update(input).digest().subarray(0, FINGERPRINT_BYTES))
+  const end = writeVarint(input, ID_BYTES, count)
+  // the digest is a fresh buffer of its own: a plain view of its first bytes needs no copy
+  const digest = createHash('sha256').update(input.subarray(0, end)).digest()
+  return new Uint8Array(digest.buffer, digest.byteOffset, FINGERPRINT_BYTES)
 }
 
 /** True when two fingerprints are equal. */

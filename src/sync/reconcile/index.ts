@@ -5,7 +5,8 @@
  * Items are (timestamp, change hash), ordered by timestamp then id. A `ReconcileSet` is a share's served-set
  * index: it is updated with `insert`/`delete` as the served set changes and read by every session. Sessions
  * compare range fingerprints, split the ranges that differ, and exchange id lists for small ranges; an in-sync
- * pair costs one round trip of about 20 bytes, and the cost grows with the difference, not with the set.
+ * pair costs one round trip of 19 bytes, one difference among 10^6 items three round trips of about 1.7 KB, and
+ * the cost grows with the difference, not with the set.
  * Messages never exceed `maxMessageBytes` (work that does not fit waits for later messages), and every incoming
  * message is validated: a bad one raises ReconcileProtocolError (code RECONCILE_PROTOCOL) whose `reason` is one of
  * TRUNCATED, BAD_VERSION, BAD_VARINT, BAD_BOUND, BAD_TIMESTAMP, BOUNDS_ORDER, UNKNOWN_MODE, ITEMS_ORDER,
@@ -36,7 +37,7 @@ export type {
 } from './types.js'
 export {
   DEFAULT_BRANCHING_FACTOR, DEFAULT_ID_LIST_THRESHOLD, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_MESSAGES,
-  FINGERPRINT_BYTES, MIN_MESSAGE_BYTES, PROTOCOL_VERSION
+  FINGERPRINT_BYTES, MIN_MESSAGE_BYTES, PROTOCOL_VERSION, SHORT_FINGERPRINT_BYTES
 } from './constants.js'
 
 /**

@@ -1,10 +1,13 @@
 /**
  * The reconciliation session: one side of one exchange, as a state machine over message bytes.
  *
- * Both sides run the same range logic; the initiator only sends the first message. A mismatching Fingerprint
- * range is split into `branchingFactor` sub-ranges of equal item counts (or, when it holds at most
- * `idListThreshold` of our items, answered with our IdList); an IdList is answered with an IdDiff that tells the
- * peer both directions of the difference in that range, so each side ends knowing `have` and `need`.
+ * Both sides run the same range logic; the initiator only sends the first message (one 16-byte fingerprint of the
+ * whole set; every later fingerprint has 8 bytes). A mismatching Fingerprint range is split into at most
+ * `branchingFactor` sub-ranges of about equal item counts, as many as reach id lists of about
+ * `idListThreshold / 16` items in the fewest rounds, with split points moved (by at most a quarter of a
+ * sub-range) to round timestamps that pack into short heads; a range holding at most `idListThreshold` of our
+ * items is answered with our IdList instead. An IdList is answered with an IdDiff that tells the peer both
+ * directions of the difference in that range, so each side ends knowing `have` and `need`.
  *
  * Invariants (cited in the code as (1)...(8)):
  * 1. Roles: only the initiator starts (`initiate`, once); the responder's first event is a message.
@@ -36,11 +39,12 @@ import { silentLogger } from '../../util/logger.js'
 import type { Logger } from '../../util/logger.js'
 import {
   DEFAULT_BRANCHING_FACTOR, DEFAULT_ID_LIST_THRESHOLD, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_MESSAGES,
-  DEFERRAL_RESERVE_BYTES, DEFERRAL_SHARE, FINGERPRINT_BYTES, FOLD_BYTES, MAX_BOUND_BYTES, MAX_BRANCHING_FACTOR, MIN_MESSAGE_BYTES
+  DEFERRAL_RESERVE_BYTES, DEFERRAL_SHARE, FOLD_BYTES, LEAF_DIVISOR, MAX_BOUND_BYTES, MAX_BRANCHING_FACTOR, MIN_MESSAGE_BYTES,
+  SHORT_FINGERPRINT_BYTES, SPLIT_SLACK
 } from './constants.js'
 import {
   INF_BOUND, MessageWriter, compareItems, decodeMessage, isIdDiffRange, isRequest, itemBytes,
-  minimalBound
+  minimalBound, roundTimestamp
 } from './codec.js'
 import type { Bound, FingerprintRange, IdDiffRange, IdListRange, RangeType, WireItem, WireRange } from './codec.js'
 import { equalFingerprints } from './fingerprint.js'
@@ -57,6 +61,8 @@ type Outcome =
   | { readonly kind: 'blocked' } // nothing of it fitted
 
 const SETTLED: Outcome = { kind: 'settled' }
+/** The empty id prefix of a timestamp-only bound. */
+const NO_ID = new Uint8Array(0)
 const ANSWERED: Outcome = { kind: 'answered' }
 const BLOCKED: Outcome = { kind: 'blocked' }
 
@@ -194,7 +200,8 @@ export class Session implements ReconcileSession {
     this.#stats.bytesReceived += message.length
     let ranges: WireRange[]
     try {
-      ranges = decodeMessage(message, this.#maxMessageBytes) // (6)
+      // (7) the range count an honest answer can have is checked while decoding: a longer message stops there
+      ranges = decodeMessage(message, this.#maxMessageBytes, this.#allowedRanges()) // (6)
     } catch (err) {
       this.#state = 'failed'
       this.#log.debug({ role: this.role, err }, 'reconcile: invalid message')
@@ -216,7 +223,7 @@ export class Session implements ReconcileSession {
     }
     // (7) an honest peer answers each request of our last message with at most b + 2 ranges (a skip, then a
     // split into b, or one IdDiff; or one deferred fingerprint): a longer message is refused before any work
-    const allowed = this.#answerRangesPerRequest * Math.max(1, this.#lastRequests) + 2
+    const allowed = this.#allowedRanges()
     if (event.ranges.length > allowed) {
       this.#overBudget(`a message of ${event.ranges.length} ranges answers ${this.#lastRequests} requests`)
     }
@@ -236,6 +243,11 @@ export class Session implements ReconcileSession {
   #charge (ranges: number): void {
     this.#work += ranges
     if (this.#work > this.#budget()) this.#overBudget(`reconciliation work over budget (${this.#work} ranges)`)
+  }
+
+  /** The most ranges an honest answer to our last message has (7). */
+  #allowedRanges (): number {
+    return this.#answerRangesPerRequest * Math.max(1, this.#lastRequests) + 2
   }
 
   #overBudget (why: string): never {
@@ -297,7 +309,7 @@ export class Session implements ReconcileSession {
     const last = pending[pending.length - 1].upper
     for (let p = 0; p < pending.length; p++) {
       const { lower, upper } = pending[p]
-      const one = w.rangeCost(lower, upper, FINGERPRINT_BYTES)
+      const one = w.rangeCost(lower, upper, SHORT_FINGERPRINT_BYTES)
       const fits = p === pending.length - 1 ? w.length + one <= frame : w.length + one + FOLD_BYTES <= frame
       w.moveTo(lower)
       w.fingerprint(fits ? upper : last, this.#fingerprintOf(lower, fits ? upper : last))
@@ -306,7 +318,12 @@ export class Session implements ReconcileSession {
   }
 
   #fingerprintOf (lower: Bound, upper: Bound): Uint8Array {
-    return this.#set.fingerprintAt(this.#set.lowerBound(lower), this.#set.lowerBound(upper))
+    return this.#short(this.#set.fingerprintAt(this.#set.lowerBound(lower), this.#set.lowerBound(upper)))
+  }
+
+  /** The short fingerprint every message after the first carries. */
+  #short (fp: Uint8Array): Uint8Array {
+    return fp.subarray(0, SHORT_FINGERPRINT_BYTES)
   }
 
   // ---- one handler per range type ----
@@ -314,7 +331,8 @@ export class Session implements ReconcileSession {
   #onFingerprint (turn: Turn, range: FingerprintRange): Outcome {
     const lo = this.#set.lowerBound(range.lower)
     const hi = this.#set.lowerBound(range.upper)
-    if (equalFingerprints(this.#set.fingerprintAt(lo, hi), range.fingerprint)) return SETTLED
+    const theirs = range.fingerprint
+    if (equalFingerprints(this.#set.fingerprintAt(lo, hi).subarray(0, theirs.length), theirs)) return SETTLED
     this.#mismatches++ // (7)
     return this.#split(turn, range.lower, range.upper, lo, hi)
   }
@@ -358,7 +376,7 @@ export class Session implements ReconcileSession {
         break
       }
       const s = itemBytes(item.ts, ours ? prevMine : prevYours)
-      const cost = skip + MAX_BOUND_BYTES + 1 + varintLength(mine.length + (ours ? 1 : 0)) +
+      const cost = skip + MAX_BOUND_BYTES + varintLength(mine.length + (ours ? 1 : 0)) +
         varintLength(yours.length + (ours ? 0 : 1)) + bytes + s
       if (w.length + cost > limit) {
         next = item
@@ -394,24 +412,67 @@ export class Session implements ReconcileSession {
 
   // ---- building blocks ----
 
-  /** Splits a mismatching range [lower, upper) holding our items lo..hi into fingerprinted buckets (or ids). */
+  /**
+   * Splits a mismatching range [lower, upper) holding our items lo..hi into fingerprinted buckets (or ids).
+   * Each split point may move by SPLIT_SLACK of a bucket to a round bound (a short head); a window of items that
+   * all share one timestamp keeps the exact point and an id prefix.
+   */
   #split (turn: Turn, lower: Bound, upper: Bound, lo: number, hi: number): Outcome {
     const count = hi - lo
     if (count <= this.#idListThreshold) return this.#sendIdList(turn, lower, upper, lo, hi)
     const { w, limit } = turn
-    const buckets = Math.min(this.#branchingFactor, count)
+    const buckets = this.#splitWidth(count)
+    const slack = Math.floor(count / buckets * SPLIT_SLACK)
     let start = lo
     let from = lower
     for (let k = 0; k < buckets; k++) {
-      const end = lo + Math.floor((k + 1) * count / buckets)
-      const to = k === buckets - 1 ? upper : this.#boundBetween(end - 1)
-      if (w.length + w.rangeCost(from, to, FINGERPRINT_BYTES) > limit) return k === 0 ? BLOCKED : { kind: 'cut', at: from }
+      let end = hi
+      let to = upper
+      if (k < buckets - 1) {
+        end = lo + Math.floor((k + 1) * count / buckets)
+        to = this.#boundNear(from, start, end, slack, hi)
+        end = this.#set.lowerBound(to)
+      }
+      if (w.length + w.rangeCost(from, to, SHORT_FINGERPRINT_BYTES) > limit) return k === 0 ? BLOCKED : { kind: 'cut', at: from }
       w.moveTo(from)
-      w.fingerprint(to, this.#set.fingerprintAt(start, end))
+      w.fingerprint(to, this.#short(this.#set.fingerprintAt(start, end)))
       start = end
       from = to
     }
     return ANSWERED
+  }
+
+  /**
+   * Sub-ranges a mismatching range of `count` items is split into. First the rounds: the fewest that reach id
+   * lists of at most half the threshold with `branchingFactor` sub-ranges each (the margin absorbs the slack
+   * of split points, so that every sub-range plans the same number of rounds as its parent). Then the width
+   * that reaches lists of about idListThreshold / LEAF_DIVISOR items in that many rounds (bytes grow with the
+   * width, and each list item costs about as much as four fingerprints).
+   */
+  #splitWidth (count: number): number {
+    const b = this.#branchingFactor
+    const reach = Math.max(1, this.#idListThreshold / 2)
+    let rounds = 1
+    while (b ** rounds * reach < count) rounds++
+    const target = Math.max(1, Math.floor(this.#idListThreshold / LEAF_DIVISOR))
+    const width = Math.ceil((count / target) ** (1 / rounds) - 1e-9)
+    return Math.min(count, b, Math.max(2, width))
+  }
+
+  /**
+   * A bound between our items near `end` (split after end - 1): among the items within `slack` of it (and after
+   * `start`), the roundest timestamp, if the window spans more than one timestamp; else the shortest bound
+   * between items end - 1 and end.
+   */
+  #boundNear (from: Bound, start: number, end: number, slack: number, hi: number): Bound {
+    const a = Math.max(start + 1, end - slack)
+    const z = Math.min(hi - 1, end + slack)
+    if (a <= z && from.ts !== Infinity) {
+      const loTs = this.#set.cursor(a - 1).ts
+      const hiTs = this.#set.cursor(z).ts
+      if (loTs < hiTs && loTs >= from.ts) return { ts: roundTimestamp(from.ts, loTs, hiTs), id: NO_ID }
+    }
+    return this.#boundBetween(end - 1)
   }
 
   /** Sends our items lo..hi of [lower, upper) as an IdList, as many as fit. */
@@ -426,8 +487,8 @@ export class Session implements ReconcileSession {
     for (let k = 0; c !== undefined && k < count; k++) {
       if (k > 0) c.next()
       const s = itemBytes(c.ts, prevTs)
-      const boundBytes = k + 1 === count ? w.boundSize(upper, lower.ts) : MAX_BOUND_BYTES
-      if (w.length + skip + boundBytes + 1 + varintLength(k + 1) + bytes + s > limit) break
+      const boundBytes = k + 1 === count ? w.headSize(upper, lower.ts) : MAX_BOUND_BYTES
+      if (w.length + skip + boundBytes + varintLength(k + 1) + bytes + s > limit) break
       items.push({ ts: c.ts, id: c.id() })
       bytes += s
       prevTs = c.ts

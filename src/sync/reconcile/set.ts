@@ -19,6 +19,8 @@ import type { ReconcileItem, ReconcileKey, ReconcileSet } from './types.js'
 
 const SCRATCH_ACC = new Float64Array(LIMBS)
 const SCRATCH_SUM = new Uint32Array(LIMBS)
+const SCRATCH_FP_SUM = new Uint32Array(LIMBS)
+const SCRATCH_FP_PART = new Uint32Array(LIMBS)
 
 class Chunk {
   n = 0
@@ -311,7 +313,7 @@ export class ChunkedReconcileSet implements ReconcileSet {
 
   /** Fingerprint of the items with global indices i..j (i <= j). */
   fingerprintAt (i: number, j: number): Uint8Array {
-    const sum = new Uint32Array(LIMBS)
+    const sum = SCRATCH_FP_SUM.fill(0)
     if (j > i) {
       this.#index()
       const ci = this.#locate(i)
@@ -321,7 +323,7 @@ export class ChunkedReconcileSet implements ReconcileSet {
       if (ci === cj) {
         this.#chunks[ci].sumRange(oi, oj, sum, 0)
       } else {
-        const part = new Uint32Array(LIMBS)
+        const part = SCRATCH_FP_PART
         this.#chunks[ci].sumRange(oi, this.#chunks[ci].n, sum, 0)
         subSums(this.#prefix, cj * LIMBS, this.#prefix, (ci + 1) * LIMBS, part, 0)
         addSums(sum, 0, part, 0, sum, 0)

@@ -87,7 +87,11 @@ export interface ReconcileInit {
    * messages. At least MIN_MESSAGE_BYTES (256). Default: DEFAULT_MAX_MESSAGE_BYTES (65536).
    */
   maxMessageBytes?: number
-  /** Number of sub-ranges a mismatching range is split into, 2..4096. Default: DEFAULT_BRANCHING_FACTOR (32). */
+  /**
+   * The most sub-ranges a mismatching range is split into, 2..4096; a split uses fewer when that reaches id lists
+   * in as many rounds. The peer must not use a larger one: an answer of more than `branchingFactor + 2` ranges
+   * per request is refused (BUDGET). Default: DEFAULT_BRANCHING_FACTOR (48).
+   */
   branchingFactor?: number
   /**
    * A mismatching range holding at most this many of our items is answered with their ids instead of being split
