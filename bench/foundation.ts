@@ -12,6 +12,9 @@
  *     memory above the baseline, sampled every 100 ms. The iteration runs in a child process over the database
  *     built here, so that its baseline holds nothing of the runs before (Automerge's wasm memory never shrinks).
  *
+ * (d) `db.receiveChanges` of two-change documents made by createDocument + changeDoc: documents/s until stored,
+ *     materialised and read back, against the same run's primitive and Automerge bounds (receive-docs.ts).
+ *
  * The changes are made by a sender that uses the library's own codec and crypto (`encodeSignedPart`, `encrypt`,
  * `Signer`) exactly as `MindooDB` commits a local change, without materialising them on the sending side: making
  * them through a sender tenant's `createDocument` + `changeDoc` costs milliseconds per document (measured below as
@@ -34,6 +37,7 @@ import {
   type ChangeHash, type ChangeHeader, type DocData, type MindooDB, type MindooTenant, type StoreChange, type TenantFactory
 } from '../src/index.js'
 import { createWrappedKey, encrypt, generateSigningKeyPair, randomKey, Signer } from '../src/crypto/index.js'
+import { benchReceiveDocs } from './receive-docs.js'
 import { gc } from './util.js'
 
 export interface FoundationOptions {
@@ -47,6 +51,8 @@ export interface FoundationOptions {
   contentChars?: number
   /** Sender-tenant documents made to measure that way of preparing changes. Default 200. */
   tenantSample?: number
+  /** Two-change documents of (d), see receive-docs.ts. Default 10,000. */
+  receiveDocs?: number
 }
 
 /** scrypt at its lowest accepted cost: key wrapping is not what is measured here. */
@@ -332,6 +338,10 @@ export async function benchFoundation (opts: FoundationOptions = {}): Promise<ob
     // ---------------------------------------------------------------- (c) changefeed over feedDocs documents
     const feed = await benchFeed(factory, join(dir, 'tenants'), keyBlob, sender, feedDocs, batch)
 
+    // ---------------------------------------------------------------- (d) receiving two-change documents
+    gc()
+    const receiveDocs = await benchReceiveDocs(factory, { docs: opts.receiveDocs ?? 10_000, batch, receivePrimitiveUs: appendManyBoundUs })
+
     return {
       params: { n, batch, contentChars, feedDocs, payloadBytesAvg: Math.round(payloadBytes), changeBytesAvg: Math.round(changeBytes) },
       prepare: {
@@ -362,7 +372,8 @@ export async function benchFoundation (opts: FoundationOptions = {}): Promise<ob
         boundPerSec: bound(materialiseBoundUs),
         ratio: round(materialiseRate / bound(materialiseBoundUs), 3)
       },
-      feed
+      feed,
+      receiveDocs
     }
   } finally {
     await factory.close()
@@ -462,7 +473,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
   })
 } else if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const quick = process.env.BENCH_QUICK === '1'
-  benchFoundation(quick ? { n: 2_000, feedDocs: 5_000, tenantSample: 50 } : {}).then((result) => {
+  benchFoundation(quick ? { n: 2_000, feedDocs: 5_000, tenantSample: 50, receiveDocs: 1_000 } : {}).then((result) => {
     console.log(JSON.stringify(result, null, 2))
   }, (err: unknown) => {
     console.error(err)

@@ -12,7 +12,7 @@ const quick = process.env.BENCH_QUICK === '1'
 
 async function main (): Promise<void> {
   const started = new Date()
-  const foundation = await benchFoundation(quick ? { n: 2_000, feedDocs: 5_000, tenantSample: 50 } : {})
+  const foundation = await benchFoundation(quick ? { n: 2_000, feedDocs: 5_000, tenantSample: 50, receiveDocs: 1_000 } : {})
   const reconcile = await benchReconcile(quick ? { sizes: [1e4, 1e5], diffs: [0, 1, 10, 1000] } : {})
   const p2p = await benchP2P({ quick })
   const result = {

@@ -69,19 +69,22 @@ export const MAX_HELLO_FRAME_BYTES = 4 * 1024
 export const HELLO_READ_SLACK_BYTES = 1024
 
 /**
- * Bytes that may still arrive on a sync stream after its channel paused it (1 MiB). A channel pauses its stream
- * once it holds a whole frame's worth of unread bytes and resumes it when its reader catches up, so a slow
- * receiver slows the sender (Yamux stops granting window) instead of buffering without bound; what was already
- * in flight when it paused (at most one muxer message, 64 KiB) still lands, within this margin.
- */
-export const READ_PAUSE_MARGIN_BYTES = 1024 * 1024
-
-/**
  * Largest Yamux receive window per stream (2 MiB; Yamux's default grows to 16 MiB). While a stream is paused the
  * peer can still send what its window allows, into the stream's own read buffer (4 MiB at most before libp2p
  * resets the stream), so the window must stay below that buffer.
  */
 export const MAX_STREAM_WINDOW_BYTES = 2 * 1024 * 1024
+
+/**
+ * Bytes beyond a frame that an honest peer may get a paused sync stream to hold (4 MiB + 64 KiB). A channel pauses
+ * its stream once it holds a whole frame's worth of unread bytes and resumes it when its reader catches up, so a
+ * slow receiver slows the sender (Yamux stops granting window) instead of buffering without bound. But Yamux grants
+ * window after every message it receives, so after a pause the peer may still send what its window allows
+ * (`MAX_STREAM_WINDOW_BYTES`), and a resume hands that out at once while Yamux grants a whole window again before
+ * the channel can pause anew: two windows in all. An honest sender answering a want at full speed reaches that
+ * (seen with a receiver of 64 KiB frames); a smaller margin would reset its stream. One muxer message on top is slack.
+ */
+export const READ_PAUSE_MARGIN_BYTES = 2 * MAX_STREAM_WINDOW_BYTES + 64 * 1024
 
 /**
  * A peer must send its hello within this time (10 s), or the stream is closed. Bounds how long an
@@ -176,3 +179,39 @@ export const RELAY_MAX_INBOUND_HOP_STREAMS = 32
  * moves on from where the last one was cut instead of resending a 4 MiB frame that can never arrive.
  */
 export const RELAY_LIMITED_FRAME_BYTES = 64 * 1024
+
+// ---------------------------------------------------------------- materialiser (src/core)
+
+/**
+ * Received changes the materialiser keeps in memory, by document, while they wait to be applied (20,000, about
+ * the size of the changes themselves: a few MB). Beyond it the queue is dropped and read back from the store in
+ * arrival order; a read of one document then waits for the whole backlog instead of only for its own changes.
+ */
+export const MATERIALISE_QUEUE_MAX = 20_000
+
+/** ... and at most this many payload bytes (64 MiB): a few large changes cannot make the queue hold gigabytes. */
+export const MATERIALISE_QUEUE_MAX_BYTES = 64 * 1024 * 1024
+
+/** Changes the background materialiser takes up per step before it lets reads and writes in (2,048). */
+export const MATERIALISE_STEP_CHANGES = 2_048
+
+/** Document states kept in memory, least recently used out first (512). */
+export const MATERIALISE_CACHE_DOCS = 512
+
+/**
+ * A document's snapshot is saved again once this many changes were applied since the last one (32): loading
+ * replays at most this many changes, and a change never costs an Automerge save of its own.
+ */
+export const MATERIALISE_SNAPSHOT_AFTER_CHANGES = 32
+
+/** ... or once the changes since the last snapshot are this large (256 KiB) and larger than the snapshot. */
+export const MATERIALISE_SNAPSHOT_AFTER_BYTES = 256 * 1024
+
+/** Worker threads of the materialiser (4, and never more than the machine's cores): Automerge work off the main thread. */
+export const MATERIALISE_WORKERS_MAX = 4
+
+/**
+ * Documents each materialise worker keeps built (256), least recently used out first: a document that gets a few
+ * changes at a time is then not loaded again on every batch.
+ */
+export const MATERIALISE_WORKER_CACHE_DOCS = 256

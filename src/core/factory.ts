@@ -9,6 +9,7 @@ import { isValidId } from '../store/change.js'
 import { silentLogger, type Logger } from '../util/logger.js'
 import { writeFileAtomic } from '../util/atomic-file.js'
 import { KeyRing, type KeyRingJson } from './keyring.js'
+import type { MaterialiseQueueLimits } from './materialiser.js'
 import { MindooTenant, TENANT_KEY_PREFIX } from './tenant.js'
 
 export interface TenantFactoryOptions {
@@ -22,6 +23,11 @@ export interface TenantFactoryOptions {
   /** scrypt cost for wrapping keys. Default: N = 2^17, r = 8, p = 1. Lower it only in tests. */
   keyWrapping?: ScryptParams
   logger?: Logger
+  /**
+   * Bounds of the materialiser's in-memory queue of received changes. Default: MATERIALISE_QUEUE_MAX changes and
+   * MATERIALISE_QUEUE_MAX_BYTES bytes (src/limits.ts). Lower them only in tests.
+   */
+  materialiseQueue?: MaterialiseQueueLimits
 }
 
 export interface CreateTenantOptions {
@@ -72,6 +78,7 @@ export class TenantFactory {
   readonly #dataDir: string
   readonly #passphrase: string | undefined
   readonly #keyWrapping: ScryptParams
+  readonly #materialiseQueue: MaterialiseQueueLimits | undefined
   readonly #log: Logger
   readonly #open = new Map<string, Promise<MindooTenant>>()
 
@@ -85,6 +92,7 @@ export class TenantFactory {
     this.#dataDir = options.dataDir
     this.#passphrase = options.passphrase
     this.#keyWrapping = options.keyWrapping ?? {}
+    this.#materialiseQueue = options.materialiseQueue
     this.#log = (options.logger ?? silentLogger).child({ component: 'tenants' })
   }
 
@@ -217,6 +225,7 @@ export class TenantFactory {
         await this.#writeTenantFile(dir, file, { signingPrivateKey: secrets.signingPrivateKey, keys: keyring.toJSON() }, protector)
       },
       keyWrapping: this.#keyWrapping,
+      materialiseQueue: this.#materialiseQueue,
       logger: this.#log,
       onClose: () => { this.#open.delete(tenantId) }
     })

@@ -18,7 +18,8 @@ export { MindooTenant, TENANT_KEY_PREFIX } from './tenant.js'
 export type { TenantSnapshot } from './tenant.js'
 export { MindooDB } from './db.js'
 export type {
-  CreateDocumentOptions, DocumentsChangedListener, MaterialiseResult, OpenDBOptions, ProcessChangesCursor,
+  CreateDocumentOptions, DocumentsChangedListener, MaterialiseQueueLimits, MaterialiseResult, MaterialiseStats, OpenDBOptions,
+  ProcessChangesCursor,
   TenantPublicInfo
 } from './db.js'
 export { MindooDoc } from './doc.js'

@@ -8,6 +8,7 @@ import type { Logger } from '../util/logger.js'
 import { Mutex } from '../util/mutex.js'
 import { MindooDB, type KV, type OpenDBOptions, type TenantContext, type TenantPublicInfo } from './db.js'
 import type { KeyInfo, KeyRing } from './keyring.js'
+import type { MaterialiseQueueLimits } from './materialiser.js'
 
 const DB_NAME = /^[A-Za-z0-9._-]{1,128}$/
 /** Entries read per step of a snapshot walk. */
@@ -33,6 +34,8 @@ export interface TenantComponents {
   /** Persists the key ring after it changed. */
   saveSecrets: () => Promise<void>
   keyWrapping: ScryptParams
+  /** See TenantFactoryOptions.materialiseQueue. */
+  materialiseQueue?: MaterialiseQueueLimits
   logger: Logger
   onClose: () => void
 }
@@ -130,7 +133,7 @@ export class MindooTenant {
       state: sub('state'),
       tenant: this.#context,
       logger: this.#log
-    }, { name })
+    }, { name, materialiseQueue: this.#components.materialiseQueue })
     await db.open()
     return db
   }

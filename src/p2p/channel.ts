@@ -32,8 +32,8 @@ export interface StreamChannelOptions {
  * from `receive`.
  *
  * Memory and backpressure: once a whole frame's worth of bytes is unread, the stream is paused (Yamux stops
- * granting window, so the peer's writes wait) until the reader takes frames out again; what was in flight still
- * lands (`READ_PAUSE_MARGIN_BYTES`), and beyond that the stream is reset. While the receive limit is lowered (before the hello is
+ * granting window, so the peer's writes wait) until the reader takes frames out again; what the peer's window
+ * still allowed lands (`READ_PAUSE_MARGIN_BYTES`), and beyond that the stream is reset. While the receive limit is lowered (before the hello is
  * authorised), the stream is reset as soon as the bytes held (read or not) exceed that limit plus the slack,
  * so an unauthorised peer can make it hold a few KiB only, whatever it sends.
  */
@@ -51,19 +51,35 @@ export function streamChannel (stream: Stream, options: StreamChannelOptions | n
   // backpressure: with a whole frame's worth of bytes unread, the stream is paused (Yamux stops granting window,
   // so the peer's writes wait) until the reader has taken frames out again
   let paused = false
+  let resuming = false
   const pauseAt = (): number => limit + varint.encodingLength(limit)
-  const resume = (): void => {
-    if (!paused) return
-    paused = false
-    stream.resume()
-  }
-  const onMessage = (evt: { data: { byteLength: number } }): void => {
-    arrived += evt.data.byteLength
-    // (only once authorised: before that, a peer sending more than a hello's worth is reset, not paused)
+  // (only once authorised: before that, a peer sending more than a hello's worth is reset, not paused)
+  const pauseIfFull = (): void => {
     if (!paused && overflow === undefined && limit >= maxFrameBytes && arrived - consumed >= pauseAt()) {
       paused = true
       stream.pause()
     }
+  }
+  const resume = (): void => {
+    if (!paused) return
+    paused = false
+    // a stream whose read side is closing or closed (the session ended meanwhile) has nothing more to let in, and
+    // libp2p refuses to resume it
+    if (stream.readStatus === 'closing' || stream.readStatus === 'closed') return
+    // libp2p's resume() first hands out what arrived while paused, then lets Yamux grant window again: a pause
+    // from inside that hand-out would be undone for Yamux (the peer could then send without bound), so the pause
+    // is decided once resume() has returned
+    resuming = true
+    try {
+      stream.resume()
+    } finally {
+      resuming = false
+    }
+    pauseIfFull()
+  }
+  const onMessage = (evt: { data: { byteLength: number } }): void => {
+    arrived += evt.data.byteLength
+    if (!resuming) pauseIfFull()
     if (overflow !== undefined || limit >= maxFrameBytes) return
     const held = arrived - consumed
     if (held > limit + varint.encodingLength(limit) + HELLO_READ_SLACK_BYTES) {

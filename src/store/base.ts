@@ -115,6 +115,22 @@ export abstract class BaseStore implements AppendOnlyStore {
     return isChangeHash(hash) && await this.#read(this._has(hash))
   }
 
+  async hasMany (hashes: readonly ChangeHash[], options?: AbortOptions): Promise<boolean[]> {
+    this.#check(options)
+    if (!Array.isArray(hashes)) throw new TypeError('hashes must be an array')
+    if (hashes.some((h) => typeof h !== 'string')) throw new TypeError('hashes must be strings')
+    if (hashes.length === 0) return []
+    await this.#ensureOpen()
+    // only valid hashes reach the backend; any other string is simply not stored
+    const valid = hashes.every(isChangeHash)
+    const asked = valid ? hashes as ChangeHash[] : hashes.filter(isChangeHash)
+    const found = asked.length === 0 ? [] : await this.#read(this._hasMany(asked))
+    this.#check(options)
+    if (valid) return found
+    let i = 0
+    return hashes.map((h) => isChangeHash(h) && found[i++])
+  }
+
   async getAllChangeHashes (options?: AbortOptions): Promise<ChangeHash[]> {
     return await this.findNewChanges([], options)
   }
@@ -145,6 +161,18 @@ export abstract class BaseStore implements AppendOnlyStore {
       if (change === undefined) throw new ChangeNotFoundError(`change ${hashes[i]} is not in the store`)
       return change
     })
+  }
+
+  async getEncodedMany (hashes: readonly ChangeHash[], options?: AbortOptions): Promise<Array<Uint8Array | undefined>> {
+    this.#check(options)
+    if (!Array.isArray(hashes)) throw new TypeError('hashes must be an array')
+    const bad = hashes.find((h) => !isChangeHash(h))
+    if (bad !== undefined) throw new InvalidArgumentError(`not a change hash: ${String(bad).slice(0, 80)}`)
+    if (hashes.length === 0) return []
+    await this.#ensureOpen()
+    const encoded = await this.#read(this._getEncodedMany(hashes))
+    this.#check(options)
+    return encoded
   }
 
   async getAllChangeHashesForDoc (docId: DocId, options?: AbortOptions): Promise<ChangeHash[]> {
@@ -214,11 +242,17 @@ export abstract class BaseStore implements AppendOnlyStore {
   /** Recovers the backend's state; resolves with the last seq used (0 when empty). */
   protected abstract _open (): Promise<number>
   protected abstract _has (hash: ChangeHash): Promise<boolean>
-  protected abstract _hasMany (hashes: ChangeHash[]): Promise<boolean[]>
+  /** Whether each (valid) hash is stored, in the order asked. */
+  protected abstract _hasMany (hashes: readonly ChangeHash[]): Promise<boolean[]>
   /** Stores these entries (consecutive seqs after the last one, new hashes) in one atomic write. */
   protected abstract _write (entries: SequencedChange[]): Promise<void>
   /** The stored changes, undefined for unknown hashes, in the order asked. */
   protected abstract _getChanges (hashes: readonly ChangeHash[]): Promise<Array<StoreChange | undefined>>
+  /**
+   * The stored canonical bytes of each (valid) hash, undefined when not stored, in the order asked; copies no
+   * caller can use to alter the store.
+   */
+  protected abstract _getEncodedMany (hashes: readonly ChangeHash[]): Promise<Array<Uint8Array | undefined>>
   /** All hashes in arrival order. */
   protected abstract _hashes (options?: AbortOptions): AsyncIterable<ChangeHash>
   /** One document's hashes in arrival order. */

@@ -257,6 +257,33 @@ export function encodeWithSignedPart (signed: Uint8Array, change: StoreChange): 
 }
 
 /**
+ * The time of a change, read from its canonical bytes without decoding the rest (no payload copy, no hashing):
+ * for bytes a store returned (`getEncodedMany`), which were checked when they entered. Throws
+ * MalformedChangeError when the bytes are not a change header.
+ */
+export function readChangeTime (bytes: Uint8Array): number {
+  if (!(bytes instanceof Uint8Array)) throw new MalformedChangeError('change bytes must be a Uint8Array')
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const need = (end: number): void => {
+    if (end > bytes.length) throw new MalformedChangeError('truncated change')
+  }
+  need(7)
+  if (bytes[0] !== MAGIC[0] || bytes[1] !== MAGIC[1] || bytes[2] !== MAGIC[2] || bytes[3] !== MAGIC[3]) {
+    throw new MalformedChangeError('not a change (bad magic)')
+  }
+  let o = 5 // magic, kind
+  o += 2 + view.getUint16(o) // docId
+  need(o + 2)
+  o += 2 + view.getUint16(o) // keyId
+  need(o + 2)
+  o += 2 + 32 * view.getUint16(o) + 32 // deps, author
+  need(o + 8)
+  const time = view.getBigUint64(o)
+  if (time > BigInt(Number.MAX_SAFE_INTEGER)) throw new MalformedChangeError('invalid time')
+  return Number(time)
+}
+
+/**
  * Parses canonical change bytes. The hash is computed from the bytes (the result always has the hash its
  * contents imply); the signature is not checked here. Throws MalformedChangeError on truncated or garbage input.
  */

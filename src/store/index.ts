@@ -19,6 +19,10 @@
  * const { added, rejected } = await inMemory.appendMany(await store.getChanges(missing))
  *
  * for await (const { seq, change } of store.iterateSince(0)) console.log(seq, change.docId)
+ *
+ * // batched reads, one per call: which hashes are stored, and the stored bytes of others (nothing decoded)
+ * const stored = await inMemory.hasMany(missing)
+ * const bytes = await store.getEncodedMany(missing) // Uint8Array | undefined each; readChangeTime(bytes[0]!)
  * await store.close()
  * ```
  */
@@ -28,7 +32,7 @@ export type {
 export type { StoreInit } from './base.js'
 export {
   checkChange, computeChangeHash, decodeChange, docCreatedBy, docKeyMatches, encodeChange, encodeSignedPart, isChangeHash,
-  isCreation, isDocId, isValidId, newDocId, payloadAad, sha256, signChange, DOC_ID_LENGTH, MAX_DEPS, MAX_ID_BYTES,
+  isCreation, isDocId, isValidId, newDocId, payloadAad, readChangeTime, sha256, signChange, DOC_ID_LENGTH, MAX_DEPS, MAX_ID_BYTES,
   MAX_PAYLOAD_BYTES
 } from './change.js'
 export type { ChangeHash, ChangeHeader, ChangeKind, DocId, StoreChange } from './change.js'

@@ -25,7 +25,7 @@ export class MemoryStore extends BaseStore {
     return this.#bytes.has(hash)
   }
 
-  protected async _hasMany (hashes: ChangeHash[]): Promise<boolean[]> {
+  protected async _hasMany (hashes: readonly ChangeHash[]): Promise<boolean[]> {
     return hashes.map((h) => this.#bytes.has(h))
   }
 
@@ -44,6 +44,13 @@ export class MemoryStore extends BaseStore {
     return hashes.map((h) => {
       const bytes = this.#bytes.get(h)
       return bytes === undefined ? undefined : decodeChange(bytes)
+    })
+  }
+
+  protected async _getEncodedMany (hashes: readonly ChangeHash[]): Promise<Array<Uint8Array | undefined>> {
+    return hashes.map((h) => {
+      const bytes = this.#bytes.get(h)
+      return bytes === undefined ? undefined : new Uint8Array(bytes) // a copy (a Buffer's slice() would be a view)
     })
   }
 

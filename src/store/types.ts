@@ -60,12 +60,24 @@ export interface AppendOnlyStore {
   /** Checks each change; stores all that pass in one atomic batch; reports the rest individually. */
   appendMany: (changes: readonly StoreChange[], options?: AbortOptions) => Promise<AppendManyResult>
   has: (hash: ChangeHash) => Promise<boolean>
+  /**
+   * For each hash, in the order asked, whether it is stored (false for a string that is not a change hash): one
+   * batched read for the lot, where `has` per hash would pay a read each.
+   */
+  hasMany: (hashes: readonly ChangeHash[], options?: AbortOptions) => Promise<boolean[]>
   /** All hashes in the store, in arrival order. */
   getAllChangeHashes: (options?: AbortOptions) => Promise<ChangeHash[]>
   /** Hashes this store has that `haveHashes` lacks, in arrival order. */
   findNewChanges: (haveHashes: Iterable<ChangeHash>, options?: AbortOptions) => Promise<ChangeHash[]>
   /** The changes with these hashes, in the order asked. An unknown hash raises ChangeNotFoundError. */
   getChanges: (hashes: readonly ChangeHash[], options?: AbortOptions) => Promise<StoreChange[]>
+  /**
+   * The canonical bytes of the changes with these hashes, as stored (what `encodeChange` gives for each), in the
+   * order asked, undefined for a hash not stored: one batched read, nothing decoded or re-encoded (the bytes were
+   * checked when they entered). Each call returns fresh copies. A string that is not a change hash raises
+   * InvalidArgumentError. `readChangeTime` reads a change's time from these bytes without decoding it.
+   */
+  getEncodedMany: (hashes: readonly ChangeHash[], options?: AbortOptions) => Promise<Array<Uint8Array | undefined>>
   /** Hashes of one document's changes, in arrival order. */
   getAllChangeHashesForDoc: (docId: DocId, options?: AbortOptions) => Promise<ChangeHash[]>
   /** Stored changes with seq > `afterSeq`, in arrival order, read in bounded chunks. */

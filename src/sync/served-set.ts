@@ -104,8 +104,11 @@ export class ServedSet {
     this.#listeners.clear()
   }
 
-  /** True when the change is in the served set (what a partner may receive or learn the hash of). */
-  includes (change: StoreChange): boolean {
+  /**
+   * True when the change is in the served set (what a partner may receive or learn the hash of). Only its time and
+   * hash are needed: serving asks with the hash it read and the time from the stored bytes, decoding nothing.
+   */
+  includes (change: Pick<StoreChange, 'time' | 'hash'>): boolean {
     return this.#index.has(change.time, change.hash)
   }
 

@@ -34,7 +34,7 @@ import {
   UnrequestedChangeError, UntrustedAuthorError, type ChangeRejectedError
 } from '../errors.js'
 import { SESSION_CLAIM_WAIT_MS, SESSION_MAX_NOOP_FRAMES } from '../limits.js'
-import { decodeChange, encodeChange, type ChangeHash, type StoreChange } from '../store/change.js'
+import { decodeChange, readChangeTime, type ChangeHash, type StoreChange } from '../store/change.js'
 import type { AbortOptions } from '../store/types.js'
 import { silentLogger, type Logger } from '../util/logger.js'
 import {
@@ -567,12 +567,11 @@ class SyncSession {
         good.push(change)
       }
       if (good.length > 0) {
-        const result = await db.getStore().appendMany(good)
+        const result = await db.receiveChanges(good)
         for (const r of result.rejected) this.#reject(r.error, r.hash)
         this.#result.received += result.added.length
         this.#stats.received(result.added.length, bytes)
         this.#result.bytesReceived += bytes
-        if (result.added.length > 0) await db.syncStoreChanges(result.added)
       }
     } finally {
       claims.release(good.map((c) => c.hash), this.#owner)
@@ -605,12 +604,13 @@ class SyncSession {
       const hashes = want.hashes.map((h) => Buffer.from(h).toString('hex'))
       let frame: Uint8Array[] = []
       let frameBytes = 0
-      const store = db.getStore()
-      for (const hash of hashes) {
-        if (!mayServe || !await store.has(hash)) continue
-        const [change] = await store.getChanges([hash])
-        if (!served.includes(change)) continue
-        const bytes = encodeChange(change)
+      // one batched read per want, of the bytes as stored: nothing decoded or re-encoded; the served-set check
+      // needs only the hash (the key read) and the time (read from the bytes' header): only served changes go out (I1)
+      const stored = mayServe ? await db.getStore().getEncodedMany(hashes, options) : []
+      for (let i = 0; i < stored.length; i++) {
+        const hash = hashes[i]
+        const bytes = stored[i]
+        if (bytes === undefined || !served.includes({ hash, time: readChangeTime(bytes) })) continue
         if (bytes.length + FRAME_OVERHEAD > this.#maxFrame) {
           this.#log.warn({ hash }, 'change larger than the frame limit; not sent')
           continue
@@ -648,11 +648,14 @@ class SyncSession {
       let i = 0
       while (i < need.length) {
         if (this.#failed !== undefined) throw this.#failed
-        const candidates: ChangeHash[] = []
-        while (i < need.length && candidates.length < batch) {
+        // one batched read for a want's worth of hashes (those refused before by this peer are not asked again)
+        const next: ChangeHash[] = []
+        while (i < need.length && next.length < batch) {
           const h = need[i++]
-          if (refusals?.has(peer, h) !== true && !await store.has(h)) candidates.push(h)
+          if (refusals?.has(peer, h) !== true) next.push(h)
         }
+        const stored = await store.hasMany(next, options)
+        const candidates = next.filter((_h, k) => !stored[k])
         let hashes: ChangeHash[]
         if (takeOver || attempt === 2) {
           // hashes still claimed were held past the deadline (or on the last attempt): ask this peer for them too

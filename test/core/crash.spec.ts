@@ -1,6 +1,7 @@
 /**
  * Crash safety: a child process (test/utils/crash-writer.ts) writes to a database on disk, locally and by
- * appending changes made elsewhere, and is killed with SIGKILL at random moments. After each kill the database
+ * appending or receiving changes made elsewhere (received ones are materialised in the background), and is killed
+ * with SIGKILL at random moments, also in the middle of that background work. After each kill the database
  * must open and hold everything the child acknowledged, its reads must catch up with every stored change, and
  * its changefeed must be whole; then the next round writes on into the same directory.
  */
@@ -37,7 +38,7 @@ interface Expected {
 interface Model {
   hashes: Set<ChangeHash>
   docs: Map<string, Expected>
-  /** Acknowledged writes by way: local, append, appendMany. */
+  /** Acknowledged writes by way: local, append, appendMany, receive. */
   acks: Record<string, number>
 }
 
@@ -210,5 +211,6 @@ describe('crash safety', function () {
     expect(model.hashes.size).to.be.greaterThan(0)
     expect(model.acks.local ?? 0, 'local writes').to.be.greaterThan(0)
     expect((model.acks.append ?? 0) + (model.acks.appendMany ?? 0), 'appended writes').to.be.greaterThan(0)
+    expect(model.acks.receive ?? 0, 'received writes (materialised in the background)').to.be.greaterThan(0)
   })
 })

@@ -18,9 +18,10 @@ const TOPIC = 'restart-topic-secret-0123456789'
 const TOPIC_C = 'revoke-topic-secret-0123456789'
 /**
  * Changes a node may still store after it was told to stop: the frames already on their way when the signal
- * lands (up to 256 changes each), not the thousands of the rest of the transfer.
+ * lands, and those stored between the status read and the signal (up to 256 changes each; storing a frame takes
+ * milliseconds since materialising left the receive path), not the thousands of the rest of the transfer.
  */
-const IN_FLIGHT = 1_000
+const IN_FLIGHT = 1_536
 
 async function shareStatus (d: DaemonProcess, id: string): Promise<ShareStatus> {
   const { shares } = await d.client.call<{ shares: ShareStatus[] }>('sync.status', { share: id })

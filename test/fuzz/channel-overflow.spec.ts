@@ -13,6 +13,28 @@ import { encodeFrame } from '../../src/p2p/codec.js'
 import { concat } from './harness.js'
 import { InMemoryStream } from './memory-stream.js'
 
+/**
+ * A stream that resumes the way libp2p's does: it first hands out what arrived while it was paused, then lets the
+ * muxer grant window again (Yamux's `sendResume`), whatever happened during the hand-out.
+ */
+class Libp2pLikeStream extends InMemoryStream {
+  /** Bytes that arrived while paused, handed out on resume. */
+  held: Uint8Array[] = []
+  /** The muxer grants no window (Yamux's paused state). */
+  muxerPaused = false
+
+  override pause (): void {
+    super.pause()
+    this.muxerPaused = true
+  }
+
+  override resume (): void {
+    super.resume()
+    for (const chunk of this.held.splice(0)) this.deliver(chunk)
+    this.muxerPaused = false
+  }
+}
+
 describe('p2p/channel: a peer far ahead of the reader', () => {
   it('should end the channel with SyncProtocolError and abort the stream', async () => {
     const stream = new InMemoryStream()
@@ -43,6 +65,24 @@ describe('p2p/channel: a peer far ahead of the reader', () => {
     stream.end()
     expect(await channel.receive()).to.equal(undefined)
     expect(received).to.have.length(8)
+    expect(stream.aborted).to.equal(undefined)
+  })
+
+  it('should pause again after a resume that hands out more than a frame, with the muxer paused too', async () => {
+    const stream = new Libp2pLikeStream()
+    const channel = streamChannel(stream as unknown as Stream, 1024)
+    const whole = encodeFrame({ type: 'reconcile', data: new Uint8Array(597) })
+    const one = concat(varint.encode(whole.length), whole)
+    stream.deliver(one)
+    stream.deliver(one)
+    expect(stream.muxerPaused, 'a whole frame unread').to.equal(true)
+    // what the peer's window still allowed arrived while paused: the resume hands it out
+    stream.held.push(one, one, one)
+    expect(await channel.receive()).to.include({ type: 'reconcile' })
+    expect(stream.paused, 'paused again: four frames unread').to.equal(true)
+    expect(stream.muxerPaused, 'the muxer grants no window while the stream is paused').to.equal(true)
+    for (let k = 0; k < 4; k++) expect(await channel.receive()).to.include({ type: 'reconcile' })
+    expect(stream.muxerPaused, 'resumed once the reader caught up').to.equal(false)
     expect(stream.aborted).to.equal(undefined)
   })
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import { ChangeRejectedError, MalformedChangeError } from '../../src/errors.js'
 import {
-  checkChange, computeChangeHash, decodeChange, encodeChange, sha256, type ChangeHeader, type StoreChange
+  checkChange, computeChangeHash, decodeChange, encodeChange, readChangeTime, sha256, type ChangeHeader, type StoreChange
 } from '../../src/store/change.js'
 
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex')
@@ -30,6 +30,28 @@ describe('change codec', () => {
       assert.deepStrictEqual(encodeChange(decoded), encoded)
       assert.equal(hex(sha256(checkChange(decoded))), change.hash)
     }))
+  })
+
+  it('should read the time of every change from its bytes alone', () => {
+    fc.assert(fc.property(changeArb, (change) => {
+      const encoded = encodeChange(change)
+      assert.equal(readChangeTime(encoded), change.time)
+      // from a view inside a larger buffer too (stores may hand out such views)
+      const padded = new Uint8Array(encoded.length + 7)
+      padded.set(encoded, 3)
+      assert.equal(readChangeTime(padded.subarray(3, 3 + encoded.length)), change.time)
+    }))
+  })
+
+  it('should throw MalformedChangeError when reading the time of a truncated header or garbage', () => {
+    fc.assert(fc.property(changeArb, fc.nat(), (change, n) => {
+      const encoded = encodeChange(change)
+      const headerEnd = encoded.length - 4 - change.payload.length - 64 - 32 // the time ends 32 bytes before the signed part's end
+      const cut = n % headerEnd
+      assert.throws(() => readChangeTime(encoded.subarray(0, cut)), MalformedChangeError)
+    }))
+    assert.throws(() => readChangeTime(new Uint8Array(100)), MalformedChangeError)
+    assert.throws(() => readChangeTime('MDC2' as unknown as Uint8Array), MalformedChangeError)
   })
 
   it('should throw MalformedChangeError for every truncation', () => {

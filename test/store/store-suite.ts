@@ -3,7 +3,7 @@
  */
 import assert from 'node:assert/strict'
 import { randomBytes, sign } from 'node:crypto'
-import { decodeChange, encodeChange, encodeSignedPart, sha256, type ChangeHash, type StoreChange } from '../../src/store/change.js'
+import { decodeChange, encodeChange, encodeSignedPart, readChangeTime, sha256, type ChangeHash, type StoreChange } from '../../src/store/change.js'
 import type { AppendEvent, AppendOnlyStore, SequencedChange } from '../../src/store/types.js'
 import { createAuthor, makeChange, makeChanges, TestVerifier, type TestAuthor } from '../utils/changes.js'
 
@@ -351,6 +351,95 @@ export function runStoreTests (name: string, setup: () => Promise<StoreSetup>): 
       })
     })
 
+    describe('hasMany', () => {
+      let changes: StoreChange[]
+
+      beforeEach(async () => {
+        changes = makeChanges(author, 12, 3)
+        await store.appendMany(changes)
+      })
+
+      it('should say for each hash, in the order asked, whether it is stored', async () => {
+        const unknown = makeChange(author).hash
+        // a small batch and one larger than any in-thread path: both must agree with has()
+        const small = [changes[2].hash, unknown, changes[0].hash]
+        assert.deepStrictEqual(await store.hasMany(small), [true, false, true])
+        const large = [...changes.map((c) => c.hash), unknown, changes[5].hash, changes[5].hash]
+        const expected = await Promise.all(large.map(async (h) => await store.has(h)))
+        assert.deepStrictEqual(await store.hasMany(large), expected)
+        assert.deepStrictEqual(expected, [...changes.map(() => true), false, true, true])
+        assert.deepStrictEqual(await store.hasMany([]), [])
+      })
+
+      it('should answer false for strings that are not hashes, and TypeError for values that are not strings', async () => {
+        assert.deepStrictEqual(await store.hasMany(['nope', changes[1].hash, changes[1].hash.toUpperCase()]), [false, true, false])
+        await assert.rejects(store.hasMany('nope' as unknown as ChangeHash[]), TypeError)
+        await assert.rejects(store.hasMany([42 as unknown as ChangeHash]), TypeError)
+      })
+
+      it('should see changes appended after an earlier call', async () => {
+        const later = makeChange(author)
+        assert.deepStrictEqual(await store.hasMany([later.hash]), [false])
+        await store.append(later)
+        assert.deepStrictEqual(await store.hasMany([later.hash, changes[0].hash]), [true, true])
+      })
+
+      it('should refuse work once its signal has aborted', async () => {
+        const controller = new AbortController()
+        controller.abort()
+        await assert.rejects(store.hasMany([changes[0].hash], { signal: controller.signal }), withCode('ABORTED'))
+      })
+    })
+
+    describe('getEncodedMany', () => {
+      let changes: StoreChange[]
+
+      beforeEach(async () => {
+        changes = makeChanges(author, 12, 3)
+        await store.appendMany(changes)
+      })
+
+      it('should return the canonical bytes of each change in the order asked, undefined for unknown hashes', async () => {
+        const unknown = makeChange(author).hash
+        const small = [changes[3], undefined, changes[0]]
+        const got = await store.getEncodedMany([changes[3].hash, unknown, changes[0].hash])
+        assert.deepStrictEqual(got.map((b) => b === undefined ? undefined : Buffer.from(b)), small.map((c) => c === undefined ? undefined : Buffer.from(encodeChange(c))))
+        const large = [...changes].reverse()
+        const many = await store.getEncodedMany([...large.map((c) => c.hash), unknown])
+        assert.equal(many.length, large.length + 1)
+        large.forEach((c, i) => {
+          const bytes = many[i]
+          assert.ok(bytes instanceof Uint8Array)
+          assert.deepStrictEqual(Buffer.from(bytes), Buffer.from(encodeChange(c)))
+          assert.deepStrictEqual(decodeChange(bytes), c)
+          assert.equal(readChangeTime(bytes), c.time)
+        })
+        assert.equal(many[large.length], undefined)
+        assert.deepStrictEqual(await store.getEncodedMany([]), [])
+      })
+
+      it('should hand out copies that cannot alter the store', async () => {
+        for (const hashes of [[changes[1].hash], changes.map((c) => c.hash)]) {
+          const first = await store.getEncodedMany(hashes)
+          for (const bytes of first) (bytes as Uint8Array).fill(0)
+          const again = await store.getEncodedMany(hashes)
+          again.forEach((bytes, i) => { assert.deepStrictEqual(decodeChange(bytes as Uint8Array).hash, hashes[i]) })
+        }
+        assert.deepStrictEqual(await store.getChanges([changes[1].hash]), [changes[1]])
+      })
+
+      it('should throw InvalidArgumentError for a string that is not a hash, and TypeError for a non-array', async () => {
+        await assert.rejects(store.getEncodedMany([changes[0].hash, 'nope']), withCode('INVALID_ARGUMENT'))
+        await assert.rejects(store.getEncodedMany(changes[0].hash as unknown as ChangeHash[]), TypeError)
+      })
+
+      it('should refuse work once its signal has aborted', async () => {
+        const controller = new AbortController()
+        controller.abort()
+        await assert.rejects(store.getEncodedMany([changes[0].hash], { signal: controller.signal }), withCode('ABORTED'))
+      })
+    })
+
     describe('findNewChanges', () => {
       let hashes: ChangeHash[]
 
@@ -491,6 +580,8 @@ export function runStoreTests (name: string, setup: () => Promise<StoreSetup>): 
           async () => await store.appendMany([makeChange(author)]),
           async () => await store.has(change.hash),
           async () => await store.getChanges([change.hash]),
+          async () => await store.hasMany([change.hash]),
+          async () => await store.getEncodedMany([change.hash]),
           async () => await store.getAllChangeHashes(),
           async () => await store.findNewChanges([]),
           async () => await store.getAllChangeHashesForDoc(change.docId),

@@ -1,7 +1,8 @@
 import { expect } from 'chai'
+import { randomBytes } from 'node:crypto'
 import { WriteDeniedError } from '../../src/errors.js'
 import type { MindooDB, MindooTenant } from '../../src/index.js'
-import type { StoreChange } from '../../src/store/change.js'
+import { decodeChange, type StoreChange } from '../../src/store/change.js'
 import { createChannelPair, type MessageChannel, type SyncMessage } from '../../src/sync/messages.js'
 import { createInitiator, createReconcileSet, createResponder } from '../../src/sync/reconcile/index.js'
 import { Refusals } from '../../src/sync/refusals.js'
@@ -158,6 +159,150 @@ describe('sync boundary (unit)', function () {
       expect(await admit('none')(creation)).to.be.instanceOf(WriteDeniedError)
       // a document this side does not have yet passes a type rule only if the author created it
       expect(await admit({ types: ['order'] })(creation)).to.equal(undefined)
+    })
+  })
+
+  describe('serving a want', () => {
+    /**
+     * Runs a responder session over `served` against a hand-driven peer that reconciles over an empty set, then
+     * sends each of `wants` in turn and collects each answer; returns the hashes received per want and the result.
+     */
+    async function askFor (served: ServedSet, wants: string[][], maxFrameBytes?: number): Promise<{ answers: string[][], sent: number, peerLacked: number }> {
+      const [ours, theirs] = createChannelPair(1024)
+      const session = runSession({
+        channel: ours, db, served, claims: new WantClaims(), reconciler: (set, maxMessageBytes) => createResponder({ set }, { maxMessageBytes })
+      }, { role: 'responder', peer: 'peer-x', direction: 'serve', participants: new Set(), maxFrameBytes, peerMaxFrameBytes: maxFrameBytes })
+      // both sides pick the same reconciliation message size from the frame limit
+      const r = createInitiator({ set: createReconcileSet() }, { maxMessageBytes: Math.min(64 * 1024, (maxFrameBytes ?? 4 * 1024 * 1024) - 64) })
+      let out: Uint8Array | null = r.initiate()
+      expect((await theirs.receive())?.type).to.equal('welcome')
+      while (true) {
+        if (out !== null) await theirs.send({ type: 'reconcile', data: out })
+        if (r.done) break
+        const m = await theirs.receive() as SyncMessage
+        expect(m.type).to.equal('reconcile')
+        out = r.reconcile((m as { data: Uint8Array }).data)
+      }
+      // the peer learnt exactly the served set
+      expect(r.need.map((i) => i.id).sort()).to.deep.equal([...served.index.items()].map((i) => i.id).sort())
+      const answers: string[][] = []
+      for (const want of wants) {
+        await theirs.send({ type: 'want', hashes: want.map((h) => Buffer.from(h, 'hex')), done: false })
+        const got: string[] = []
+        while (true) {
+          const m = await theirs.receive() as SyncMessage
+          if (m.type === 'want') continue // the session's own want{done} (direction serve asks for nothing)
+          expect(m.type).to.equal('changes')
+          const frame = m as { changes: Uint8Array[], last: boolean }
+          for (const bytes of frame.changes) got.push(decodeChange(bytes).hash)
+          if (frame.last) break
+        }
+        answers.push(got)
+      }
+      await theirs.send({ type: 'want', hashes: [], done: true })
+      while (await theirs.receive() !== undefined) { /* the session's closing frames */ }
+      await theirs.close()
+      const result = await session
+      return { answers, sent: result.sent, peerLacked: result.peerLacked }
+    }
+
+    /** A document of two changes (creation, then its fields); returns its id and its changes' hashes. */
+    const make = async (visibility: string, keyId?: string, bodyBytes = 150): Promise<{ docId: string, hashes: string[] }> => {
+      const doc = await db.createDocument({ keyId })
+      await db.changeDoc(doc, (d) => { d.getData().visibility = visibility; d.getData().body = randomBytes(bodyBytes).toString('base64') })
+      return { docId: doc.getId(), hashes: (await changesOf(db, doc.getId())).map((c) => c.hash) }
+    }
+
+    it('should answer a want mixing served, unserved and unknown hashes with exactly the served ones, in the order asked', async () => {
+      const served = new ServedSet({ db, index: createReconcileSet() }, {
+        policy: policyOf({ kind: 'selector', selector: { visibility: 'public' } }), direction: 'serve', ownAuthor: tenant.getPublicInfo().signingPublicKey
+      })
+      await served.start()
+      const pub1 = (await make('public')).hashes
+      const pub2 = (await make('public')).hashes
+      const internal = (await make('internal')).hashes
+      // a document that matched, was served, then stopped matching: its changes left the served set
+      const leaving = await make('public')
+      await served.settled()
+      const left = leaving.hashes
+      expect(served.includes((await db.getStore().getChanges([left[0]]))[0])).to.equal(true)
+      await db.changeDoc(leaving.docId, (d) => { d.getData().visibility = 'internal' })
+      await served.settled()
+      expect(served.includes((await db.getStore().getChanges([left[0]]))[0])).to.equal(false)
+      const unknown = ['ab'.repeat(32), 'cd'.repeat(32)]
+      const servedHashes = [...pub1, ...pub2]
+      expect(served.size).to.equal(servedHashes.length)
+      const mixed = [unknown[0], pub2[1], internal[0], left[0], pub1[0], unknown[1], internal[1], pub2[0], left[1], pub1[1], pub1[1]]
+      const { answers, sent, peerLacked } = await askFor(served, [mixed, [...internal, ...left, ...unknown], [pub1[0]]])
+      expect(answers[0]).to.deep.equal([pub2[1], pub1[0], pub2[0], pub1[1], pub1[1]])
+      expect(answers[1]).to.deep.equal([])
+      expect(answers[2]).to.deep.equal([pub1[0]])
+      expect(sent).to.equal(6)
+      expect(peerLacked).to.equal(servedHashes.length)
+      served.stop()
+    })
+
+    it('should serve by key id alone under a keys filter, and skip a change larger than the frame limit', async () => {
+      const served = new ServedSet({ db, index: createReconcileSet() }, {
+        policy: policyOf({ kind: 'keys', keyIds: ['k'] }), direction: 'serve', ownAuthor: tenant.getPublicInfo().signingPublicKey
+      })
+      await served.start()
+      const underK = (await make('any')).hashes
+      const underTenantKey = (await make('any', 'tenant:org-a')).hashes
+      const frameLimit = 2048
+      const [small, big] = (await make('any', undefined, 3000)).hashes
+      expect((await db.getStore().getEncodedMany([big]))[0]?.length).to.be.greaterThan(frameLimit)
+      await served.settled()
+      expect(served.size).to.equal(4)
+      const { answers, sent } = await askFor(served, [[...underTenantKey, big, ...underK, small]], frameLimit)
+      expect(answers[0]).to.deep.equal([...underK, small])
+      expect(sent).to.equal(3)
+      served.stop()
+    })
+  })
+
+  describe('asking for what this side lacks', () => {
+    it('should not ask for a change it stores but does not serve, and ask for every one it lacks', async () => {
+      const served = new ServedSet({ db, index: createReconcileSet() }, {
+        policy: policyOf({ kind: 'selector', selector: { visibility: 'public' } }), direction: 'both', ownAuthor: tenant.getPublicInfo().signingPublicKey
+      })
+      await served.start()
+      const doc = await db.createDocument()
+      await db.changeDoc(doc, (d) => { d.getData().visibility = 'internal' })
+      const unserved = await changesOf(db, doc.getId())
+      await served.settled()
+      expect(served.size).to.equal(0)
+      const lacking = Array.from({ length: 300 }, (_, i) => ({ timestamp: 1 + i, id: (i + 1).toString(16).padStart(64, '0') }))
+      // the peer holds what this side stores but does not serve (reconciliation says this side lacks it) and 300 more
+      const revealed = [...unserved.map((c) => ({ timestamp: c.time, id: c.hash })), ...lacking]
+      const [ours, theirs] = createChannelPair(1024)
+      const session = runSession({
+        channel: ours, db, served, claims: new WantClaims(), reconciler: (set, maxMessageBytes) => createResponder({ set }, { maxMessageBytes })
+      }, { role: 'responder', peer: 'peer-x', direction: 'both', participants: new Set(), wantBatch: 256, pipeline: 1 })
+      const r = createInitiator({ set: createReconcileSet(revealed) }, { maxMessageBytes: 64 * 1024 })
+      let out: Uint8Array | null = r.initiate()
+      expect((await theirs.receive())?.type).to.equal('welcome')
+      while (true) {
+        if (out !== null) await theirs.send({ type: 'reconcile', data: out })
+        if (r.done) break
+        const m = await theirs.receive() as SyncMessage
+        out = r.reconcile((m as { data: Uint8Array }).data)
+      }
+      await theirs.send({ type: 'want', hashes: [], done: true })
+      const asked: string[] = []
+      while (true) {
+        const m = await theirs.receive() as SyncMessage
+        expect(m.type).to.equal('want')
+        const want = m as { hashes: Uint8Array[], done: boolean }
+        asked.push(...want.hashes.map((h) => Buffer.from(h).toString('hex')))
+        if (want.done) break
+        expect(want.hashes.length).to.be.at.most(256)
+        await theirs.send({ type: 'changes', changes: [], last: true })
+      }
+      await theirs.close()
+      await session
+      expect(asked.sort()).to.deep.equal(lacking.map((i) => i.id).sort())
+      served.stop()
     })
   })
 

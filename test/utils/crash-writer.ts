@@ -5,7 +5,8 @@
  * Usage: `node crash-writer.js <dataDir>`. The directory must have been prepared by the test: tenants
  * `org-a` (database `crash`) and `org-b` (database `outbox`), both holding the named key `collab-key`, and
  * `crash` trusting `org-b`. Local writes go to `crash` (createDocument, changeDoc, deleteDocument); external
- * writes are made in `outbox` and appended to the store of `crash` with `append` or `appendMany`.
+ * writes are made in `outbox` and appended to the store of `crash` with `append` or `appendMany`, or received
+ * with `receiveChanges` (materialised in the background, so kills also land in the middle of that).
  *
  * Lines (see `CrashAck`): `ready` once open; `ack` after a write, with the hashes of the changes that are now
  * stored, the document and the value of its counter field `n` (absent for a bare create, or after a delete);
@@ -26,8 +27,11 @@ export type CrashAck =
   | {
     type: 'ack'
     op: 'create' | 'change' | 'delete'
-    /** 'local': made in the database itself; 'append' / 'appendMany': made elsewhere, appended to its store. */
-    via: 'local' | 'append' | 'appendMany'
+    /**
+     * 'local': made in the database itself; 'append' / 'appendMany': made elsewhere, appended to its store;
+     * 'receive': made elsewhere and received (`receiveChanges`: stored, then materialised in the background).
+     */
+    via: 'local' | 'append' | 'appendMany' | 'receive'
     docId: string
     hashes: ChangeHash[]
     /** The counter field after the write (none for a bare create or a delete). */
@@ -135,7 +139,7 @@ async function run (dataDir: string): Promise<void> {
       emit({ type: 'ack', op, via: 'append', docId, hashes: [change.hash], n })
       // half of the time materialise now; otherwise the next read (or the next open) catches up
       if (Math.random() < 0.5) await local.syncStoreChanges([change.hash])
-    } else {
+    } else if (r < 0.9) {
       const writes = []
       const count = 2 + Math.floor(Math.random() * 6)
       for (let i = 0; i < count; i++) writes.push(await remoteWrite())
@@ -143,6 +147,14 @@ async function run (dataDir: string): Promise<void> {
       if (result.rejected.length > 0) throw new Error(`appendMany rejected: ${result.rejected[0].error.message}`)
       for (const { change, op, docId, n } of writes) emit({ type: 'ack', op, via: 'appendMany', docId, hashes: [change.hash], n })
       if (Math.random() < 0.5) await local.syncStoreChanges(result.added)
+    } else {
+      // the sync session's way: stored when it resolves, applied in the background (which the kill may cut)
+      const writes = []
+      const count = 5 + Math.floor(Math.random() * 40)
+      for (let i = 0; i < count; i++) writes.push(await remoteWrite())
+      const result = await local.receiveChanges(writes.map((w) => w.change))
+      if (result.rejected.length > 0) throw new Error(`receiveChanges rejected: ${result.rejected[0].error.message}`)
+      for (const { change, op, docId, n } of writes) emit({ type: 'ack', op, via: 'receive', docId, hashes: [change.hash], n })
     }
   }
 }

@@ -1,0 +1,29 @@
+/**
+ * The changefeed: one entry per materialised document (`feed!<position>` -> docId), at the position of the
+ * batch that last changed it; the materialiser moves an entry to the end when it changes the document.
+ * `iterateChangesSince` walks it in position order, in bounded chunks.
+ */
+import { throwIfAborted } from '../errors.js'
+import type { DocId } from '../store/change.js'
+import type { AbortOptions } from '../store/types.js'
+import type { KV } from './types.js'
+
+/** Entries read per step of a walk. */
+const CHUNK = 256
+const dec = new TextDecoder()
+
+/** Key of a changefeed position (fixed-width hex, so key order is position order). */
+export const feedKey = (seq: number): string => 'feed!' + seq.toString(16).padStart(13, '0')
+
+/** Changefeed entries after position `after`, in order, read a chunk at a time. */
+export async function * feedEntries (state: KV, after: number, options: AbortOptions = {}): AsyncGenerator<{ seq: number, docId: DocId }> {
+  while (true) {
+    throwIfAborted(options.signal)
+    const entries = await state.iterator({ gt: feedKey(after), lt: 'feed!~', limit: CHUNK }).all()
+    for (const [key, value] of entries) {
+      after = parseInt(key.slice(5), 16)
+      yield { seq: after, docId: dec.decode(value) }
+    }
+    if (entries.length < CHUNK) return
+  }
+}

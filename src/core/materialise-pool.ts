@@ -1,0 +1,137 @@
+/**
+ * Automerge work of the materialiser on worker threads, one per core: for each document of a batch, a worker
+ * loads its snapshot and tail in one Automerge call, returns the content as text (data-codec.ts) and, when the
+ * snapshot-cache rule says so, a new snapshot. The main thread keeps the decisions, the LevelDB writes and their
+ * order. Workers start on first use and are unref'd while idle: an idle pool never keeps the process alive. If a
+ * worker cannot start or fails, the pool stops and the materialiser goes on without it (documents are then
+ * loaded on the main thread when read).
+ */
+import { availableParallelism } from 'node:os'
+import { Worker } from 'node:worker_threads'
+import { MATERIALISE_WORKERS_MAX } from '../limits.js'
+
+/**
+ * One document's job: its snapshot and tail, and whether to save a new snapshot. A document always goes to the
+ * same worker, which keeps the documents it built last (`MATERIALISE_WORKER_CACHE_DOCS`): when it holds the
+ * document at `base` (its heads before this batch), it applies only `tail[from...]` instead of loading it all.
+ */
+export interface MaterialiseJob {
+  docId: string
+  /** The document's heads before the batch ('' for a new document), and after it. */
+  base: string
+  head: string
+  snapshot: Uint8Array
+  tail: Uint8Array[]
+  /** Index of the batch's first change in `tail`. */
+  from: number
+  save: boolean
+}
+
+export interface MaterialiseOutcome {
+  /** The content as `encodeData` text. */
+  json: string
+  /** The new snapshot, when asked to save. */
+  snapshot?: Uint8Array
+}
+
+interface Reply { id: number, results?: MaterialiseOutcome[], error?: string }
+
+class MaterialisePool {
+  readonly #workers: Worker[] = []
+  readonly #jobs: number[] = []
+  readonly #pending = new Map<number, (reply: Reply) => void>()
+  #nextId = 0
+  #broken = false
+
+  constructor (readonly size: number) {}
+
+  get usable (): boolean {
+    return !this.#broken && this.size > 0
+  }
+
+  #worker (i: number): Worker | undefined {
+    if (this.#broken) return undefined
+    let w = this.#workers[i]
+    if (w === undefined) {
+      try {
+        w = new Worker(new URL('./materialise-worker.js', import.meta.url))
+      } catch {
+        this.#broken = true
+        return undefined
+      }
+      w.unref()
+      w.on('message', (m: Reply) => {
+        this.#pending.get(m.id)?.(m)
+        this.#pending.delete(m.id)
+      })
+      w.on('error', (err) => { this.#fail(String(err)) })
+      w.on('exit', () => { this.#fail('materialise worker exited') })
+      this.#workers[i] = w
+    }
+    return w
+  }
+
+  /** A broken pool answers every job in flight with an error, and takes no more. */
+  #fail (error: string): void {
+    this.#broken = true
+    for (const [id, resolve] of this.#pending) resolve({ id, error })
+    this.#pending.clear()
+  }
+
+  async #remote (i: number, w: Worker, jobs: MaterialiseJob[]): Promise<MaterialiseOutcome[] | undefined> {
+    const id = this.#nextId++
+    if ((this.#jobs[i] = (this.#jobs[i] ?? 0) + 1) === 1) w.ref()
+    try {
+      const reply = await new Promise<Reply>((resolve) => {
+        this.#pending.set(id, resolve)
+        w.postMessage({ id, jobs })
+      })
+      return reply.results
+    } finally {
+      if (--this.#jobs[i] === 0) w.unref()
+    }
+  }
+
+  /** Runs the jobs over the workers; undefined when the pool cannot (the caller does without). */
+  async run (jobs: MaterialiseJob[]): Promise<Array<MaterialiseOutcome | undefined>> {
+    const out: Array<MaterialiseOutcome | undefined> = new Array(jobs.length).fill(undefined)
+    if (!this.usable || jobs.length === 0) return out
+    // each document to its own worker, so that worker's cache of built documents serves it again
+    const parts: number[][] = Array.from({ length: this.size }, () => [])
+    jobs.forEach((job, k) => { parts[workerOf(job.docId, this.size)].push(k) })
+    await Promise.all(parts.map(async (part, i) => {
+      if (part.length === 0) return
+      const w = this.#worker(i)
+      if (w === undefined) return
+      const results = await this.#remote(i, w, part.map((k) => jobs[k]))
+      results?.forEach((r, n) => { out[part[n]] = r })
+    }))
+    return out
+  }
+}
+
+/** The worker a document goes to: a hash of its (random) id. */
+function workerOf (docId: string, size: number): number {
+  let h = 0
+  for (let i = docId.length - 8; i < docId.length; i++) h = (h * 31 + docId.charCodeAt(Math.max(0, i))) >>> 0
+  return h % size
+}
+
+let pool: MaterialisePool | undefined
+let workers: number | undefined
+
+/**
+ * Sets the number of materialise workers for what follows in this process (0: none, documents are then loaded
+ * on the main thread when read). For benchmarks and tests; the default is one per core.
+ */
+export function setMaterialiseWorkers (count: number): void {
+  if (!Number.isSafeInteger(count) || count < 0) throw new TypeError('count must be a non-negative integer')
+  workers = Math.min(count, MATERIALISE_WORKERS_MAX)
+  pool = undefined
+}
+
+/** The process's materialise pool (one worker per core, at most MATERIALISE_WORKERS_MAX). */
+export function materialisePool (): { usable: boolean, run: (jobs: MaterialiseJob[]) => Promise<Array<MaterialiseOutcome | undefined>> } {
+  pool ??= new MaterialisePool(workers ?? Math.max(0, Math.min(MATERIALISE_WORKERS_MAX, availableParallelism())))
+  return pool
+}

@@ -1,0 +1,54 @@
+/**
+ * Worker thread of the materialise pool (materialise-pool.ts): for each job, brings the document up to date (from
+ * the copy it built last when that is at the job's base, else from its snapshot and tail), returns its content as
+ * text and, when asked, a new snapshot.
+ * Message in: `{ id, jobs: MaterialiseJob[] }`; out: `{ id, results: MaterialiseOutcome[] }` or `{ id, error }`.
+ */
+import * as Automerge from '@automerge/automerge'
+import { parentPort } from 'node:worker_threads'
+import { silentLogger } from '../util/logger.js'
+import { encodeData } from './data-codec.js'
+import { MATERIALISE_WORKER_CACHE_DOCS } from '../limits.js'
+import type { DocData } from './doc.js'
+import { applyAll, buildAm } from './doc-state.js'
+import type { MaterialiseJob, MaterialiseOutcome } from './materialise-pool.js'
+
+/** Documents built last, by id, with the heads they are at; least recently used out first. */
+const built = new Map<string, { am: Automerge.Doc<DocData>, head: string }>()
+
+function build (job: MaterialiseJob): Automerge.Doc<DocData> {
+  const cached = built.get(job.docId)
+  built.delete(job.docId)
+  let am: Automerge.Doc<DocData>
+  if (cached !== undefined && job.base !== '' && cached.head === job.base) {
+    am = applyAll(cached.am, job.tail.slice(job.from), silentLogger, job.docId)
+  } else {
+    if (cached !== undefined) Automerge.free(cached.am)
+    am = buildAm(job.snapshot, job.tail, silentLogger, job.docId)
+  }
+  built.set(job.docId, { am, head: job.head })
+  if (built.size > MATERIALISE_WORKER_CACHE_DOCS) {
+    const [oldest, entry] = built.entries().next().value as [string, { am: Automerge.Doc<DocData> }]
+    built.delete(oldest)
+    Automerge.free(entry.am)
+  }
+  return am
+}
+
+parentPort?.on('message', ({ id, jobs }: { id: number, jobs: MaterialiseJob[] }) => {
+  try {
+    const results: MaterialiseOutcome[] = []
+    for (const job of jobs) {
+      const am = build(job)
+      const result: MaterialiseOutcome = { json: encodeData(Automerge.toJS(am)) }
+      if (job.save) result.snapshot = Automerge.save(am)
+      results.push(result)
+    }
+    parentPort?.postMessage({ id, results })
+  } catch (err) {
+    // a document that failed midway may be cached half built: forget them all
+    for (const { am } of built.values()) Automerge.free(am)
+    built.clear()
+    parentPort?.postMessage({ id, error: String(err) })
+  }
+})
