@@ -113,6 +113,14 @@ export class InvalidArgumentError extends MindooError {
   static override readonly code: string = 'INVALID_ARGUMENT'
 }
 
+/**
+ * A text edit (`spliceText`, RPC `doc.text.splice`) names a path that is not collaborative text: a scalar string
+ * (as the RPC writes strings), a number, an object, a list, or a path through a missing field.
+ */
+export class NotTextError extends InvalidArgumentError {
+  static override readonly code: string = 'NOT_TEXT'
+}
+
 /** The store, database or tenant was used after close(). */
 export class ClosedError extends MindooError {
   static override readonly code: string = 'CLOSED'
@@ -162,6 +170,16 @@ export class InvalidFilterError extends InvalidArgumentError {
 /** A sync frame broke the protocol: malformed, oversized, or not expected at this point. */
 export class SyncProtocolError extends MindooError {
   static override readonly code: string = 'PROTOCOL_ERROR'
+}
+
+/** A live push broke a limit: too large a change, too many bytes in one announcement (LIVE_MAX_PUSH_*). */
+export class PushLimitError extends SyncProtocolError {
+  static override readonly code: string = 'PUSH_LIMIT'
+}
+
+/** A partner pushed more refused changes on a live session than LIVE_WASTE_BURST allows: the session is cut off. */
+export class PushFloodError extends SyncProtocolError {
+  static override readonly code: string = 'PUSH_FLOOD'
 }
 
 /** The peer answered with an error frame; `remoteCode` is its code (NOT_AUTHORIZED, SHARE_DISABLED...). */
@@ -406,14 +424,14 @@ export const ERROR_CODES: Readonly<Record<string, ErrorClass>> = errorTable([
   MalformedChangeError, HashMismatchError, InvalidSignatureError, UntrustedAuthorError, WrongPasswordError,
   InvalidKeyFormatError, KeyNotFoundError, KeyExistsError, DecryptionError, TenantExistsError, TenantNotFoundError,
   DocumentNotFoundError, DocumentDeletedError, ChangeNotFoundError, InvalidArgumentError, ClosedError,
-  LockedError, AbortError, ChangeRejectedError, UnrequestedChangeError, InvalidFilterError, SyncProtocolError,
+  LockedError, AbortError, ChangeRejectedError, UnrequestedChangeError, InvalidFilterError, SyncProtocolError, PushLimitError, PushFloodError,
   SyncRemoteError, ShareDisabledError, SessionIdleError, ReconcileProtocolError, KeyMismatchError, NotCreatorError,
   WriteDeniedError,
   ConfigError, InvalidParamsError, NotStartedError, PartnerNotFoundError, RpcError, RpcUnavailableError, UsageError,
   RoundsFailedError, StoreCorruptError, BackupCorruptError, BackupVersionError, RestoreTargetNotEmptyError,
   NodeStoppingError, TimeoutError, TooManySessionsError, SessionRefusedError, PeerNotDialledError, StreamError,
   InternalError, EventsCursorStaleError, AuditTamperedError, AuditTornError, DialFailedError, RelayRefusedError,
-  RelayLimitError
+  RelayLimitError, NotTextError
 ])
 
 /** Throws AbortError if the signal is aborted. */

@@ -47,6 +47,56 @@ export const REFUSALS_PER_PEER = 10_000
 /** Peers whose refusals are remembered at once (least recently used dropped first). */
 export const REFUSALS_MAX_PEERS = 256
 
+// ---------------------------------------------------------------- live sessions (src/sync/session.ts, live phase)
+//
+// After its first reconciliation with a partner a session may stay open (the live phase): each side announces
+// what enters its served set and may push small changes with the announcement. A pushed change is checked like
+// the answer to a want (participants, write policy, hash and signature, refusals); these bound what a partner
+// can make this side read, verify and hold without being asked.
+
+/** Hashes in one `announce` frame (1,024): the sender splits larger batches; more is PROTOCOL_ERROR. */
+export const LIVE_MAX_ANNOUNCE_HASHES = 1024
+
+/**
+ * Largest change pushed with an announcement (16 KiB); larger changes are announced by hash only and fetched
+ * with a want. A larger push is refused with PushLimitError (PUSH_LIMIT) and the session ends.
+ */
+export const LIVE_MAX_PUSH_CHANGE_BYTES = 16 * 1024
+
+/**
+ * Pushed bytes in one `announce` frame (256 KiB); the rest of a burst is announced by hash. More is PUSH_LIMIT.
+ * With one announcement unacknowledged at a time, this bounds what a partner's pushes make this side hold.
+ */
+export const LIVE_MAX_PUSH_BYTES = 256 * 1024
+
+/**
+ * Unsolicited changes a partner may waste, as a token bucket: a pushed change that is refused (or not announced)
+ * takes a token; the bucket holds 256 and refills at `LIVE_WASTE_REFILL_PER_S` (64 per second). An empty bucket
+ * ends the session with PushFloodError (PUSH_FLOOD). A pushed change this side already has (it came another
+ * way first, through a relay that announced it sooner) is skipped before it is verified and costs no token; nor
+ * do announcements of hashes this side has: in a mesh every relay announces each change, and each such hash
+ * costs one lookup, as a want for it would.
+ */
+export const LIVE_WASTE_BURST = 256
+/** See LIVE_WASTE_BURST. */
+export const LIVE_WASTE_REFILL_PER_S = 64
+
+/**
+ * Changes waiting to be announced on one live session (65,536). A backlog beyond it (a bulk import) ends the
+ * live phase gracefully: the node resumes with a reconciliation round, which moves a large difference cheaper.
+ */
+export const LIVE_MAX_PENDING = 65_536
+
+/** Hashes remembered per partner and share as known to the partner, so they are not announced back (65,536). */
+export const LIVE_PEER_HAS_MAX = 65_536
+
+/**
+ * Long-lived sessions this node keeps with one peer, over all shares (4): half of MAX_INBOUND_STREAMS, so that
+ * rounds (and the other side's long-lived sessions) always find a free stream on the connection. Shares beyond
+ * it sync with a round per change, as before.
+ */
+export const LIVE_SESSIONS_PER_PEER = 4
+
 // ---------------------------------------------------------------- the node and its connections (src/p2p)
 //
 // A node admits connections only from peers it has a reason to talk to (the connection gater: partners of some

@@ -19,7 +19,7 @@ import type {
 } from './types.js'
 
 export type {
-  DocumentsChangedListener, KV, MaterialiseResult, ProcessChangesCursor, TenantContext, TenantPublicInfo
+  DocumentsChangedEvent, DocumentsChangedListener, KV, MaterialiseResult, ProcessChangesCursor, TenantContext, TenantPublicInfo
 } from './types.js'
 export type { MaterialiseQueueLimits, MaterialiseStats } from './materialiser.js'
 
@@ -131,6 +131,11 @@ export class MindooDB {
   /** The materialiser's counters: backlog, changes applied and snapshots saved since open. */
   getMaterialiseStats (): MaterialiseStats {
     return this.#mat.stats()
+  }
+
+  /** The changefeed's last position (0 when empty): `iterateChangesSince` yields nothing after it. */
+  getChangefeedPosition (): number {
+    return this.#mat.feedPosition()
   }
 
   /** The database's append-only store of signed, encrypted changes. */

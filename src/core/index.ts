@@ -15,13 +15,16 @@
 export { createTenantFactory, TenantFactory, tenantPaths } from './factory.js'
 export type { CreateTenantOptions, OpenTenantOptions, TenantFactoryOptions } from './factory.js'
 export { MindooTenant, TENANT_KEY_PREFIX } from './tenant.js'
+export type { IndexState } from './tenant.js'
 export type { TenantSnapshot } from './tenant.js'
 export { MindooDB } from './db.js'
 export type {
-  CreateDocumentOptions, DocumentsChangedListener, MaterialiseQueueLimits, MaterialiseResult, MaterialiseStats, OpenDBOptions,
-  ProcessChangesCursor,
+  CreateDocumentOptions, DocumentsChangedEvent, DocumentsChangedListener, MaterialiseQueueLimits, MaterialiseResult, MaterialiseStats,
+  OpenDBOptions, ProcessChangesCursor,
   TenantPublicInfo
 } from './db.js'
 export { MindooDoc } from './doc.js'
 export type { DocData, DocMeta } from './doc.js'
 export type { KeyInfo } from './keyring.js'
+export { isDocString, isScalarString, plainValue, spliceText, toScalarStrings } from './values.js'
+export type { DocPath } from './values.js'

@@ -188,6 +188,11 @@ export class Materialiser {
   }
 
   /** Changes stored but not yet taken up. */
+  /** The changefeed's last position (0 when empty). */
+  feedPosition (): number {
+    return this.#meta.feedSeq
+  }
+
   backlog (): number {
     return Math.max(0, this.#store.getLastSeq() - this.#meta.appliedSeq - this.#taken.size)
   }
@@ -595,7 +600,7 @@ export class Materialiser {
       const applied = [...batch.applied].map(([hash, { docId, time }]) => ({ hash, docId, time }))
       for (const listener of this.#listeners) {
         try {
-          listener({ docIds, applied })
+          listener({ docIds, applied, feedSeq })
         } catch (err) {
           this.#log.error({ err: String(err) }, 'documents-changed listener failed')
         }

@@ -23,6 +23,15 @@ export interface TenantSnapshot<T> {
   close: () => Promise<void>
 }
 
+/** See `MindooTenant.openIndexState`. */
+export interface IndexState {
+  kv: KV
+  /** Encrypts a value under the tenant's own key. */
+  seal: (plain: Uint8Array) => Uint8Array
+  /** Decrypts what `seal` made; throws DecryptionError for anything else. */
+  unseal: (sealed: Uint8Array) => Uint8Array
+}
+
 /** What a tenant needs from the factory that created it: where it lives and how its secrets are saved. */
 export interface TenantComponents {
   /** Directory of the tenant's LevelDB. */
@@ -136,6 +145,28 @@ export class MindooTenant {
     }, { name, materialiseQueue: this.#components.materialiseQueue })
     await db.open()
     return db
+  }
+
+  /**
+   * A key-value space beside database `database` for an index derived from it that can always be rebuilt (a
+   * share's served-set index): `name` (any string) tells the indexes of one database apart. It lives in the
+   * tenant's LevelDB, so backups and snapshots hold it consistent with the database; `seal`/`unseal` encrypt its
+   * values under the tenant's own key, like the materialised documents.
+   */
+  openIndexState (database: string, name: string): IndexState {
+    const level = this.#checkOpen()
+    if (typeof database !== 'string' || !DB_NAME.test(database)) throw new InvalidArgumentError('invalid database name')
+    if (typeof name !== 'string' || name === '') throw new InvalidArgumentError('index name must be a non-empty string')
+    // sublevel names are limited to a few printable bytes: hex holds any name
+    const hex = Buffer.from(name).toString('hex')
+    const kv = level.sublevel<string, Uint8Array>(['db', database, 'index', hex], { valueEncoding: 'view' }) as unknown as KV
+    const aad = new TextEncoder().encode(`mindoodb/index/v1\0${database}\0${hex}`)
+    const { keyring, localKeyId } = this.#context
+    return {
+      kv,
+      seal: (plain) => keyring.encrypt(localKeyId, plain, aad),
+      unseal: (sealed) => keyring.decrypt(localKeyId, sealed, aad)
+    }
   }
 
   /** Names of the databases this tenant has opened at least once. */

@@ -49,4 +49,14 @@ export interface MaterialiseResult {
  * Listener for documents whose materialised state changed: `docIds`, and `applied`, the changes applied to them
  * in that batch (their documents are materialised with them when the listener runs).
  */
-export type DocumentsChangedListener = (event: { docIds: DocId[], applied: Array<{ hash: ChangeHash, docId: DocId, time: number }> }) => void
+export type DocumentsChangedListener = (event: DocumentsChangedEvent) => void
+
+export interface DocumentsChangedEvent {
+  docIds: DocId[]
+  applied: Array<{ hash: ChangeHash, docId: DocId, time: number }>
+  /**
+   * The changefeed position once this batch was written: every document changed at or before it has had its
+   * event. An index of the documents that records it resumes from there (`iterateChangesSince({ seq })`).
+   */
+  feedSeq?: number
+}

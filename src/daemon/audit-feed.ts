@@ -1,8 +1,8 @@
 /**
  * What of the event stream goes into the audit trail, and how: sessions accepted and refused (aggregated per
  * window), changes rejected per session, share and partner changes, key operations, partner revocations, config
- * reloads (the trail's own recoveries are written by AuditLog.open). Rounds, connections and documents changed are not audited (they are
- * operations, not decisions). Only ids, codes and counts are written: the events carry no secrets and no content.
+ * reloads, backups written (the trail's own recoveries are written by AuditLog.open, a restore's by the restore).
+ * Rounds, connections and documents changed are not audited (they are operations, not decisions). Only ids, codes and counts are written: the events carry no secrets and no content.
  *
  * Aggregation: per (type, peer, share, direction, code) the first session of a window is written at once; the
  * ones after it in the same window are counted and written as one line (`count`) when the window ends, so a
@@ -18,7 +18,7 @@ import type { DaemonEvent, EventType } from './events.js'
 export const AUDITED: ReadonlySet<EventType> = new Set<EventType>([
   'session.accepted', 'session.refused', 'changes.rejected', 'share.added', 'share.updated', 'share.enabled',
   'share.disabled', 'share.removed', 'partner.revoked', 'key.created', 'key.imported', 'key.rotated', 'key.exported',
-  'config.reloaded'
+  'config.reloaded', 'backup.created'
 ])
 
 const AGGREGATED: ReadonlySet<string> = new Set(['session.accepted', 'session.refused'])

@@ -39,7 +39,20 @@ export interface AuditRecord {
 
 export const AUDIT_GENESIS = '0'.repeat(64)
 const FILE = /^audit-(\d{6})\.jsonl$/
-const HEAD_FILE = 'head.json'
+/** The file naming the newest record, in the audit directory. */
+export const AUDIT_HEAD_FILE = 'head.json'
+const HEAD_FILE = AUDIT_HEAD_FILE
+
+/** The audit trail at one point between two appends (see AuditLog.capture). */
+export interface AuditCapture {
+  /** Every audit file, oldest first, with its size at that point and its path. */
+  files: Array<{ name: string, path: string, size: number }>
+  /** The bytes of `head.json` at that point (absent before the first record). */
+  head?: Uint8Array
+  /** Seq and hash of the newest record (-1 and AUDIT_GENESIS when there is none). */
+  lastSeq: number
+  lastHash: string
+}
 
 export function auditFileName (index: number): string {
   return `audit-${String(index).padStart(6, '0')}.jsonl`
@@ -163,6 +176,29 @@ export class AuditLog {
     this.#prev = record.hash
     await writeFileAtomic(join(this.#dir, HEAD_FILE), JSON.stringify({ seq: record.seq, hash: record.hash, file: auditFileName(this.#index) }) + '\n')
     return record
+  }
+
+  /**
+   * The chain as it is between two appends, for a backup: every audit file with its size now, and the head's
+   * bytes. Files only grow (and only the newest), so the first `size` bytes of each, read later, are this chain:
+   * a line appended after the capture is not in it, and no line is cut in half.
+   */
+  async capture (): Promise<AuditCapture> {
+    if (!this.#open) throw new InvalidArgumentError('the audit log is not open')
+    return await this.#mutex.run(async () => {
+      const files: AuditCapture['files'] = []
+      for (const { name } of await auditFiles(this.#dir)) {
+        const path = join(this.#dir, name)
+        files.push({ name, path, size: (await stat(path)).size })
+      }
+      let head: Uint8Array | undefined
+      try {
+        head = await readFile(join(this.#dir, HEAD_FILE))
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      }
+      return { files, head, lastSeq: this.#seq, lastHash: this.#prev }
+    })
   }
 
   /** Waits for the appends in flight. */

@@ -6,7 +6,9 @@
  * trust) taken from one LevelDB snapshot, and, read at that same point, the tenant's key file as it is at rest
  * (`tenants/<id>/tenant.json`: encrypted under the passphrase when the node has one, else protected by file
  * mode only), the node identity (`node/peer-key`), the shares added over RPC (`shares.json`), the revocation list
- * (`revoked.json`), the generated tenant password (`tenant-password`, when there is one) and the config file.
+ * (`revoked.json`), the generated tenant password (`tenant-password`, when there is one), the config file, and the
+ * audit trail (`audit/audit-NNNNNN.jsonl` and `audit/head.json`) as it is between two of its appends: a chain that
+ * verifies. A restore adds a `backup.restored` record to that chain, and the restored node goes on from there.
  *
  * File format (version 1), all integers big-endian:
  * ```
@@ -25,10 +27,11 @@ import { mkdir, open, readdir, readFile, rm, stat, writeFile, type FileHandle } 
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path'
 import { Level } from 'level'
 import { tenantPaths, type TenantSnapshot } from '../core/index.js'
-import { BackupCorruptError, BackupVersionError, InvalidParamsError, RestoreTargetNotEmptyError } from '../errors.js'
+import { AuditTamperedError, BackupCorruptError, BackupVersionError, InvalidParamsError, RestoreTargetNotEmptyError } from '../errors.js'
 import { PEER_KEY_FILE } from '../p2p/constants.js'
 import { writeAtomically } from '../util/atomic-file.js'
-import { GENERATED_PASSWORD_FILE, REVOKED_FILE } from './constants.js'
+import { AuditLog, AUDIT_HEAD_FILE, type AuditCapture } from './audit.js'
+import { AUDIT_DIR, GENERATED_PASSWORD_FILE, REVOKED_FILE } from './constants.js'
 
 /** The first 16 bytes of every backup file. */
 export const BACKUP_MAGIC = Buffer.from('MINDOODB-BACKUP\n', 'utf8')
@@ -84,12 +87,23 @@ export interface BackupResult {
   peerId: string
 }
 
-/** What a backup reads at the snapshot's point in time: files by name (relative to the data directory). */
-export type CapturedFiles = Map<string, Uint8Array>
+/** The first `size` bytes of a file, read when the backup is written (a file that only grows: an audit file). */
+export interface FileSlice {
+  path: string
+  size: number
+}
 
-/** Reads the files a backup carries from a data directory; missing ones are left out. */
-export async function captureFiles (dataDir: string, tenantId: string, configFile: string | undefined): Promise<CapturedFiles> {
+/** What a backup reads at the snapshot's point in time: files by name (relative to the data directory). */
+export type CapturedFiles = Map<string, Uint8Array | FileSlice>
+
+/**
+ * Reads the files a backup carries from a data directory (missing ones are left out), and takes the audit trail
+ * as `audit` captured it (AuditLog.capture: at the same point, between two appends).
+ */
+export async function captureFiles (dataDir: string, tenantId: string, configFile: string | undefined, audit?: AuditCapture): Promise<CapturedFiles> {
   const files: CapturedFiles = new Map()
+  for (const f of audit?.files ?? []) files.set(join(AUDIT_DIR, f.name), { path: f.path, size: f.size })
+  if (audit?.head !== undefined) files.set(join(AUDIT_DIR, AUDIT_HEAD_FILE), audit.head)
   for (const name of backupFilesOf(tenantId)) {
     try {
       files.set(name, await readFile(join(dataDir, name)))
@@ -169,7 +183,12 @@ export async function writeBackup (
     await w.put(BACKUP_MAGIC, u32(BACKUP_VERSION), u32(head.byteLength), head)
     for (const [name, content] of snapshot.captured) {
       const n = Buffer.from(name, 'utf8')
-      await w.put(u8(FILE), u16(n.byteLength), n, u32(content.byteLength), content)
+      if (content instanceof Uint8Array) {
+        await w.put(u8(FILE), u16(n.byteLength), n, u32(content.byteLength), content)
+      } else {
+        await w.put(u8(FILE), u16(n.byteLength), n, u32(content.size))
+        await copySlice(w, name, content)
+      }
     }
     for await (const [key, value] of snapshot.entries()) {
       await w.put(u8(ENTRY), u32(key.byteLength), key, u32(value.byteLength), value)
@@ -188,6 +207,23 @@ export async function writeBackup (
     createdAt: full.createdAt,
     tenantId: full.tenantId,
     peerId: full.peerId
+  }
+}
+
+/** Copies the first `slice.size` bytes of a file into the backup, a chunk at a time. */
+async function copySlice (w: RecordWriter, name: string, slice: FileSlice): Promise<void> {
+  const handle = await open(slice.path, 'r')
+  try {
+    const buf = Buffer.alloc(Math.min(READ_CHUNK, Math.max(slice.size, 1)))
+    for (let pos = 0; pos < slice.size;) {
+      const { bytesRead } = await handle.read(buf, 0, Math.min(buf.byteLength, slice.size - pos), pos)
+      // audit files only grow while the daemon runs: a shorter one was cut by someone else
+      if (bytesRead === 0) throw new AuditTamperedError({ file: name, line: 0 }, `${name} became shorter during the backup`)
+      await w.put(Buffer.from(buf.subarray(0, bytesRead)))
+      pos += bytesRead
+    }
+  } finally {
+    await handle.close()
   }
 }
 
@@ -326,6 +362,11 @@ export interface RestoreResult {
   entries: number
   files: string[]
   sha256: string
+  /**
+   * The `backup.restored` record added to the restored audit trail (its seq and hash), or, when the backed-up
+   * trail's newest line is not a record (the daemon would refuse to continue it), the code of that error.
+   */
+  audit: { seq: number, hash: string } | { error: string, message: string }
 }
 
 /** True when `dir` does not exist or is an empty directory. */
@@ -354,7 +395,8 @@ export async function restoreBackup (path: string, dataDir: string): Promise<Res
   const existed = await stat(target).then(() => true, () => false)
   await mkdir(target, { recursive: true, mode: 0o700 })
   try {
-    return { ...await restoreInto(path, size, header, target), sha256 }
+    const restored = await restoreInto(path, size, header, target)
+    return { ...restored, sha256, audit: await recordRestore(target, header, sha256) }
   } catch (err) {
     // leave the target as it was found
     if (existed) {
@@ -366,7 +408,26 @@ export async function restoreBackup (path: string, dataDir: string): Promise<Res
   }
 }
 
-async function restoreInto (path: string, size: number, header: BackupHeader, target: string): Promise<Omit<RestoreResult, 'sha256'>> {
+/**
+ * Adds `backup.restored` to the restored audit trail (a new trail when the backup had none), so the chain shows
+ * where this node's history continues from a backup. A trail whose newest line is not a record is left as it is
+ * (the daemon refuses to start on it until it is moved away; see the README's audit trail).
+ */
+async function recordRestore (target: string, header: BackupHeader, sha256: string): Promise<RestoreResult['audit']> {
+  const log = new AuditLog({ dir: join(target, AUDIT_DIR) })
+  try {
+    await log.open()
+  } catch (err) {
+    if (err instanceof AuditTamperedError) return { error: err.code, message: err.message }
+    throw err
+  }
+  const record = await log.append('backup.restored', {
+    backupCreatedAt: new Date(header.createdAt).toISOString(), sha256, tenantId: header.tenantId, peerId: header.peerId, from: header.dataDir
+  })
+  return { seq: record.seq, hash: record.hash }
+}
+
+async function restoreInto (path: string, size: number, header: BackupHeader, target: string): Promise<Omit<RestoreResult, 'sha256' | 'audit'>> {
   const handle = await open(path, 'r')
   const level = new Level<Uint8Array, Uint8Array>(join(target, header.level), { keyEncoding: 'view', valueEncoding: 'view' })
   const files: string[] = []

@@ -45,5 +45,13 @@ export const AUDIT_SESSION_WINDOW_MS = 60_000
 export const AUDIT_MAX_SESSION_KEYS = 256
 /** Most audit records one `audit.show` answer carries. */
 export const AUDIT_MAX_SHOW = 10_000
-/** How often the daemon looks at each shared database's materialisation backlog (an event when it changed), ms. */
+/** How often the daemon looks at each shared database's materialisation backlog (an event when it changed enough), ms. */
 export const EVENTS_BACKLOG_POLL_MS = 5_000
+/**
+ * A `materialise.backlog` event is sent when a database's backlog (changes stored, not yet materialised) starts
+ * (from 0), drains (to 0), or moved from the last value sent by at least this many changes and
+ * EVENTS_BACKLOG_MIN_RATIO of that value: 1,000 changes.
+ */
+export const EVENTS_BACKLOG_MIN_DELTA = 1_000
+/** See EVENTS_BACKLOG_MIN_DELTA: 0.5 (the backlog halved, or grew by half). */
+export const EVENTS_BACKLOG_MIN_RATIO = 0.5

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Level } from 'level'
-import { createTenantFactory, type MindooTenant, type TenantFactory } from '../core/index.js'
+import { createTenantFactory, type MindooDB, type MindooTenant, type TenantFactory } from '../core/index.js'
 import { InvalidParamsError, LockedError, NotStartedError, PartnerNotFoundError, TenantNotFoundError } from '../errors.js'
 import { createMindooNode, type MindooNode } from '../p2p/index.js'
 import { validateShare, type ShareConfig, type ShareUpdate } from '../sync/share.js'
@@ -18,6 +18,7 @@ import { silentLogger, type Logger } from '../util/logger.js'
 import { loadConfig, ConfigError, type DaemonConfig } from './config.js'
 import { AuditLog } from './audit.js'
 import { AuditFeed } from './audit-feed.js'
+import { BacklogWatch } from './backlog.js'
 import { AUDIT_DIR, EVENTS_BACKLOG_POLL_MS, EVENTS_MAX_DOC_IDS, GENERATED_PASSWORD_FILE, LOCK_FILE } from './constants.js'
 import { EventBus, type EventType } from './events.js'
 import { createShareMetrics, MetricsServer } from './metrics.js'
@@ -123,9 +124,10 @@ export class Daemon {
   #feed: AuditFeed | undefined
   /** Listeners to remove at stop: the node's events, the databases' documents-changed. */
   #offs: Array<() => void> = []
-  readonly #watched = new Set<string>()
+  /** The databases of the shares, opened once per run (documents-changed listeners, the backlog). */
+  readonly #watched = new Map<string, MindooDB>()
   /** Per watched database, the materialisation backlog last published. */
-  readonly #backlog = new Map<string, number>()
+  readonly #backlog = new BacklogWatch()
   /** Changes to shares and revocations, and the moment a backup is taken, run one at a time. */
   readonly #admin = new Mutex()
 
@@ -185,7 +187,7 @@ export class Daemon {
       this.#tenant = await openOrCreateTenant(this.#factory, config.tenant, config.dataDir, this.#log)
       const configShares = withoutRevoked(config.shares.filter((s) => !this.#rpcShares.some((r) => r.id === s.id)), this.#revoked, this.#log, 'config')
       this.#configShareIds = new Set(configShares.map((s) => s.id))
-      const registry: Registry | undefined = config.metrics === undefined ? undefined : createShareMetrics(() => this.#node)
+      const registry: Registry | undefined = config.metrics === undefined ? undefined : createShareMetrics(() => this.#node, undefined, () => this.materialiseBacklog())
       this.#node = await createMindooNode({
         tenant: this.#tenant,
         dataDir: join(config.dataDir, 'node'),
@@ -205,7 +207,7 @@ export class Daemon {
       this.#offs.push(this.#node.events.on(({ type, ...data }) => { this.emit(type, data) }))
       await this.#node.start()
       await this.#watchDatabases()
-      const backlogTimer = setInterval(() => { void this.#publishBacklog() }, EVENTS_BACKLOG_POLL_MS)
+      const backlogTimer = setInterval(() => { this.#publishBacklog() }, EVENTS_BACKLOG_POLL_MS)
       backlogTimer.unref()
       this.#offs.push(() => { clearInterval(backlogTimer) })
       this.#rpc = new RpcServer(this.#context(), {
@@ -350,6 +352,7 @@ export class Daemon {
       configShareIds: () => this.#configShareIds,
       revokePartner: async (who, password) => await this.#admin.run(async () => await this.revokePartner(who, password)),
       backup: async (path) => await this.backup(path),
+      materialiseBacklog: () => this.materialiseBacklog(),
       previewShare: async (share, options) => await this.previewShare(share, options)
     }
   }
@@ -452,34 +455,40 @@ export class Daemon {
     const tenant = this.#tenant as MindooTenant
     for (const database of new Set(this.node.listShares().map((s) => s.database))) {
       if (this.#watched.has(database)) continue
-      this.#watched.add(database)
       const db = await tenant.openDB(database)
+      this.#watched.set(database, db)
       this.#offs.push(db.onDocumentsChanged(({ docIds }) => {
         this.emit('documents.changed', { database, docIds: docIds.slice(0, EVENTS_MAX_DOC_IDS), count: docIds.length })
       }))
     }
   }
 
-  /** Publishes `materialise.backlog` for each watched database whose backlog changed since the last look. */
-  async #publishBacklog (): Promise<void> {
-    const tenant = this.#tenant
-    if (tenant === undefined) return
-    for (const database of this.#watched) {
+  /**
+   * Per database of a share (watched since it first had one this run), the changes stored but not yet
+   * materialised, read now. A database that cannot tell (closed while stopping) is left out.
+   */
+  materialiseBacklog (): Array<{ database: string, backlog: number }> {
+    const out: Array<{ database: string, backlog: number }> = []
+    for (const [database, db] of this.#watched) {
       try {
-        const backlog = (await tenant.openDB(database)).getMaterialiseBacklog()
-        if (backlog === (this.#backlog.get(database) ?? 0)) continue
-        this.#backlog.set(database, backlog)
-        this.emit('materialise.backlog', { database, backlog })
+        out.push({ database, backlog: db.getMaterialiseBacklog() })
       } catch (err) {
         this.#log.debug({ database, err: String(err) }, 'backlog not known')
       }
     }
+    return out
+  }
+
+  /** Publishes `materialise.backlog` for each watched database whose backlog changed enough since the last event (backlog.ts). */
+  #publishBacklog (): void {
+    for (const reading of this.#backlog.look(this.materialiseBacklog())) this.emit('materialise.backlog', reading)
   }
 
   /**
    * Writes a backup of this node to `path` (absolute; the daemon writes it, as its own user, mode 0600): one
    * LevelDB snapshot of the tenant's databases, and at that same point (no share, key or revocation change in
-   * between) the key file as at rest, the node identity, the RPC shares, the revocation list and the config file.
+   * between) the key file as at rest, the node identity, the RPC shares, the revocation list, the config file and
+   * the audit trail as it is between two appends (its chain verifies; a record written after is not in it).
    * See backup.ts for the format. Written atomically: a crash leaves the previous file at `path`.
    */
   async backup (path: string): Promise<BackupResult> {
@@ -488,11 +497,14 @@ export class Daemon {
     if (tenant === undefined) throw new NotStartedError('daemon is not started')
     const config = this.#config
     const tenantId = tenant.getTenantId()
+    const audit = this.#audit
+    if (audit === undefined) throw new NotStartedError('daemon is not started')
     const snapshot = await this.#admin.run(async () =>
-      await tenant.openSnapshot(async () => await captureFiles(config.dataDir, tenantId, config.file)))
+      await tenant.openSnapshot(async () => await captureFiles(config.dataDir, tenantId, config.file, await audit.capture())))
     try {
       const result = await writeBackup(path, { createdAt: Date.now(), tenantId, peerId: node.peerId, dataDir: config.dataDir, configFile: config.file }, snapshot)
       this.#log.info({ path, bytes: result.bytes, entries: result.entries, sha256: result.sha256 }, 'backup written')
+      this.emit('backup.created', { path, bytes: result.bytes, sha256: result.sha256, entries: result.entries, files: result.files.length })
       return result
     } finally {
       await snapshot.close()

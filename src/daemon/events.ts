@@ -26,7 +26,7 @@ export const EVENT_TYPES = [
   // from the daemon
   'share.added', 'share.updated', 'share.enabled', 'share.disabled', 'share.removed', 'partner.revoked',
   'key.created', 'key.imported', 'key.rotated', 'key.exported', 'config.reloaded', 'documents.changed',
-  'materialise.backlog', 'audit.recovered'
+  'materialise.backlog', 'audit.recovered', 'backup.created'
 ] as const
 
 export type EventType = typeof EVENT_TYPES[number]

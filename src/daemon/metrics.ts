@@ -1,7 +1,7 @@
 /**
  * Prometheus metrics on 127.0.0.1: per share, changes and bytes in and out, rounds, errors by code, rejected
- * changes by reason, lag (changes a partner lacks), connected partners; open connections by direction and kind
- * (direct, relayed); plus the process's and libp2p's own.
+ * changes by reason, lag (changes a partner lacks), connected partners; per shared database the materialisation
+ * backlog; open connections by direction and kind (direct, relayed); plus the process's and libp2p's own.
  * Share figures are read from the node's status when Prometheus scrapes.
  */
 import { timingSafeEqual } from 'node:crypto'
@@ -41,8 +41,11 @@ export function metricsAccess (req: Pick<IncomingMessage, 'headers'>, port: numb
   return allowed.has(host) ? 'ok' : 'bad-host'
 }
 
-/** Builds the registry with the share metrics, reading `node` at each scrape. */
-export function createShareMetrics (node: () => MindooNode | undefined, registry: Registry = new Registry()): Registry {
+/** Per database, changes stored but not yet materialised (see Daemon.materialiseBacklog). */
+export type BacklogSource = () => Array<{ database: string, backlog: number }>
+
+/** Builds the registry with the share metrics, reading `node` (and `backlog`) at each scrape. */
+export function createShareMetrics (node: () => MindooNode | undefined, registry: Registry = new Registry(), backlog: BacklogSource = () => []): Registry {
   collectDefaultMetrics({ register: registry, prefix: 'mindoodb_process_' })
   const status = (): ReturnType<MindooNode['status']> => node()?.status() ?? []
   const counter = (name: string, help: string, pick: (t: ReturnType<MindooNode['status']>[number]['totals']) => number): void => {
@@ -100,6 +103,13 @@ export function createShareMetrics (node: () => MindooNode | undefined, registry
     collect () {
       this.reset()
       for (const s of status()) this.set({ share: s.id }, s.enabled ? 1 : 0)
+    }
+  })
+  new Gauge({
+    name: 'mindoodb_materialise_backlog_changes', help: 'Changes stored but not yet materialised (readable), per database of a share.', labelNames: ['database'], registers: [registry],
+    collect () {
+      this.reset()
+      for (const b of backlog()) this.set({ database: b.database }, b.backlog)
     }
   })
   new Gauge({

@@ -4,7 +4,7 @@
  * (`rpc.discover`). Handlers are thin: they validate, call the library or the node, and shape the result.
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
-import type { MindooDoc, MindooTenant, ProcessChangesCursor } from '../core/index.js'
+import { isDocString, spliceText, toScalarStrings, type MindooDoc, type MindooTenant, type ProcessChangesCursor } from '../core/index.js'
 import { InvalidArgumentError, InvalidParamsError, KeyExistsError } from '../errors.js'
 import { diagnose, type MindooNode } from '../p2p/index.js'
 import { readAudit, verifyAudit } from './audit.js'
@@ -38,6 +38,8 @@ export interface RpcContext {
   emit: (type: EventType, data: Record<string, unknown>) => void
   /** Writes a backup file (see Daemon.backup). */
   backup: (path: string) => Promise<BackupResult>
+  /** Per database of a share, changes stored but not yet materialised (see Daemon.materialiseBacklog). */
+  materialiseBacklog: () => Array<{ database: string, backlog: number }>
   /** What a share (a config, or an existing share's id) would serve (see Daemon.previewShare). */
   previewShare: (share: ShareConfig | undefined, options: { id?: string, sample?: number }) => Promise<unknown>
 }
@@ -85,17 +87,22 @@ function redact (share: ShareConfig, ctx: RpcContext): Record<string, unknown> {
   return { ...rest, origin: ctx.configShareIds().has(share.id) ? 'config' : 'rpc' }
 }
 
-/** Applies a JSON merge patch (RFC 7396) to an Automerge proxy: null deletes, objects merge, the rest replaces. */
+/**
+ * Applies a JSON merge patch (RFC 7396) to an Automerge proxy: null deletes, objects merge, the rest replaces.
+ * Strings (in arrays too) are written as scalar strings (Automerge ImmutableString): a patch replaces a string
+ * whole, and concurrent patches of one field resolve to one of them. Collaborative text is edited with
+ * `doc.text.splice`; a patch that sets such a field replaces it with a scalar string.
+ */
 export function applyMergePatch (target: Record<string, unknown>, patch: Record<string, unknown>): void {
   for (const [key, value] of Object.entries(patch)) {
     if (value === null) {
       delete target[key]
     } else if (typeof value === 'object' && !Array.isArray(value)) {
       const current = target[key]
-      if (current === null || typeof current !== 'object' || Array.isArray(current)) target[key] = {}
+      if (current === null || typeof current !== 'object' || Array.isArray(current) || isDocString(current)) target[key] = {}
       applyMergePatch(target[key] as Record<string, unknown>, value as Record<string, unknown>)
     } else {
-      target[key] = value
+      target[key] = toScalarStrings(value)
     }
   }
 }
@@ -185,6 +192,22 @@ export const METHODS: Record<string, RpcMethod> = {
     handler: async (p: { database: string, docId: string, patch: Record<string, unknown> }, ctx) => {
       const db = await ctx.tenant.openDB(p.database)
       return view(await db.changeDoc(p.docId, (d) => { applyMergePatch(d.getData(), p.patch) }))
+    }
+  },
+  'doc.text.splice': {
+    summary: 'Edits a collaborative text field (Automerge text: concurrent edits merge character by character): deletes deleteCount UTF-16 code units at index, then inserts insert there. path names the field by keys and list indexes, e.g. ["notes"] or ["items", 0, "text"]. A missing field of an object is created as text (index and deleteCount 0). A path to anything but collaborative text (a string written by doc.create or doc.change is a scalar string) is NOT_TEXT; an index or count outside the text, or one that splits a character, is INVALID_ARGUMENT.',
+    params: obj({
+      database,
+      docId,
+      path: { type: 'array', minItems: 1, maxItems: 32, items: { oneOf: [{ type: 'string', minLength: 1, maxLength: 256 }, { type: 'integer', minimum: 0 }] } },
+      index: { type: 'integer', minimum: 0 },
+      deleteCount: { type: 'integer', minimum: 0 },
+      insert: { type: 'string' }
+    }, ['database', 'docId', 'path', 'index']),
+    result: docView,
+    handler: async (p: { database: string, docId: string, path: Array<string | number>, index: number, deleteCount?: number, insert?: string }, ctx) => {
+      const db = await ctx.tenant.openDB(p.database)
+      return view(await db.changeDoc(p.docId, (d) => { spliceText(d.getData(), p.path, p.index, p.deleteCount ?? 0, p.insert ?? '') }))
     }
   },
   'doc.get': {
@@ -370,7 +393,7 @@ export const METHODS: Record<string, RpcMethod> = {
     }
   },
   'backup.create': {
-    summary: 'Writes a backup of this node to an absolute path the daemon can write (mode 0600, atomically: temp file, fsync, rename): one consistent snapshot of the store and database state, the tenant key file as at rest, the node identity, the shares, the revocation list and the config. Restore it with `mindoodb restore` while no daemon runs.',
+    summary: 'Writes a backup of this node to an absolute path the daemon can write (mode 0600, atomically: temp file, fsync, rename): one consistent snapshot of the store and database state, the tenant key file as at rest, the node identity, the shares, the revocation list, the config and the audit trail (as it is between two of its records: its chain verifies). Restore it with `mindoodb restore` while no daemon runs.',
     params: obj({ path: { type: 'string', minLength: 2, maxLength: 4096, pattern: '^/' } }, ['path']),
     result: obj({
       path: { type: 'string' },
@@ -470,10 +493,13 @@ export const METHODS: Record<string, RpcMethod> = {
     }
   },
   'sync.status': {
-    summary: 'Per share: partners, last round, errors, changes and bytes in and out, rejections.',
+    summary: 'Per share: partners, last round, errors, changes and bytes in and out, rejections, and its database\'s materialisation backlog (changes stored but not yet readable).',
     params: obj({ share: id }),
-    result: obj({ shares: { type: 'array' } }),
-    handler: async (p: { share?: string }, ctx) => ({ shares: ctx.node.status(p.share) })
+    result: obj({ shares: { type: 'array', items: { type: 'object', properties: { materialiseBacklog: { type: 'integer', description: 'changes of the share\'s database stored but not yet materialised' } } } } }),
+    handler: async (p: { share?: string }, ctx) => {
+      const backlog = new Map(ctx.materialiseBacklog().map((b) => [b.database, b.backlog]))
+      return { shares: ctx.node.status(p.share).map((s) => ({ ...s, materialiseBacklog: backlog.get(s.database) ?? 0 })) }
+    }
   }
 }
 

@@ -5,6 +5,7 @@ import type { Uint8ArrayList } from 'uint8arraylist'
 import {
   SyncProtocolError, type SyncErrorCode, type SyncMessage
 } from '../sync/messages.js'
+import { LIVE_MAX_ANNOUNCE_HASHES } from '../limits.js'
 import { Frame } from './pb/sync.js'
 
 const ERROR_CODES = new Set<SyncErrorCode>(['NOT_AUTHORIZED', 'SHARE_DISABLED', 'VERSION_UNSUPPORTED', 'PROTOCOL_ERROR', 'INTERNAL'])
@@ -33,6 +34,15 @@ export function encodeFrame (m: SyncMessage): Uint8Array {
       break
     case 'changes':
       Object.assign(f, { type: Frame.Type.CHANGES, changes: m.changes, last: m.last })
+      break
+    case 'live':
+      f.type = Frame.Type.LIVE
+      break
+    case 'announce':
+      Object.assign(f, { type: Frame.Type.ANNOUNCE, hashes: m.hashes, changes: m.changes })
+      break
+    case 'ack':
+      f.type = Frame.Type.ACK
       break
   }
   return Frame.encode(f)
@@ -73,6 +83,15 @@ export function decodeFrame (bytes: Uint8Array | Uint8ArrayList): SyncMessage {
       return { type: 'want', hashes: f.hashes, done: f.done }
     case Frame.Type.CHANGES:
       return { type: 'changes', changes: f.changes, last: f.last }
+    case Frame.Type.LIVE:
+      return { type: 'live' }
+    case Frame.Type.ANNOUNCE:
+      need(f.hashes.length > 0 && f.hashes.length <= LIVE_MAX_ANNOUNCE_HASHES, `1..${LIVE_MAX_ANNOUNCE_HASHES} hashes`)
+      need(f.hashes.every((h) => h.length === 32), 'hashes must have 32 bytes')
+      need(f.changes.length <= f.hashes.length, 'more changes than hashes')
+      return { type: 'announce', hashes: f.hashes, changes: f.changes }
+    case Frame.Type.ACK:
+      return { type: 'ack' }
     default:
       throw new SyncProtocolError(`unknown frame type ${String(f.type)}`)
   }

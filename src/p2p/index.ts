@@ -13,7 +13,9 @@
  * ```
  */
 export { announceEpochs, createMindooNode, dhtEpochOf, lookupEpochs, MindooNode, topicCidOf } from './node.js'
-export type { MindooNodeInit, PartnerStatus, RoundProgress, RoundResult, ShareStatus, ShareTotals } from './node.js'
+export type { LiveStatus, LiveTotals, MindooNodeInit, PartnerStatus, RoundProgress, RoundResult, ShareStatus, ShareTotals } from './node.js'
+export { RoundScheduler, systemClock } from './scheduler.js'
+export type { Clock } from './scheduler.js'
 export { DHT_EPOCH_LEAD_MS, DHT_EPOCH_MS, DHT_PROTOCOL, SYNC_PROTOCOL } from './constants.js'
 export { clip, MAX_EVENT_TEXT, NodeEvents } from './events.js'
 export type { ChangesRejectedEvent, NodeEvent, NodeEventListener, NodeEventType, PartnerConnectionEvent, RelayRefusedEvent, RelayReservationEvent, RoundFinishedEvent, RoundStartedEvent, SessionEvent } from './events.js'

@@ -3,7 +3,7 @@ import { silentLogger, type Logger } from '../util/logger.js'
 import { Mutex } from '../util/mutex.js'
 import { checkChange, encodeChange, encodeWithSignedPart, isChangeHash, isValidId, type ChangeHash, type DocId, type StoreChange } from './change.js'
 import type {
-  AbortOptions, AppendEvent, AppendManyResult, AppendOnlyStore, ChangeVerifier, SequencedChange
+  AbortOptions, AppendEvent, ChangeIndexEntry, AppendManyResult, AppendOnlyStore, ChangeVerifier, SequencedChange
 } from './types.js'
 
 /** Options every store takes. */
@@ -190,13 +190,20 @@ export abstract class BaseStore implements AppendOnlyStore {
    * from there) and sees the store as it was then: changes appended meanwhile are left to the next walk.
    */
   iterateSince (afterSeq: number, options?: AbortOptions): AsyncIterable<SequencedChange> {
-    if (typeof afterSeq !== 'number') throw new TypeError('afterSeq must be a number')
-    if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) {
-      throw new InvalidArgumentError('afterSeq must be a non-negative integer')
-    }
+    checkAfterSeq(afterSeq)
     const walk = async function * (this: BaseStore): AsyncGenerator<SequencedChange> {
       await this.open(options)
       yield * this.#guard(this._iterateSince(afterSeq, options), options)
+    }
+    return walk.call(this)
+  }
+
+  /** As `iterateSince` (arguments checked on the call, the walk from the first `next()`), without payloads. */
+  iterateIndexSince (afterSeq: number, options?: AbortOptions): AsyncIterable<ChangeIndexEntry> {
+    checkAfterSeq(afterSeq)
+    const walk = async function * (this: BaseStore): AsyncGenerator<ChangeIndexEntry> {
+      await this.open(options)
+      yield * this.#guard(this._iterateIndexSince(afterSeq, options), options)
     }
     return walk.call(this)
   }
@@ -259,6 +266,8 @@ export abstract class BaseStore implements AppendOnlyStore {
   protected abstract _docHashes (docId: DocId, options?: AbortOptions): AsyncIterable<ChangeHash>
   /** Changes with seq > afterSeq in arrival order, read in bounded chunks. */
   protected abstract _iterateSince (afterSeq: number, options?: AbortOptions): AsyncIterable<SequencedChange>
+  /** Index entries of the changes with seq > afterSeq in arrival order, without reading payloads where it can. */
+  protected abstract _iterateIndexSince (afterSeq: number, options?: AbortOptions): AsyncIterable<ChangeIndexEntry>
   protected abstract _close (): Promise<void>
 
   #check (options?: AbortOptions): void {
@@ -374,6 +383,13 @@ export abstract class BaseStore implements AppendOnlyStore {
     } catch (err) {
       throw this.#closedOr(err)
     }
+  }
+}
+
+function checkAfterSeq (afterSeq: number): void {
+  if (typeof afterSeq !== 'number') throw new TypeError('afterSeq must be a number')
+  if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) {
+    throw new InvalidArgumentError('afterSeq must be a non-negative integer')
   }
 }
 

@@ -3,7 +3,7 @@ import { Level } from 'level'
 import { LockedError, StoreCorruptError, throwIfAborted } from '../errors.js'
 import { BaseStore, type StoreInit } from './base.js'
 import { decodeChange, type ChangeHash, type DocId, type StoreChange } from './change.js'
-import type { AbortOptions, SequencedChange } from './types.js'
+import type { AbortOptions, ChangeIndexEntry, SequencedChange } from './types.js'
 
 /** A database or sublevel with string keys; values are read and written as Uint8Array whatever its defaults. */
 export type LevelStoreDatabase = AbstractLevel<any, string, Uint8Array> // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -38,14 +38,44 @@ const docKey = (docId: DocId, seq: number): string => `${docPrefix(docId)}${Stri
 const docEnd = (docId: DocId): string => `d!${docId}"`
 /** Hashes are stored as their 32 raw bytes. */
 const hashBytes = (hash: ChangeHash): Uint8Array => Buffer.from(hash, 'hex')
-const hashOf = (bytes: Uint8Array): ChangeHash => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
+const hashOf = (bytes: Uint8Array): ChangeHash => Buffer.from(bytes.buffer, bytes.byteOffset, 32).toString('hex')
+/** Bytes of a seq record before its key id: hash, time, author. */
+const RECORD_FIXED = 32 + 8 + 32
+
+/**
+ * The value of `s!<seq>`: the change's hash, then what a served-set index needs without the payload: time (u64
+ * BE), author (32 raw bytes) and key id (UTF-8). Stores written before this record held the hash alone.
+ */
+function seqRecord (change: StoreChange, hash: Uint8Array): Uint8Array {
+  const keyId = Buffer.from(change.keyId, 'utf8')
+  const out = Buffer.allocUnsafe(RECORD_FIXED + keyId.length)
+  out.set(hash, 0)
+  out.writeBigUInt64BE(BigInt(change.time), 32)
+  out.set(Buffer.from(change.author, 'base64url'), 40)
+  out.set(keyId, RECORD_FIXED)
+  return out
+}
+
+/** The index entry in a seq record, or undefined for a record of the older form (the hash alone). */
+function entryOf (seq: number, value: Uint8Array): ChangeIndexEntry | undefined {
+  if (value.byteLength <= RECORD_FIXED) return undefined
+  const buf = Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+  return {
+    seq,
+    hash: buf.toString('hex', 0, 32),
+    time: Number(buf.readBigUInt64BE(32)),
+    author: buf.toString('base64url', 40, RECORD_FIXED),
+    keyId: buf.toString('utf8', RECORD_FIXED)
+  }
+}
 const seqOf = (key: string): number => Number(key.slice(key.length - SEQ_DIGITS))
 
 /**
  * The AppendOnlyStore on LevelDB (`level`/`classic-level`), or on a sublevel of one.
  *
- * Layout: `c!<hash>` the change's canonical bytes; `s!<seq>` the hash stored at that seq; `d!<docId>!<seq>` the
- * same hash, indexed by document. Each append (and each appendMany) is one `batch()`, so a crash leaves the store
+ * Layout: `c!<hash>` the change's canonical bytes; `s!<seq>` the hash stored at that seq, with the change's time,
+ * author and key id (so an index of the store is rebuilt or caught up without reading payloads:
+ * `iterateIndexSince`); `d!<docId>!<seq>` the hash, indexed by document. Each append (and each appendMany) is one `batch()`, so a crash leaves the store
  * before or after it; the last seq is recovered from the highest `s!` key when the store opens.
  *
  * @example
@@ -116,7 +146,7 @@ export class LevelStore extends BaseStore {
       const hash = hashBytes(change.hash)
       return [
         { type: 'put' as const, key: changeKey(change.hash), value: this._encode(change) },
-        { type: 'put' as const, key: seqKey(seq), value: hash },
+        { type: 'put' as const, key: seqKey(seq), value: seqRecord(change, hash) },
         { type: 'put' as const, key: docKey(change.docId, seq), value: hash }
       ]
     }), ENC)
@@ -153,6 +183,24 @@ export class LevelStore extends BaseStore {
         if (value === undefined) throw new StoreCorruptError(`store is corrupt: no change for seq ${seqOf(chunk[i][0])}`)
         yield { seq: seqOf(chunk[i][0]), change: decodeChange(value) }
       }
+    }
+  }
+
+  protected async * _iterateIndexSince (afterSeq: number, options?: AbortOptions): AsyncGenerator<ChangeIndexEntry> {
+    const range = { gt: seqKey(afterSeq), lt: SEQ_END, ...ENC }
+    for await (const chunk of chunks(this.#db.iterator(range), HASH_CHUNK, options)) {
+      const entries = chunk.map(([key, value]) => entryOf(seqOf(key), value))
+      // records of the older form: the change itself says what the record does not
+      const old = entries.flatMap((e, i) => e === undefined ? [i] : [])
+      if (old.length > 0) {
+        const changes = await this._getChanges(old.map((i) => hashOf(chunk[i][1])))
+        old.forEach((i, k) => {
+          const c = changes[k]
+          if (c === undefined) throw new StoreCorruptError(`store is corrupt: no change for seq ${seqOf(chunk[i][0])}`)
+          entries[i] = { seq: seqOf(chunk[i][0]), hash: c.hash, time: c.time, author: c.author, keyId: c.keyId }
+        })
+      }
+      yield * entries as ChangeIndexEntry[]
     }
   }
 

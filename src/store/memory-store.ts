@@ -1,6 +1,6 @@
 import { BaseStore, type StoreInit } from './base.js'
 import { decodeChange, type ChangeHash, type DocId, type StoreChange } from './change.js'
-import type { SequencedChange } from './types.js'
+import type { ChangeIndexEntry, SequencedChange } from './types.js'
 
 /**
  * An AppendOnlyStore in memory, with the same semantics as LevelStore: for tests and for databases that live
@@ -12,6 +12,8 @@ export class MemoryStore extends BaseStore {
   /** Hashes by seq - 1. */
   readonly #bySeq: ChangeHash[] = []
   readonly #byDoc = new Map<DocId, ChangeHash[]>()
+  /** Index entries by seq - 1. */
+  readonly #index: ChangeIndexEntry[] = []
 
   constructor (init: StoreInit = {}) {
     super(init, 0)
@@ -34,6 +36,7 @@ export class MemoryStore extends BaseStore {
     entries.forEach(({ change }, i) => {
       this.#bytes.set(change.hash, encoded[i])
       this.#bySeq.push(change.hash)
+      this.#index.push({ seq: this.#bySeq.length, hash: change.hash, time: change.time, author: change.author, keyId: change.keyId })
       const doc = this.#byDoc.get(change.docId)
       if (doc === undefined) this.#byDoc.set(change.docId, [change.hash])
       else doc.push(change.hash)
@@ -67,6 +70,10 @@ export class MemoryStore extends BaseStore {
     for (let seq = afterSeq + 1; seq <= end; seq++) {
       yield { seq, change: decodeChange(this.#bytes.get(this.#bySeq[seq - 1]) as Uint8Array) }
     }
+  }
+
+  protected async * _iterateIndexSince (afterSeq: number): AsyncGenerator<ChangeIndexEntry> {
+    for (const entry of this.#index.slice(afterSeq)) yield { ...entry }
   }
 
   protected async _close (): Promise<void> {}

@@ -35,6 +35,18 @@ export interface SequencedChange {
   change: StoreChange
 }
 
+/**
+ * What a store knows of a stored change without reading its payload: enough to place it in a share's served set
+ * (`time`, `hash`) and to decide filters that need no document (`keyId`, `author`).
+ */
+export interface ChangeIndexEntry {
+  seq: number
+  hash: ChangeHash
+  time: number
+  author: string
+  keyId: string
+}
+
 /** What an 'append' listener receives: the changes just committed, in arrival order. */
 export interface AppendEvent {
   changes: SequencedChange[]
@@ -82,6 +94,11 @@ export interface AppendOnlyStore {
   getAllChangeHashesForDoc: (docId: DocId, options?: AbortOptions) => Promise<ChangeHash[]>
   /** Stored changes with seq > `afterSeq`, in arrival order, read in bounded chunks. */
   iterateSince: (afterSeq: number, options?: AbortOptions) => AsyncIterable<SequencedChange>
+  /**
+   * Like `iterateSince`, but only what the store indexes beside each change (no payload is read or decoded):
+   * the cheap way to rebuild or catch up an index of the store. Optional for other implementations.
+   */
+  iterateIndexSince?: (afterSeq: number, options?: AbortOptions) => AsyncIterable<ChangeIndexEntry>
   /** The highest arrival sequence number used so far (0 when empty). */
   getLastSeq: () => number
   /** Number of changes stored. */

@@ -8,7 +8,11 @@
  * As in Mango, a condition on a field is false when the field is missing, except `$exists: false` (and `$not`
  * of a condition, which negates its result). `$gt $gte $lt $lte` compare numbers with numbers and strings with
  * strings; across types they are false. `$eq`, `$in` and friends compare JSON values deeply.
+ *
+ * Strings of both kinds a document holds match alike: collaborative text and scalar strings (Automerge
+ * `ImmutableString`, as the JSON-RPC API and the CLI write every string) are compared as the strings they are.
  */
+import { plainValue } from '../core/values.js'
 import { InvalidFilterError } from '../errors.js'
 
 /** A Mango selector (validated with `compileSelector`). */
@@ -29,7 +33,9 @@ function isPlainObject (v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v)
 }
 
-function deepEqual (a: unknown, b: unknown): boolean {
+function deepEqual (x: unknown, y: unknown): boolean {
+  const a = plainValue(x)
+  const b = plainValue(y)
   if (a === b) return true
   if (Array.isArray(a)) {
     return Array.isArray(b) && a.length === b.length && a.every((x, i) => deepEqual(x, b[i]))
@@ -41,7 +47,8 @@ function deepEqual (a: unknown, b: unknown): boolean {
   return false
 }
 
-function compare (op: string, a: unknown, b: unknown): boolean {
+function compare (op: string, x: unknown, b: unknown): boolean {
+  const a = plainValue(x)
   if (!((typeof a === 'number' && typeof b === 'number') || (typeof a === 'string' && typeof b === 'string'))) return false
   switch (op) {
     case '$gt': return a > b
@@ -55,7 +62,7 @@ function getPath (data: unknown, path: string[]): unknown {
   let v: unknown = data
   for (const part of path) {
     if (!isPlainObject(v) || !Object.hasOwn(v, part)) return MISSING
-    v = v[part]
+    v = plainValue(v[part])
   }
   return v
 }

@@ -12,6 +12,13 @@ import type { AbortOptions } from '../store/types.js'
 export const SYNC_PROTOCOL_VERSION = 2
 /** Capabilities this implementation offers. */
 export const CAPABILITIES = ['reconcile/rbsr-2', 'want/batch'] as const
+/**
+ * Offered in a hello or welcome by a side that wants this session to stay open after its transfer (the live
+ * phase: `live`, `announce`, `ack`); the session goes live only when both sides offer it.
+ */
+export const LIVE_CAPABILITY = 'live/1'
+/** Offered with LIVE_CAPABILITY by a side that wants announcements (its direction receives). */
+export const LIVE_ANNOUNCE_CAPABILITY = 'live/announce'
 
 /** Error codes carried in `error` frames (stable; listed in the README). */
 export type SyncErrorCode =
@@ -63,7 +70,31 @@ export interface ChangesMessage {
   last: boolean
 }
 
-export type SyncMessage = HelloMessage | WelcomeMessage | ErrorMessage | ReconcileMessage | WantMessage | ChangesMessage
+/**
+ * Live phase: the sender has finished its transfer (asked for everything, answered every want) and keeps the
+ * stream open for announcements. Both sides send it once, in place of closing.
+ */
+export interface LiveMessage {
+  type: 'live'
+}
+
+/**
+ * Live phase: changes that entered the sender's served set, by hash; some may be pushed with it (canonical
+ * bytes, each one's hash among `hashes`). The receiver asks for the others it lacks with a `want`, then `ack`s.
+ * At most one announcement is unacknowledged at a time.
+ */
+export interface AnnounceMessage {
+  type: 'announce'
+  hashes: Uint8Array[]
+  changes: Uint8Array[]
+}
+
+/** Live phase: the answer to one `announce` (sent after the `want` for what it lacked, if any). */
+export interface AckMessage {
+  type: 'ack'
+}
+
+export type SyncMessage = HelloMessage | WelcomeMessage | ErrorMessage | ReconcileMessage | WantMessage | ChangesMessage | LiveMessage | AnnounceMessage | AckMessage
 export type SyncMessageType = SyncMessage['type']
 
 export const isHello = (m: SyncMessage): m is HelloMessage => m.type === 'hello'
@@ -72,6 +103,9 @@ export const isError = (m: SyncMessage): m is ErrorMessage => m.type === 'error'
 export const isReconcile = (m: SyncMessage): m is ReconcileMessage => m.type === 'reconcile'
 export const isWant = (m: SyncMessage): m is WantMessage => m.type === 'want'
 export const isChanges = (m: SyncMessage): m is ChangesMessage => m.type === 'changes'
+export const isLive = (m: SyncMessage): m is LiveMessage => m.type === 'live'
+export const isAnnounce = (m: SyncMessage): m is AnnounceMessage => m.type === 'announce'
+export const isAck = (m: SyncMessage): m is AckMessage => m.type === 'ack'
 
 /**
  * A bidirectional, ordered channel of sync messages (one libp2p stream in production). `receive` resolves

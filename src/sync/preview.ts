@@ -3,6 +3,7 @@
  * share uses (`ServedSet`, `policyOf`), without starting the share, announcing it or contacting anyone.
  */
 import type { MindooDB } from '../core/index.js'
+import { plainValue } from '../core/values.js'
 import type { ChangeHash, DocId } from '../store/change.js'
 import type { AbortOptions } from '../store/types.js'
 import { silentLogger, type Logger } from '../util/logger.js'
@@ -114,7 +115,7 @@ export async function previewShare (components: SharePreviewComponents, init: Sh
     // the types of the documents readable here
     const types = new Map<DocId, string>()
     for await (const { doc } of db.iterateChangesSince(null, options)) {
-      const type = doc.getData().type
+      const type = plainValue(doc.getData().type)
       types.set(doc.getId(), typeof type === 'string' ? type : NO_TYPE)
     }
     const docs = new Map<DocId, DocTally>()

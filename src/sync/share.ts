@@ -7,6 +7,7 @@
  */
 import { createHash, createHmac } from 'node:crypto'
 import type { MindooDoc, TenantPublicInfo } from '../core/index.js'
+import { plainValue } from '../core/values.js'
 import { InvalidArgumentError } from '../errors.js'
 import { isValidId } from '../store/change.js'
 import { compileSelector, InvalidFilterError, type DocPredicate, type MangoSelector } from './filter.js'
@@ -281,11 +282,33 @@ export function policyOf (filter: ShareFilter): FilterPolicy {
     case 'predicate': return { mode: 'byDoc', matches: filter.predicate }
     case 'type': {
       const types = new Set(filter.types)
-      return { mode: 'byDoc', matches: (doc) => typeof doc.getData().type === 'string' && types.has(doc.getData().type) }
+      return {
+        mode: 'byDoc',
+        matches: (doc) => {
+          const type = plainValue(doc.getData().type) // a scalar string (as the RPC writes) or text alike
+          return typeof type === 'string' && types.has(type)
+        }
+      }
     }
     case 'selector': {
       const pred: DocPredicate = compileSelector(filter.selector)
       return { mode: 'byDoc', matches: (doc) => pred(doc.getData()) }
     }
   }
+}
+
+/**
+ * A stable text naming what a filter decides (canonical JSON: object keys sorted), under which a share's served
+ * set is persisted; undefined for a predicate function, which has none (its served set is rebuilt at each start).
+ */
+export function filterIdentity (filter: ShareFilter): string | undefined {
+  if (filter.kind === 'predicate') return undefined
+  const canonical = (value: unknown): unknown => {
+    if (Array.isArray(value)) return value.map(canonical)
+    if (value !== null && typeof value === 'object') {
+      return Object.fromEntries(Object.keys(value).sort().map((k) => [k, canonical((value as Record<string, unknown>)[k])]))
+    }
+    return value
+  }
+  return JSON.stringify(canonical(filter))
 }

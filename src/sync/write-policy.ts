@@ -14,6 +14,7 @@
  * - Anything else is refused with WriteDeniedError (code WRITE_DENIED), counted, and never stored.
  */
 import type { MindooDB } from '../core/index.js'
+import { plainValue } from '../core/values.js'
 import { DocumentNotFoundError, WriteDeniedError, type ChangeRejectedError } from '../errors.js'
 import { docCreatedBy, type DocId, type StoreChange } from '../store/change.js'
 import type { ServedSet } from './served-set.js'
@@ -62,7 +63,7 @@ export function createWritePolicy (init: WritePolicyInit): AdmitChange {
 /** The document's current `type` here; null when this side does not have the document (or cannot read it). */
 async function currentType (db: MindooDB, docId: DocId): Promise<unknown> {
   try {
-    return (await db.getDocument(docId)).getData().type
+    return plainValue((await db.getDocument(docId)).getData().type)
   } catch (err) {
     if (err instanceof DocumentNotFoundError) return null
     // a document this side cannot read has no known type: it passes no type rule

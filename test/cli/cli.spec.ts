@@ -124,7 +124,7 @@ describe('cli', () => {
     it('should print help with exit code 0 for every command', async () => {
       const all = paths(buildProgram())
       expect(all.map((p) => p.join(' '))).to.include.members([
-        'init', 'daemon', 'status', 'doc create', 'doc get', 'doc change', 'doc delete', 'doc list',
+        'init', 'daemon', 'status', 'doc create', 'doc get', 'doc change', 'doc text', 'doc delete', 'doc list',
         'key create', 'key import', 'key export', 'key rotate', 'key list', 'share add', 'share update',
         'share enable', 'share disable', 'share remove', 'share list', 'share show', 'share secret', 'peers', 'partners',
         'partner revoke', 'sync now', 'rpc', 'backup', 'restore', 'share preview', 'events', 'audit verify', 'audit show'

@@ -18,6 +18,14 @@ import { removeDir, tempDir } from '../utils/tmp.js'
 
 interface NodeInfo { peerId: string, addresses: string[], tenant: { tenantId: string, signingPublicKey: string } }
 interface DocView { docId: string, data: Record<string, unknown> }
+interface AuditRecord { seq: number, type: string, data: Record<string, unknown>, prev: string, hash: string }
+
+/** The records `mindoodb audit show --json` prints. */
+async function auditRecords (args: string[]): Promise<AuditRecord[]> {
+  const out = await runCli(args)
+  expect(out.code, out.stderr).to.equal(0)
+  return (JSON.parse(out.stdout) as { records: AuditRecord[] }).records
+}
 
 const TOPIC = 'backup-orders-topic-secret-0123456789'
 const NOTES_TOPIC = 'backup-notes-topic-secret-0123456789'
@@ -88,19 +96,33 @@ describe('daemon: backup and restore', function () {
       let k = 0
       while (writing) await create(5, `during-${k++}`)
     })()
+    // audited operations on B go on during the backup too (each key.created is an audit line)
+    const auditedDuring: string[] = []
+    const auditWriter = (async () => {
+      while (writing) {
+        const keyId = `during-key-${auditedDuring.length}`
+        await b.client.call('key.create', { keyId, password: 'during-key-password-0123' })
+        auditedDuring.push(keyId)
+      }
+    })()
     const backupFile = join(dir, 'beta.bak')
     const made = await runCli(['--socket', b.ready.rpcSocket, '--json', 'backup', backupFile])
     writing = false
     await writer
+    await auditWriter
     expect(made.code, made.stderr).to.equal(0)
     const result = JSON.parse(made.stdout) as { path: string, entries: number, files: string[], peerId: string, tenantId: string, sha256: string }
     expect(result).to.include({ path: backupFile, peerId: infoB.peerId, tenantId: 'beta' })
-    expect(result.files).to.include.members(['node/peer-key', 'shares.json', 'tenants/beta/tenant.json'])
+    expect(result.files).to.include.members(['node/peer-key', 'shares.json', 'tenants/beta/tenant.json', 'audit/audit-000001.jsonl', 'audit/head.json'])
     expect((await stat(backupFile)).mode & 0o777).to.equal(0o600)
     expect((await verifyBackup(backupFile)).sha256).to.equal(result.sha256)
     expect((await readdir(dir)).filter((f) => f.endsWith('.tmp'))).to.deep.equal([])
 
     await b.stop()
+    const bDataDir = join(dir, 'beta')
+    const originalTrail = await auditRecords(['--json', 'audit', 'show', '--data-dir', bDataDir])
+    // the original trail records the backup itself (after the point the backup was taken)
+    expect(originalTrail.filter((x) => x.type === 'backup.created').map((x) => x.data.sha256)).to.deep.equal([result.sha256])
     const late = await create(5, 'after')
     const ordersAtA = (await shareStatus(a, 'orders')).servedSetSize
 
@@ -109,8 +131,30 @@ describe('daemon: backup and restore', function () {
     await mkdir(target)
     const restored = await runCli(['--json', 'restore', backupFile, '--data-dir', target])
     expect(restored.code, restored.stderr).to.equal(0)
-    const r = JSON.parse(restored.stdout) as { config: string, peerId: string }
+    const r = JSON.parse(restored.stdout) as { config: string, peerId: string, audit: { seq: number, hash: string } }
     expect(r.peerId).to.equal(infoB.peerId)
+    // the audit trail came along: its chain verifies on the copy, ends with the restore's own record, and holds
+    // what happened before the backup (a line written during it may or may not be in it)
+    expect((await stat(join(target, 'audit', 'audit-000001.jsonl'))).mode & 0o777).to.equal(0o600)
+    const verified = await runCli(['--json', 'audit', 'verify', '--data-dir', target])
+    expect(verified.code, verified.stderr).to.equal(0)
+    expect(JSON.parse(verified.stdout)).to.include({ ok: true, lastSeq: r.audit.seq, lastHash: r.audit.hash })
+    const restoredTrail = await auditRecords(['--json', 'audit', 'show', '--data-dir', target])
+    const last = restoredTrail[restoredTrail.length - 1]
+    expect(last).to.deep.include({ seq: r.audit.seq, type: 'backup.restored' })
+    expect(last.data).to.include({ sha256: result.sha256, peerId: infoB.peerId, tenantId: 'beta' })
+    // every record before it is the original's, line for line, up to the point of the backup
+    const copied = restoredTrail.slice(0, -1)
+    expect(copied.length).to.be.greaterThan(0)
+    expect(copied).to.deep.equal(originalTrail.slice(0, copied.length))
+    expect(last.prev).to.equal(copied[copied.length - 1].hash)
+    const keysIn = (trail: AuditRecord[]): string[] => trail.filter((x) => x.type === 'key.created').map((x) => String(x.data.keyId))
+    expect(keysIn(copied)).to.include.members(['beta-key'])
+    expect(copied.filter((x) => x.type === 'share.added').map((x) => x.data.share)).to.include('notes')
+    // keys created during the backup: a prefix of them is in the copy, in order, and nothing else
+    const duringInCopy = keysIn(copied).filter((k) => k.startsWith('during-key-'))
+    expect(duringInCopy).to.deep.equal(auditedDuring.slice(0, duringInCopy.length))
+    expect(copied.some((x) => x.type === 'backup.created')).to.equal(false)
     expect((await stat(join(target, 'node', 'peer-key'))).mode & 0o777).to.equal(0o600)
     expect((await stat(join(target, 'tenants', 'beta', 'tenant.json'))).mode & 0o777).to.equal(0o600)
     const had = await storeHashes(target, 'beta', 'orders')
@@ -127,6 +171,18 @@ describe('daemon: backup and restore', function () {
     expect((await b.client.call<{ keys: Array<{ keyId: string }> }>('key.list')).keys.map((k) => k.keyId)).to.include.members(['beta-key', 'orders-key'])
     const notes = await b.client.call<{ documents: DocView[] }>('doc.list', { database: 'notes' })
     expect(notes.documents.map((d) => d.data.text)).to.deep.equal(['kept by beta'])
+    // the restored node continues the restored chain: its next records link onto the restore's record
+    await b.client.call('key.create', { keyId: 'after-restore-key', password: 'after-restore-password-0123' })
+    const continued = await eventually(async () => {
+      const { records } = await b.client.call<{ records: AuditRecord[] }>('audit.show', { since: r.audit.seq })
+      return records.some((x) => x.type === 'key.created') ? records : undefined
+    }, 'the restored node to audit its new key')
+    expect(continued[0]).to.deep.include({ seq: r.audit.seq, hash: r.audit.hash, type: 'backup.restored' })
+    expect(continued[1].prev).to.equal(r.audit.hash)
+    expect(continued[1].seq).to.equal(r.audit.seq + 1)
+    const verifiedLive = await runCli(['--socket', b.ready.rpcSocket, '--json', 'audit', 'verify'])
+    expect(verifiedLive.code, verifiedLive.stderr).to.equal(0)
+    expect((JSON.parse(verifiedLive.stdout) as { lastSeq: number }).lastSeq).to.be.at.least(r.audit.seq + 1)
 
     // it converges with A and receives exactly what it lacked
     const status = await eventually(async () => {

@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { expect } from 'chai'
-import { eventually, killAll, startDaemon, testConfig, writeJson, type DaemonProcess } from '../utils/daemon-proc.js'
+import { eventually, killAll, runCli, startDaemon, testConfig, writeJson, type DaemonProcess } from '../utils/daemon-proc.js'
 import { getMetrics } from '../utils/http.js'
 import { removeDir, tempDir } from '../utils/tmp.js'
 import { closedPort } from '../utils/net.js'
@@ -147,7 +147,8 @@ describe('grafana/mindoodb.json against a real daemon\'s metrics', function () {
     // what the issue asks the dashboard to show
     for (const name of ['mindoodb_share_partner_lag_changes', 'mindoodb_share_rounds_total', 'mindoodb_share_bytes_sent_total', 'mindoodb_share_bytes_received_total',
       'mindoodb_share_rejected_changes_total', 'mindoodb_share_errors_total', 'mindoodb_share_connected_partners', 'mindoodb_share_served_changes',
-      'libp2p_connection_manager_connections', 'mindoodb_connections', 'mindoodb_process_process_resident_memory_bytes']) {
+      'libp2p_connection_manager_connections', 'mindoodb_connections', 'mindoodb_process_process_resident_memory_bytes',
+      'mindoodb_materialise_backlog_changes']) {
       expect(used.has(name), `the dashboard shows ${name}`).to.equal(true)
     }
     // every metric of the daemon's own (not the process's) is on the dashboard
@@ -160,6 +161,16 @@ describe('grafana/mindoodb.json against a real daemon\'s metrics', function () {
     expect(connections).to.match(/^mindoodb_connections\{direction="(inbound|outbound)",kind="direct"\} [1-9]/m)
     expect(connections).to.match(/^mindoodb_connections\{direction="outbound",kind="relayed"\} 0$/m)
     expect(connections).to.match(/^mindoodb_connections\{direction="inbound",kind="relayed"\} 0$/m)
+  })
+
+  it('should serve the materialisation backlog of the share\'s database, and show it in sync.status and mindoodb status', async () => {
+    expect(connections).to.match(/^mindoodb_materialise_backlog_changes\{database="lab"\} \d+$/m)
+    const { shares } = await a.client.call<{ shares: Array<{ id: string, database: string, materialiseBacklog: number }> }>('sync.status')
+    expect(shares.map((s) => s.id)).to.deep.equal(['lab'])
+    expect(shares[0].materialiseBacklog).to.be.a('number').and.at.least(0)
+    const status = await runCli(['--socket', a.ready.rpcSocket, 'status'])
+    expect(status.code, status.stderr).to.equal(0)
+    expect(status.stdout).to.match(/materialisation backlog \d+ changes/)
   })
 
   it('should catch a query on a metric or label that does not exist', () => {

@@ -19,6 +19,7 @@ import type { Stream } from '@libp2p/interface'
 import fc from 'fast-check'
 import * as varint from 'uint8-varint'
 import { HashMismatchError, MalformedChangeError, ReconcileProtocolError, SyncProtocolError } from '../../src/errors.js'
+import { LIVE_MAX_ANNOUNCE_HASHES } from '../../src/limits.js'
 import { streamChannel } from '../../src/p2p/channel.js'
 import { decodeFrame, encodeFrame } from '../../src/p2p/codec.js'
 import {
@@ -78,6 +79,12 @@ const smallMessageArb: fc.Arbitrary<SyncMessage> = fc.oneof(
     type: fc.constant('changes' as const),
     changes: fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 20 }),
     last: fc.boolean()
+  }),
+  fc.record({ type: fc.constantFrom('live' as const, 'ack' as const) }),
+  fc.record({
+    type: fc.constant('announce' as const),
+    hashes: fc.array(fc.oneof({ weight: 9, arbitrary: fc.uint8Array({ minLength: 32, maxLength: 32 }) }, { weight: 1, arbitrary: fc.uint8Array({ maxLength: 40 }) }), { maxLength: 60 }),
+    changes: fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 8 })
   })
 )
 
@@ -140,6 +147,10 @@ function checkDecodedFrame (m: SyncMessage, inputLength: number): void {
     case 'error': assert.ok(ERROR_CODES.includes(m.code) && m.message.length <= 1000); break
     case 'want': assert.ok(m.hashes.length <= MAX_HASHES && m.hashes.every((h) => h.length === 32)); break
     case 'changes': assert.ok(m.changes.length <= MAX_CHANGES); break
+    case 'announce':
+      assert.ok(m.hashes.length >= 1 && m.hashes.length <= LIVE_MAX_ANNOUNCE_HASHES && m.hashes.every((h) => h.length === 32))
+      assert.ok(m.changes.length <= m.hashes.length)
+      break
     case 'reconcile': assert.ok(m.data.length <= inputLength); break
   }
 }

@@ -487,6 +487,23 @@ export function runStoreTests (name: string, setup: () => Promise<StoreSetup>): 
       })
     })
 
+    describe('iterateIndexSince', () => {
+      it('should give each change\'s seq, hash, time, author and key id in arrival order, from a seq on', async () => {
+        const changes = [
+          ...makeChanges(author, 3, 2),
+          makeChange(author, { keyId: 'named-key', docId: 'doc-x', time: 1_600_000_000_000 })
+        ]
+        await store.append(changes[0])
+        await store.appendMany(changes.slice(1))
+        const entries = (from: number): unknown[] => changes.slice(from).map((c, i) => ({ seq: from + i + 1, hash: c.hash, time: c.time, author: c.author, keyId: c.keyId }))
+        assert.ok(store.iterateIndexSince !== undefined)
+        assert.deepStrictEqual(await collect(store.iterateIndexSince(0)), entries(0))
+        assert.deepStrictEqual(await collect(store.iterateIndexSince(2)), entries(2))
+        assert.deepStrictEqual(await collect(store.iterateIndexSince(4)), [])
+        assert.throws(() => store.iterateIndexSince?.(-1), withCode('INVALID_ARGUMENT'))
+      })
+    })
+
     describe('iterateSince', () => {
       let changes: StoreChange[]
 

@@ -1,7 +1,8 @@
 import type { Command } from 'commander'
-import type { CliClient, CliContext } from '../context.js'
+import { UsageError, type CliClient, type CliContext } from '../context.js'
 import { brief, time } from '../format.js'
-import { jsonObjectArg, positiveIntArg } from '../input.js'
+import { InvalidArgumentError } from 'commander'
+import { jsonObjectArg, positiveIntArg, readInput } from '../input.js'
 
 /** A document as the daemon returns it (`doc.get`, `doc.create`, `doc.change`, `doc.list`). */
 export interface DocView {
@@ -47,9 +48,42 @@ export async function listDocs (client: CliClient, database: string, opts: { cur
   }
 }
 
+/**
+ * A field path for `doc text`: a JSON array (`'["items",0,"text"]'`), or keys joined by dots (`notes`,
+ * `items.0.text`), where a part made only of digits is a list index.
+ */
+export function textPathArg (value: string): Array<string | number> {
+  if (value.startsWith('[')) {
+    let path: unknown
+    try {
+      path = JSON.parse(value)
+    } catch (err) {
+      throw new InvalidArgumentError(`not a JSON array: ${(err as Error).message}`)
+    }
+    if (!Array.isArray(path) || path.length === 0 || !path.every((p) => typeof p === 'string' || (Number.isInteger(p) && (p as number) >= 0))) {
+      throw new InvalidArgumentError('a JSON path is a non-empty array of keys (strings) and list indexes (integers of 0 or more)')
+    }
+    return path as Array<string | number>
+  }
+  const parts = value.split('.')
+  if (parts.some((p) => p === '')) throw new InvalidArgumentError('empty key in the path (use a JSON array for keys with dots)')
+  return parts.map((p) => /^\d+$/.test(p) ? Number(p) : p)
+}
+
+/** commander argument parser: an integer of 0 or more. */
+function countArg (value: string): number {
+  const n = Number(value)
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('must be an integer of 0 or more')
+  return n
+}
+
 export function registerDoc (program: Command, ctx: () => CliContext): void {
   const doc = program.command('doc')
-    .description('documents of a database: create, get, change (JSON merge patch), delete, list (the changefeed)')
+    .description('documents of a database: create, get, change (JSON merge patch), text (edit collaborative text), delete, list (the changefeed)')
+    .addHelpText('after', `
+Strings given to create and change are stored as scalar strings (Automerge ImmutableString): a change replaces a
+string whole, and concurrent changes of one field resolve to one of them. Collaborative text, where concurrent
+edits merge character by character, is edited with \`doc text\`.`)
 
   doc.command('create')
     .description('create a document, optionally with content and under a named key; prints it with its new id')
@@ -83,6 +117,36 @@ export function registerDoc (program: Command, ctx: () => CliContext): void {
     .action(async (database: string, docId: string, opts: { patch: Record<string, unknown> }) => {
       const c = ctx()
       c.print(await (await c.client()).call<DocView>('doc.change', { database, docId, patch: opts.patch }), formatDoc)
+    })
+
+  doc.command('text')
+    .description('edit a collaborative text field: delete some characters at an index, insert text there (concurrent edits merge)')
+    .argument('<database>', 'database name')
+    .argument('<docId>', 'document id')
+    .argument('<path>', 'the field: keys joined by dots (items.0.text: digits are list indexes) or a JSON array (\'["items",0,"text"]\')', textPathArg)
+    .option('--at <index>', 'where to edit, in UTF-16 code units as JavaScript counts them (default 0)', countArg)
+    .option('--delete <n>', 'code units to delete at that index (default 0)', countArg)
+    .option('--insert <text>', 'text to insert at that index (default none)')
+    .option('--insert-file <file>', 'read the text to insert from a file (- for stdin), as it is')
+    .addHelpText('after', `
+A field that does not exist yet is created as collaborative text (with --at 0 and no --delete). A field written
+by \`doc create\` or \`doc change\` is a scalar string, not text: editing it fails with NOT_TEXT (remove it with
+a patch '{"field":null}', then create it here). An index or count past the end of the text, or one that would
+split a character, fails with INVALID_ARGUMENT. Examples:
+  mindoodb doc text orders <docId> notes --insert 'first line'
+  mindoodb doc text orders <docId> notes --at 6 --delete 4 --insert 'row'`)
+    .action(async (database: string, docId: string, path: Array<string | number>, opts: { at?: number, delete?: number, insert?: string, insertFile?: string }) => {
+      const c = ctx()
+      if (opts.insert !== undefined && opts.insertFile !== undefined) throw new UsageError('give --insert or --insert-file, not both')
+      const insert = opts.insertFile !== undefined ? await readInput(c, opts.insertFile, 'insert') : opts.insert
+      c.print(await (await c.client()).call<DocView>('doc.text.splice', {
+        database,
+        docId,
+        path,
+        index: opts.at ?? 0,
+        ...(opts.delete === undefined ? {} : { deleteCount: opts.delete }),
+        ...(insert === undefined ? {} : { insert })
+      }), formatDoc)
     })
 
   doc.command('delete')

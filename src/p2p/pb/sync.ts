@@ -26,7 +26,10 @@ export namespace Frame {
     ERROR = 'ERROR',
     RECONCILE = 'RECONCILE',
     WANT = 'WANT',
-    CHANGES = 'CHANGES'
+    CHANGES = 'CHANGES',
+    LIVE = 'LIVE',
+    ANNOUNCE = 'ANNOUNCE',
+    ACK = 'ACK'
   }
 
   enum __TypeValues {
@@ -36,7 +39,10 @@ export namespace Frame {
     ERROR = 3,
     RECONCILE = 4,
     WANT = 5,
-    CHANGES = 6
+    CHANGES = 6,
+    LIVE = 7,
+    ANNOUNCE = 8,
+    ACK = 9
   }
 
   export namespace Type {

@@ -1,0 +1,171 @@
+import { expect } from 'chai'
+import { RoundScheduler, type Clock, type ScheduledPartner, type ScheduledResult, type ScheduledShare } from '../../src/p2p/scheduler.js'
+
+/** A clock whose time moves only when the test says so; timers fire in time order. */
+class FakeClock implements Clock {
+  time = 1_000_000
+  #next = 1
+  readonly timers = new Map<number, { at: number, fn: () => void, every?: number }>()
+
+  now = (): number => this.time
+  setTimeout = (fn: () => void, ms: number): unknown => this.#add(fn, ms)
+  setInterval = (fn: () => void, ms: number): unknown => this.#add(fn, ms, ms)
+  clearTimeout = (h: unknown): void => { this.timers.delete(h as number) }
+  clearInterval = (h: unknown): void => { this.timers.delete(h as number) }
+
+  #add (fn: () => void, ms: number, every?: number): number {
+    const id = this.#next++
+    this.timers.set(id, { at: this.time + ms, fn, every })
+    return id
+  }
+
+  /** Moves time on by `ms`, firing every timer due on the way. */
+  advance (ms: number): void {
+    const end = this.time + ms
+    while (true) {
+      const due = [...this.timers.entries()].filter(([, t]) => t.at <= end).sort((a, b) => a[1].at - b[1].at)[0]
+      if (due === undefined) break
+      const [id, t] = due
+      this.time = t.at
+      if (t.every !== undefined) t.at += t.every
+      else this.timers.delete(id)
+      t.fn()
+    }
+    this.time = end
+  }
+}
+
+interface P extends ScheduledPartner { running?: Promise<ScheduledResult> }
+interface S extends ScheduledShare<P> { enabled: boolean }
+
+/** Lets the promise callbacks queued so far run. */
+async function flush (): Promise<void> {
+  for (let i = 0; i < 10; i++) await Promise.resolve()
+}
+
+describe('round scheduler (injected clock)', () => {
+  let clock: FakeClock
+  let share: S
+  let partner: P
+  let outcomes: ScheduledResult[]
+  let runs: number
+  let connected: boolean
+  let gates: Array<() => void>
+  let scheduler: RoundScheduler<S, P, ScheduledResult>
+  let holdRounds: boolean
+
+  beforeEach(() => {
+    clock = new FakeClock()
+    partner = { peerId: 'peer-a', failures: 0, again: false }
+    share = { partners: new Map([['peer-a', partner]]), enabled: true }
+    outcomes = []
+    runs = 0
+    connected = true
+    gates = []
+    holdRounds = false
+    scheduler = new RoundScheduler<S, P, ScheduledResult>({
+      clock,
+      random: () => 0.5, // no jitter: delays are exactly base * 2^(failures-1)
+      run: async () => {
+        runs++
+        if (holdRounds) await new Promise<void>((resolve) => gates.push(resolve))
+        return outcomes.shift() ?? { ok: true }
+      },
+      notRun: () => ({ ok: false }),
+      enabled: (s) => s.enabled,
+      connected: () => connected
+    }, { backoffBaseMs: 1000, backoffMaxMs: 8000, liveDebounceMs: 5, intervalMs: 30_000 })
+    scheduler.start(() => [share])
+  })
+
+  afterEach(() => { scheduler.stop() })
+
+  it('should back off exponentially after failures and retry from its own timer', async () => {
+    outcomes = [{ ok: false }, { ok: false }, { ok: false }, { ok: false }, { ok: false }]
+    await scheduler.request(share, partner)
+    expect(partner.failures).to.equal(1)
+    expect(partner.retryAt).to.equal(clock.time + 1000)
+    clock.advance(999)
+    await flush()
+    expect(runs).to.equal(1)
+    clock.advance(1)
+    await flush()
+    expect(runs).to.equal(2)
+    expect(partner.failures).to.equal(2)
+    expect(partner.retryAt).to.equal(clock.time + 2000)
+    clock.advance(2000)
+    await flush()
+    clock.advance(4000)
+    await flush()
+    expect(runs).to.equal(4)
+    // capped at backoffMaxMs
+    expect(partner.retryAt).to.equal(clock.time + 8000)
+  })
+
+  it('should end the backoff after a success and skip a backing-off partner on periodic and live triggers', async () => {
+    outcomes = [{ ok: false }]
+    await scheduler.request(share, partner)
+    expect(partner.failures).to.equal(1)
+    scheduler.live(share)
+    clock.advance(5)
+    await flush()
+    expect(runs).to.equal(1) // backing off: the live trigger skipped it
+    scheduler.periodic()
+    await flush()
+    expect(runs).to.equal(1)
+    clock.advance(1000) // its retry timer
+    await flush()
+    expect(runs).to.equal(2)
+    expect(partner.failures).to.equal(0)
+    expect(partner.retryAt).to.equal(undefined)
+  })
+
+  it('should not count a skipped round as a failure', async () => {
+    outcomes = [{ ok: false, skipped: true }]
+    await scheduler.request(share, partner)
+    expect(partner.failures).to.equal(0)
+    expect(partner.retryAt).to.equal(undefined)
+    expect(clock.timers.size).to.equal(1) // the periodic interval only
+  })
+
+  it('should coalesce live triggers within the debounce delay into one round, with connected partners only', async () => {
+    for (let i = 0; i < 50; i++) scheduler.live(share)
+    clock.advance(5)
+    await flush()
+    expect(runs).to.equal(1)
+    connected = false
+    scheduler.live(share)
+    clock.advance(5)
+    await flush()
+    expect(runs).to.equal(1)
+  })
+
+  it('should run one round at a time per partner and exactly one more after it for requests made meanwhile', async () => {
+    holdRounds = true
+    const first = scheduler.request(share, partner)
+    await flush()
+    const second = scheduler.request(share, partner)
+    const third = scheduler.request(share, partner)
+    await flush()
+    expect(runs).to.equal(1)
+    gates.shift()?.()
+    await first
+    await flush()
+    expect(runs).to.equal(2)
+    gates.shift()?.()
+    await Promise.all([second, third])
+    await flush()
+    expect(runs).to.equal(2)
+  })
+
+  it('should run the periodic catch-up every interval and nothing for a disabled share', async () => {
+    clock.advance(30_000)
+    await flush()
+    expect(runs).to.equal(1)
+    share.enabled = false
+    clock.advance(30_000)
+    await flush()
+    expect(runs).to.equal(1)
+    expect(await scheduler.request(share, partner)).to.deep.equal({ ok: false })
+  })
+})
