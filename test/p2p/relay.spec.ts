@@ -85,6 +85,10 @@ describe('p2p: reaching a node behind a firewall through a relay', function () {
     const [fromHRound] = (await h.node.syncNow('shared')).filter((x) => x.peerId === p.node.peerId)
     expect(fromHRound.ok, JSON.stringify(fromHRound.error)).to.equal(true)
     expect(await hashes(dbP)).to.deep.equal(await hashes(dbH))
+    // no long-lived session over a connection with limits (the relay would cut it): rounds carry the changes
+    expect(p.node.status('shared')[0].partners[0].live).to.equal(undefined)
+    expect(h.node.status('shared')[0].partners[0].live).to.equal(undefined)
+    expect(p.node.status('shared')[0].totals.live?.sessions ?? 0).to.equal(0)
 
     // every connection between H and P went through R
     const conns = h.node.libp2p.getConnections(p.node.libp2p.peerId)
