@@ -40,11 +40,11 @@ import { ServedSet } from '../src/sync/served-set.js'
 import { filterIdentity, policyOf, type ShareFilter } from '../src/sync/share.js'
 
 export interface BenchRestartOptions {
-  /** A smaller run (also env BENCH_QUICK=1): 10^5 changes, comparison at 2 * 10^4. */
+  /** A smaller run (also env BENCH_QUICK=1): 2 * 10^4 changes, comparison at 5,000. */
   quick?: boolean
-  /** Stored changes. Default 10^6 (quick 10^5; env BENCH_RESTART_N). */
+  /** Stored changes. Default 10^5 (quick 2 * 10^4; env BENCH_RESTART_N, e.g. 10^6 for issue 8's size). */
   changes?: number
-  /** Size of the full-rebuild comparison. Default 10^5 (quick 2 * 10^4); 0 skips it (env BENCH_RESTART_COMPARE). */
+  /** Size of the full-rebuild comparison. Default 2 * 10^4 (quick 5,000); 0 skips it (env BENCH_RESTART_COMPARE). */
   compareChanges?: number
   /** Reuse the data cached under os.tmpdir(). Default true (env BENCH_NO_CACHE=1 turns it off). */
   cache?: boolean
@@ -286,8 +286,8 @@ async function childRebuild (task: Extract<ChildTask, { task: 'rebuild' }>): Pro
 
 export async function benchRestart (opts: BenchRestartOptions = {}): Promise<object> {
   const quick = opts.quick ?? process.env.BENCH_QUICK === '1'
-  const n = opts.changes ?? (process.env.BENCH_RESTART_N !== undefined ? Number(process.env.BENCH_RESTART_N) : quick ? 100_000 : 1_000_000)
-  const compareN = opts.compareChanges ?? (process.env.BENCH_RESTART_COMPARE !== undefined ? Number(process.env.BENCH_RESTART_COMPARE) : quick ? 20_000 : 100_000)
+  const n = opts.changes ?? (process.env.BENCH_RESTART_N !== undefined ? Number(process.env.BENCH_RESTART_N) : quick ? 20_000 : 100_000)
+  const compareN = opts.compareChanges ?? (process.env.BENCH_RESTART_COMPARE !== undefined ? Number(process.env.BENCH_RESTART_COMPARE) : quick ? 5_000 : 20_000)
   const cache = opts.cache ?? process.env.BENCH_NO_CACHE !== '1'
   const runDir = join(tmpdir(), `mindoodb-bench-restart-run-${process.pid}-${Date.now()}`)
   await mkdir(runDir, { recursive: true })

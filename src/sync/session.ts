@@ -791,6 +791,13 @@ class SyncSession {
           busy.push(...claimed.busy)
           hashes = claimed.mine
         }
+        // refused by this peer while the batched read ran (another session asked for it first, and got it
+        // refused): not asked again, its claim given back
+        const refusedMeanwhile = hashes.filter((h) => refusals?.has(peer, h) === true)
+        if (refusedMeanwhile.length > 0) {
+          claims.release(refusedMeanwhile, this.#owner)
+          hashes = hashes.filter((h) => refusals?.has(peer, h) !== true)
+        }
         if (hashes.length === 0) continue
         const done = new Promise<void>((resolve, reject) => {
           this.#outstanding.push({ hashes: new Set(hashes), asked: hashes.length, received: 0, resolve, reject })

@@ -4,7 +4,7 @@ import { WriteDeniedError } from '../../src/errors.js'
 import type { MindooDB, MindooTenant } from '../../src/index.js'
 import { decodeChange, type StoreChange } from '../../src/store/change.js'
 import { createChannelPair, type MessageChannel, type SyncMessage } from '../../src/sync/messages.js'
-import { createInitiator, createReconcileSet, createResponder } from '../../src/sync/reconcile/index.js'
+import { createInitiator, createReconcileSet, createResponder, type ReconcileSession } from '../../src/sync/reconcile/index.js'
 import { Refusals } from '../../src/sync/refusals.js'
 import { ServedSet } from '../../src/sync/served-set.js'
 import { runSession, WantClaims, type SessionComponents, type SessionInit } from '../../src/sync/session.js'
@@ -16,6 +16,20 @@ import { testFactory } from '../utils/tmp.js'
 async function changesOf (db: MindooDB, docId: string): Promise<StoreChange[]> {
   const store = db.getStore()
   return (await store.getChanges(await store.getAllChangeHashesForDoc(docId))).sort((x, y) => x.time - y.time)
+}
+
+/** Plays the initiating peer of a session on `end`: waits for the welcome, then reconciles `items` until done. */
+async function reconcileAsInitiator (end: MessageChannel, items: Array<{ timestamp: number, id: string }> = [], maxMessageBytes = 64 * 1024): Promise<ReconcileSession> {
+  const r = createInitiator({ set: createReconcileSet(items) }, { maxMessageBytes })
+  let out: Uint8Array | null = r.initiate()
+  expect((await end.receive())?.type).to.equal('welcome')
+  while (true) {
+    if (out !== null) await end.send({ type: 'reconcile', data: out })
+    if (r.done) return r
+    const m = await end.receive() as SyncMessage
+    expect(m.type).to.equal('reconcile')
+    out = r.reconcile((m as { data: Uint8Array }).data)
+  }
 }
 
 describe('sync boundary (unit)', function () {
@@ -173,16 +187,7 @@ describe('sync boundary (unit)', function () {
         channel: ours, db, served, claims: new WantClaims(), reconciler: (set, maxMessageBytes) => createResponder({ set }, { maxMessageBytes })
       }, { role: 'responder', peer: 'peer-x', direction: 'serve', participants: new Set(), maxFrameBytes, peerMaxFrameBytes: maxFrameBytes })
       // both sides pick the same reconciliation message size from the frame limit
-      const r = createInitiator({ set: createReconcileSet() }, { maxMessageBytes: Math.min(64 * 1024, (maxFrameBytes ?? 4 * 1024 * 1024) - 64) })
-      let out: Uint8Array | null = r.initiate()
-      expect((await theirs.receive())?.type).to.equal('welcome')
-      while (true) {
-        if (out !== null) await theirs.send({ type: 'reconcile', data: out })
-        if (r.done) break
-        const m = await theirs.receive() as SyncMessage
-        expect(m.type).to.equal('reconcile')
-        out = r.reconcile((m as { data: Uint8Array }).data)
-      }
+      const r = await reconcileAsInitiator(theirs, [], Math.min(64 * 1024, (maxFrameBytes ?? 4 * 1024 * 1024) - 64))
       // the peer learnt exactly the served set
       expect(r.need.map((i) => i.id).sort()).to.deep.equal([...served.index.items()].map((i) => i.id).sort())
       const answers: string[][] = []
@@ -316,18 +321,6 @@ describe('sync boundary (unit)', function () {
       return runSession(components, { role: 'responder', peer: 'peer-x', direction: 'both', participants: new Set(), idleTimeoutMs: 60_000, ...extra }, { signal })
     }
 
-    async function reconcileAsInitiator (end: MessageChannel, items: Array<{ timestamp: number, id: string }> = []): Promise<void> {
-      const r = createInitiator({ set: createReconcileSet(items) }, { maxMessageBytes: 64 * 1024 })
-      let out: Uint8Array | null = r.initiate()
-      expect((await end.receive())?.type).to.equal('welcome')
-      while (true) {
-        if (out !== null) await end.send({ type: 'reconcile', data: out })
-        if (r.done) return
-        const m = await end.receive() as SyncMessage
-        expect(m.type).to.equal('reconcile')
-        out = r.reconcile((m as { data: Uint8Array }).data)
-      }
-    }
 
     it('should end a session flooded with empty wants with PROTOCOL_ERROR (they are no progress)', async () => {
       const [ours, theirs] = createChannelPair(1024)
