@@ -237,6 +237,29 @@ export class DialFailedError extends MindooError {
   static override readonly code: string = 'DIAL_FAILED'
 }
 
+/**
+ * A circuit relay refused this node: a reservation to listen through it, or a hop through it to a partner.
+ * `status` is the relay's answer (`PERMISSION_DENIED` when the relay does not serve this node,
+ * `RESERVATION_REFUSED` when it is full, `NO_RESERVATION` when the partner holds no reservation on it, ...).
+ */
+export class RelayRefusedError extends MindooError {
+  static override readonly code: string = 'RELAY_REFUSED'
+  readonly status: string
+
+  constructor (status: string, message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.status = status
+  }
+}
+
+/**
+ * A session ran over a relayed connection with limits (data or time, set by the relay) and that connection was
+ * cut: the relay's limit was reached. What was stored before the cut is kept; the round is retried.
+ */
+export class RelayLimitError extends MindooError {
+  static override readonly code: string = 'RELAY_LIMIT'
+}
+
 /** A sync stream failed below the protocol: the peer reset it, the connection closed; `cause` has libp2p's error. */
 export class StreamError extends MindooError {
   static override readonly code: string = 'STREAM_ERROR'
@@ -407,7 +430,8 @@ export const ERROR_CODES: Readonly<Record<string, ErrorClass>> = errorTable([
   ConfigError, InvalidParamsError, NotStartedError, PartnerNotFoundError, RpcError, RpcUnavailableError, UsageError,
   RoundsFailedError, StoreCorruptError, BackupCorruptError, BackupVersionError, RestoreTargetNotEmptyError,
   NodeStoppingError, TimeoutError, TooManySessionsError, SessionRefusedError, PeerNotDialledError, StreamError,
-  InternalError, EventsCursorStaleError, AuditTamperedError, AuditTornError, DialFailedError, NotTextError
+  InternalError, EventsCursorStaleError, AuditTamperedError, AuditTornError, DialFailedError, RelayRefusedError,
+  RelayLimitError, NotTextError
 ])
 
 /** Throws AbortError if the signal is aborted. */

@@ -195,6 +195,41 @@ export const INBOUND_UPGRADE_TIMEOUT_MS = 5_000
 /** Rejected changes remembered per share for status (20): enough to see what goes wrong, bounded memory. */
 export const MAX_RECENT_REJECTIONS = 20
 
+// ---------------------------------------------------------------- relays this node serves (src/p2p/nat.ts)
+
+/**
+ * Relay reservations this node holds for others at once when it serves as a circuit relay (`relay.serve`), 32.
+ * Only partners of this node's shares get one (the connection gater refuses everyone else), so this bounds what
+ * a misbehaving partner set can make the relay keep: one reservation and its keep-alive connection each.
+ */
+export const RELAY_MAX_RESERVATIONS = 32
+
+/**
+ * Bytes one relayed connection through this node may carry, both directions together, before the relay resets
+ * it: 64 MiB. libp2p's own default is 128 KiB (meant for a short hop before hole punching); a relay we run for
+ * our participants carries whole sync rounds, so the default is raised, while still bounding the bandwidth one
+ * pair of partners can take from the relay per connection. A session cut by it fails with RELAY_LIMIT and is
+ * retried over a fresh relayed connection (what it stored before the cut is kept).
+ */
+export const RELAY_DATA_LIMIT_BYTES = 64 * 1024 * 1024
+
+/** How long one relayed connection through this node may stay open before the relay resets it: 30 min. */
+export const RELAY_DURATION_LIMIT_MS = 30 * 60_000
+
+/**
+ * Inbound hop streams (reservation and connect requests) the relay handles at once, 32: each is a short
+ * request/response with libp2p's 30 s hop timeout.
+ */
+export const RELAY_MAX_INBOUND_HOP_STREAMS = 32
+
+/**
+ * The frame limit a session declares over a connection with a data limit (a relayed one), 64 KiB (the smallest a
+ * node accepts as `maxFrameBytes`): a relay with libp2p's default limit (128 KiB per relayed connection) lets a
+ * frame or two through before it cuts the connection, and each frame received is stored at once, so every retry
+ * moves on from where the last one was cut instead of resending a 4 MiB frame that can never arrive.
+ */
+export const RELAY_LIMITED_FRAME_BYTES = 64 * 1024
+
 // ---------------------------------------------------------------- materialiser (src/core)
 
 /**

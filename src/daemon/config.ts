@@ -5,7 +5,8 @@
 import { readFile } from 'node:fs/promises'
 import { isAbsolute, join, resolve } from 'node:path'
 import { Ajv, type ErrorObject } from 'ajv'
-import { ConfigError } from '../errors.js'
+import { ConfigError, InvalidArgumentError } from '../errors.js'
+import { validateNatInit, type NatInit } from '../p2p/nat.js'
 import { compileSelector, InvalidFilterError } from '../sync/filter.js'
 import { validateShare, type ShareConfig } from '../sync/share.js'
 import { DEFAULT_DATA_DIR, DEFAULT_LOG_LEVEL, DEFAULT_SOCKET_NAME, DEFAULT_TENANT } from './constants.js'
@@ -24,6 +25,8 @@ export interface ConfigFile {
   dht?: boolean
   announcePrivateAddresses?: boolean
   allowPeers?: string[]
+  relay?: { serve?: boolean, maxReservations?: number, limits?: { dataBytes?: number, durationSeconds?: number }, via?: string[] }
+  nat?: { autonat?: boolean, holePunching?: boolean }
   rpc?: { socket?: string, http?: { port: number, tokenFile: string } }
   metrics?: { port: number }
   logLevel?: LogLevel
@@ -45,6 +48,8 @@ export interface DaemonConfig {
   announcePrivateAddresses: boolean
   /** Peer ids the connection gater admits besides partners and bootstrap peers (default none). */
   allowPeers: string[]
+  /** AutoNAT, the relay served and the relays listened through, hole punching (from `relay` and `nat`). */
+  nat: NatInit
   rpc: { socket: string, http?: { port: number, tokenFile: string } }
   metrics?: { port: number }
   logLevel: LogLevel
@@ -106,6 +111,7 @@ export async function resolveConfig (input: unknown, file?: string): Promise<Dae
     }
   })
   const sec = (s: number | undefined): number | undefined => s === undefined ? undefined : Math.round(s * 1000)
+  const nat = natOf(raw)
   return {
     file,
     dataDir,
@@ -116,6 +122,7 @@ export async function resolveConfig (input: unknown, file?: string): Promise<Dae
     dht: raw.dht ?? true,
     announcePrivateAddresses: raw.announcePrivateAddresses ?? false,
     allowPeers: raw.allowPeers ?? [],
+    nat,
     rpc: {
       socket: abs(raw.rpc?.socket ?? join(dataDir, DEFAULT_SOCKET_NAME)),
       http: raw.rpc?.http === undefined ? undefined : { port: raw.rpc.http.port, tokenFile: abs(raw.rpc.http.tokenFile) }
@@ -130,6 +137,37 @@ export async function resolveConfig (input: unknown, file?: string): Promise<Dae
     },
     shares
   }
+}
+
+/** `relay` and `nat` of the file as the node's NatInit; a bad value is a ConfigError naming its key. */
+function natOf (raw: ConfigFile): NatInit {
+  const relay = raw.relay ?? {}
+  if (relay.serve !== true) {
+    for (const key of ['maxReservations', 'limits'] as const) {
+      if (relay[key] !== undefined) throw new ConfigError(`/relay/${key}`, 'applies only with "serve": true')
+    }
+  }
+  const nat: NatInit = {
+    autonat: raw.nat?.autonat ?? true,
+    dcutr: raw.nat?.holePunching ?? true,
+    relays: relay.via ?? [],
+    serve: relay.serve === true
+      ? {
+          ...(relay.maxReservations === undefined ? {} : { maxReservations: relay.maxReservations }),
+          ...(relay.limits?.dataBytes === undefined ? {} : { dataLimitBytes: relay.limits.dataBytes }),
+          ...(relay.limits?.durationSeconds === undefined ? {} : { durationLimitMs: relay.limits.durationSeconds * 1000 })
+        }
+      : false
+  }
+  for (const [i, via] of (relay.via ?? []).entries()) {
+    try {
+      validateNatInit({ relays: [via] })
+    } catch (err) {
+      if (err instanceof InvalidArgumentError) throw new ConfigError(`/relay/via/${i}`, err.message, { cause: err })
+      throw err
+    }
+  }
+  return nat
 }
 
 /** Reads and validates a config file; without a file, the embedded defaults. */

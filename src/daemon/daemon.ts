@@ -200,6 +200,7 @@ export class Daemon {
         backoffMaxMs: config.sync.backoffMaxMs,
         maxFrameBytes: config.sync.maxFrameBytes,
         metricsRegistry: registry,
+        nat: config.nat,
         logger: this.#log,
         ...nodeSecurityOptions(config)
       })

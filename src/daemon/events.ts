@@ -22,7 +22,7 @@ import { EVENTS_BUFFER_SIZE, EVENTS_DEFAULT_TIMEOUT_MS, EVENTS_MAX_PER_CALL, EVE
 export const EVENT_TYPES = [
   // from the node
   'partner.connected', 'partner.disconnected', 'session.accepted', 'session.refused', 'round.started',
-  'round.finished', 'changes.rejected',
+  'round.finished', 'changes.rejected', 'relay.reservation', 'relay.refused',
   // from the daemon
   'share.added', 'share.updated', 'share.enabled', 'share.disabled', 'share.removed', 'partner.revoked',
   'key.created', 'key.imported', 'key.rotated', 'key.exported', 'config.reloaded', 'documents.changed',

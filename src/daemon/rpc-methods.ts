@@ -145,13 +145,22 @@ export const METHODS: Record<string, RpcMethod> = {
     })
   },
   'node.doctor': {
-    summary: 'How this node can be reached and how it reaches each partner: listen and announced addresses, per share and partner whether it is dialled, connected and how (the connection\'s address; direct or relayed), known addresses, last round, last error, backoff; and findings in plain words. Dials nobody.',
+    summary: 'How this node can be reached and how it reaches each partner: listen and announced addresses, reachability (AutoNAT\'s verdict), NAT status, reservations on relays and the relay it serves, per share and partner whether it is dialable (directly, through a relay), dialled, connected and how (the connection\'s address; direct or relayed), known addresses, last round, last error, backoff; and findings in plain words. Dials nobody.',
     params: none,
     result: obj({
       peerId: { type: 'string' },
       listen: { type: 'array', items: { type: 'string' } },
       announced: { type: 'array', items: { type: 'string' } },
       announcesPrivate: { type: 'boolean' },
+      nat: obj({
+        reachability: { enum: ['public', 'relayed', 'private', 'unknown'] },
+        nat: { enum: ['none', 'behind-nat', 'unknown'] },
+        autonat: { type: 'boolean' },
+        dcutr: { type: 'boolean' },
+        addresses: { type: 'array' },
+        reservations: { type: 'array', items: obj({ relay: { type: 'string' }, peerId: { type: 'string' }, state: { enum: ['reserved', 'pending', 'failed'] }, addresses: { type: 'array', items: { type: 'string' } }, failures: { type: 'integer' }, retryAt: { type: 'number' }, lastError: { type: 'object' } }) },
+        relay: { type: 'object' }
+      }),
       shares: { type: 'array', items: obj({ id, enabled: { type: 'boolean' }, partners: { type: 'array' } }) },
       findings: { type: 'array', items: obj({ level: { enum: ['problem', 'note'] }, code: { type: 'string' }, share: { type: 'string' }, peerId: { type: 'string' }, text: { type: 'string' } }) }
     }),

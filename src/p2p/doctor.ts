@@ -1,11 +1,12 @@
 /**
  * `node.doctor`: how this node can be reached and how it reaches each partner, with findings in plain words.
- * Read-only: it looks at the node's addresses, its connections, its peer store and the shares' status; it dials
- * nobody and sends nothing.
+ * Read-only: it looks at the node's addresses, its connections, its peer store, the shares' status and what
+ * AutoNAT and the relays found (src/p2p/nat.ts); it dials nobody and sends nothing.
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import { isLinkLocal, isLoopback, isPrivate } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
+import { addressKind, type NatReport } from './nat.js'
 import type { MindooNode, PartnerStatus } from './node.js'
 
 /** One open connection to a partner. */
@@ -31,6 +32,8 @@ export interface PartnerDiagnosis {
   connections: ConnectionInfo[]
   /** Addresses in the peer store: from the share, the DHT or identify. */
   knownAddresses: string[]
+  /** How it can be dialled: at a direct address, through a relay (`/p2p-circuit`), both or neither. */
+  dialable: { direct: boolean, relayed: boolean }
   /**
    * The last round this node started with it, if any: `ok`, `failed`, or `running` (neither a success nor an
    * error came after its start yet).
@@ -67,6 +70,8 @@ export interface DoctorReport {
   announced: string[]
   /** Some announced address is loopback, private or link-local. */
   announcesPrivate: boolean
+  /** Reachability (AutoNAT's verdict), NAT status, relay reservations held on relays and served to partners. */
+  nat: NatReport
   shares: ShareDiagnosis[]
   findings: Finding[]
 }
@@ -100,7 +105,7 @@ async function knownAddresses (node: MindooNode, peerId: string): Promise<string
 function connectionsTo (node: MindooNode, peerId: string): ConnectionInfo[] {
   return node.libp2p.getConnections(peerIdFromString(peerId)).filter((c) => c.status === 'open').map((c) => {
     const address = c.remoteAddr.toString()
-    return { address, direction: c.direction, relayed: address.includes('/p2p-circuit'), limited: c.limits !== undefined }
+    return { address, direction: c.direction, relayed: !c.direct || address.includes('/p2p-circuit'), limited: c.limits !== undefined }
   })
 }
 
@@ -108,6 +113,7 @@ async function diagnosePartner (node: MindooNode, p: PartnerStatus): Promise<Par
   const connections = connectionsTo(node, p.peerId)
   const via = connections.length === 0 ? 'none' : connections.every((c) => c.relayed) ? 'relayed' : 'direct'
   // a round this node started failed when an error came at or after its start, succeeded when a success did
+  const known = await knownAddresses(node, p.peerId)
   const at = p.lastRoundAt
   const lastRound = at === undefined
     ? undefined
@@ -119,7 +125,8 @@ async function diagnosePartner (node: MindooNode, p: PartnerStatus): Promise<Par
     connected: connections.length > 0,
     via,
     connections,
-    knownAddresses: await knownAddresses(node, p.peerId),
+    knownAddresses: known,
+    dialable: { direct: known.some((a) => addressKind(a) === 'direct'), relayed: known.some((a) => addressKind(a) === 'relayed') },
     ...(lastRound === undefined ? {} : { lastRound }),
     ...(p.lastSuccessAt === undefined ? {} : { lastSuccessAt: p.lastSuccessAt }),
     ...(p.lastError === undefined ? {} : { lastError: p.lastError }),
@@ -130,10 +137,28 @@ async function diagnosePartner (node: MindooNode, p: PartnerStatus): Promise<Par
 /** The findings, in plain words, from a report's facts. */
 export function findingsOf (report: Omit<DoctorReport, 'findings'>, now: number = Date.now()): Finding[] {
   const findings: Finding[] = []
-  if (report.listen.length === 0) {
-    findings.push({ level: 'problem', code: 'NOT_LISTENING', text: 'this node listens on no address: no partner can dial it; it syncs only with the partners it dials' })
-  } else if (report.listen.every(isLoopbackAddress)) {
+  const direct = report.listen.filter((a) => addressKind(a) === 'direct')
+  const reserved = report.nat.reservations.filter((r) => r.state === 'reserved')
+  for (const r of report.nat.reservations) {
+    if (r.state !== 'reserved') {
+      const error = r.lastError === undefined ? '' : ` (last error ${r.lastError.code}: ${r.lastError.message})`
+      findings.push({ level: 'problem', code: 'RELAY_NOT_RESERVED', peerId: r.peerId, text: `no reservation on relay ${r.relay}: partners cannot reach this node through it${error}` })
+    }
+  }
+  if (direct.length === 0 && reserved.length > 0) {
+    findings.push({ level: 'note', code: 'RELAYED_ONLY', text: `this node listens on no address of its own: partners reach it through ${reserved.map((r) => r.relay).join(', ')} only (dial it at <relay>/p2p-circuit/p2p/${report.peerId})` })
+  } else if (direct.length === 0) {
+    findings.push({ level: 'problem', code: 'NOT_LISTENING', text: 'this node listens on no address: no partner can dial it; it syncs only with the partners it dials (or set "relay.via" to be reachable through a relay)' })
+  } else if (direct.every(isLoopbackAddress)) {
     findings.push({ level: 'note', code: 'LOOPBACK_ONLY', text: 'this node listens on loopback only: no other machine can dial it (set "listen", e.g. /ip4/0.0.0.0/tcp/4001)' })
+  }
+  if (report.nat.reachability === 'unknown') {
+    findings.push({ level: 'note', code: 'REACHABILITY_UNKNOWN', text: report.nat.autonat ? 'AutoNAT has not confirmed a public address of this node yet: partners confirm it when they connect' : 'AutoNAT is off: whether partners elsewhere can dial this node is not known' })
+  } else if (report.nat.reachability === 'private' && report.nat.reservations.length === 0) {
+    findings.push({ level: 'note', code: 'PRIVATE_ONLY', text: 'this node has no public address and no relay: only peers on its own network can dial it (set "relay.via" to be reachable through a partner that serves as a relay)' })
+  }
+  if (report.nat.nat === 'behind-nat') {
+    findings.push({ level: 'note', code: 'BEHIND_NAT', text: 'partners see this node at a public address it does not listen on: it is behind a NAT (forward a port, or listen through a relay)' })
   }
   if (report.announced.length === 0) {
     findings.push({ level: 'note', code: 'NOTHING_ANNOUNCED', text: 'this node announces no address (only public addresses are announced): partners must be configured with its address, or set announcePrivateAddresses on a LAN' })
@@ -180,6 +205,6 @@ export async function diagnose (node: MindooNode): Promise<DoctorReport> {
     for (const p of s.partners) partners.push(await diagnosePartner(node, p))
     shares.push({ id: s.id, enabled: s.enabled, partners })
   }
-  const facts = { peerId: node.peerId, listen, announced, announcesPrivate: announced.some(isPrivateAddress), shares }
+  const facts = { peerId: node.peerId, listen, announced, announcesPrivate: announced.some(isPrivateAddress), nat: node.natReport(), shares }
   return { ...facts, findings: findingsOf(facts) }
 }

@@ -69,7 +69,31 @@ export interface ChangesRejectedEvent {
   counts: Record<string, number>
 }
 
-export type NodeEvent = PartnerConnectionEvent | SessionEvent | RoundStartedEvent | RoundFinishedEvent | ChangesRejectedEvent
+/**
+ * This node's reservation on a configured relay changed: `reserved` (partners can dial it through the relay, at
+ * `addresses`), `lost` (it held one and no longer does; taken again with backoff), `failed` (a first failed attempt
+ * after it held one or while it never had one; `code` and `message` say why). Not sent for every retry.
+ */
+export interface RelayReservationEvent {
+  type: 'relay.reservation'
+  relay: string
+  peerId: string
+  state: 'reserved' | 'lost' | 'failed'
+  addresses?: string[]
+  code?: string
+  message?: string
+}
+
+/** The relay this node serves refused a peer that is no partner of its shares (a reservation or a hop). */
+export interface RelayRefusedEvent {
+  type: 'relay.refused'
+  kind: 'reservation' | 'hop' | 'inbound-relayed'
+  peerId: string
+  destination?: string
+}
+
+export type NodeEvent = PartnerConnectionEvent | SessionEvent | RoundStartedEvent | RoundFinishedEvent | ChangesRejectedEvent |
+  RelayReservationEvent | RelayRefusedEvent
 export type NodeEventType = NodeEvent['type']
 export type NodeEventListener = (event: NodeEvent) => void
 

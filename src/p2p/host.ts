@@ -19,6 +19,7 @@ import {
   DEFAULT_LISTEN, DHT_PROTOCOL, INBOUND_UPGRADE_TIMEOUT_MS, MAX_CONNECTIONS, MAX_MUXED_STREAMS,
   MAX_PENDING_INBOUND_CONNECTIONS, MAX_STREAM_WINDOW_BYTES
 } from './constants.js'
+import type { Nat } from './nat.js'
 
 /** The services the node's host runs (the DHT only when enabled). */
 export type Services = { dht?: KadDHT, identify: unknown, ping: unknown }
@@ -37,6 +38,8 @@ export interface HostInit {
   admits: (peerId: string) => boolean
   /** Called with every address the host has, each time libp2p filters them for announcement. */
   onAddresses?: (addrs: Multiaddr[]) => void
+  /** nat: AutoNAT, relays served and listened through, DCUtR (src/p2p/nat.ts); none when not given. */
+  nat?: Nat
 }
 
 /** Addresses worth announcing to peers: public ones only, unless private ones are wanted too. */
@@ -65,13 +68,14 @@ export async function createHost (init: HostInit): Promise<Libp2p<Services>> {
         return announcePrivate ? addrs : addrs.filter(isPublicAddress)
       }
     },
-    transports: [tcp()],
+    transports: [tcp(), ...init.nat?.transports() ?? []], // nat: + circuit relay
     connectionEncrypters: [noise()],
     streamMuxers: [yamux({ maxInboundStreams: MAX_MUXED_STREAMS, streamOptions: { maxStreamWindowSize: MAX_STREAM_WINDOW_BYTES } })],
     // only partners of some share, bootstrap peers and allowPeers connect, in either direction: a stranger is
     // turned away as soon as Noise proves its peer id, so it can open no stream, DHT queries included; and
     // peers learned from the DHT outside that list are never dialled
     connectionGater: {
+      ...init.nat?.gater(), // nat: who may reserve on, hop through and reach us through a relay
       denyDialPeer: denied,
       denyInboundEncryptedConnection: denied,
       denyOutboundEncryptedConnection: denied
@@ -86,7 +90,8 @@ export async function createHost (init: HostInit): Promise<Libp2p<Services>> {
       ping: ping(),
       // without the DHT the node takes no part in it at all: it answers no queries, runs none, and libp2p
       // cannot look up the address of a peer it was not given, so it only reaches configured addresses
-      ...(useDht ? { dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: (p) => p, allowQueryWithZeroPeers: true }) } : {})
+      ...(useDht ? { dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: (p) => p, allowQueryWithZeroPeers: true }) } : {}),
+      ...init.nat?.services() // nat: AutoNAT, DCUtR, relay server, relay reservations
     }
   })
 }

@@ -4,7 +4,7 @@ import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { Registry } from 'prom-client'
 import type { MindooTenant } from '../core/index.js'
 import {
-  DialFailedError, InvalidArgumentError, MindooError, NotStartedError, NodeStoppingError, PeerNotDialledError
+  InvalidArgumentError, MindooError, NotStartedError, NodeStoppingError, PeerNotDialledError, RelayLimitError
 } from '../errors.js'
 import type { AbortOptions } from '../store/types.js'
 import { SyncRemoteError, type MessageChannel } from '../sync/messages.js'
@@ -24,6 +24,7 @@ import { clip, NodeEvents } from './events.js'
 import { createHost, peerIdOfAddress, type Services } from './host.js'
 import { loadOrCreatePeerKey } from './identity.js'
 import { InboundGate } from './inbound.js'
+import { dialError, Nat, relayLimitError, relayPeersOf, sessionFrameLimit, type NatInit, type NatReport } from './nat.js' // nat
 import { RoundScheduler, type Clock } from './scheduler.js'
 import {
   abortSessions, seenOf, ShareRegistry, type LiveHandle, type LiveStatus, type PartnerState, type RoundProgress, type RoundResult, type ShareRuntime,
@@ -84,6 +85,8 @@ export interface MindooNodeInit {
    * Default true.
    */
   live?: boolean
+  /** Reaching and being reached behind firewalls: AutoNAT, relays served and listened through, DCUtR (src/p2p/nat.ts). */
+  nat?: NatInit
   /** A prom-client registry to publish libp2p's own metrics into (off when not given). */
   metricsRegistry?: Registry
   logger?: Logger
@@ -133,6 +136,9 @@ export class MindooNode {
   #allowed = new Set<string>()
   /** The configured shares while start() is adding them. */
   #starting: ShareConfig[] = []
+  /** nat: AutoNAT, relays and DCUtR (src/p2p/nat.ts); partners of some share may use the relay this node serves. */
+  #nat: Nat | undefined
+  #relayClients = new Set<string>()
   /** Every address the node has (the last list libp2p filtered for announcement). */
   #allAddrs: Multiaddr[] = []
   /** What happens on the node, for the daemon's event stream and audit trail (see src/p2p/events.ts). */
@@ -182,6 +188,12 @@ export class MindooNode {
     return this.#node().getMultiaddrs().map((a) => a.toString())
   }
 
+  /** nat: reachability, NAT status, relay reservations held and served (for the doctor). */
+  natReport (): NatReport {
+    this.#node()
+    return (this.#nat as Nat).report()
+  }
+
   /** True when the connection gater admits the peer (a partner of some share, bootstrap or allowPeers). */
   isAdmitted (peerId: string): boolean {
     return this.#allowed.has(peerId)
@@ -202,6 +214,7 @@ export class MindooNode {
     this.#stopping = new AbortController()
     const useDht = this.#init.dht ?? true
     this.#starting = [...this.#init.shares ?? []]
+    this.#nat = new Nat(this.#init.nat ?? {}, { isRelayClient: (id) => this.#relayClients.has(id), isAdmitted: (id) => this.#allowed.has(id) }, this.#log, (e) => { this.events.emit(e) }) // nat
     this.#refreshAllowed()
     this.#libp2p = await createHost({
       privateKey: await loadOrCreatePeerKey(this.#init.dataDir),
@@ -210,7 +223,8 @@ export class MindooNode {
       dht: useDht,
       metricsRegistry: this.#init.metricsRegistry,
       admits: (peerId) => this.#allowed.has(peerId),
-      onAddresses: (addrs) => { this.#allAddrs = addrs }
+      onAddresses: (addrs) => { this.#allAddrs = addrs },
+      nat: this.#nat
     })
     await this.#libp2p.start()
     this.#scheduler.start(() => this.#shares.values())
@@ -221,7 +235,8 @@ export class MindooNode {
       this.#refreshAllowed()
     }
     await this.#libp2p.handle(SYNC_PROTOCOL, (stream, connection) => this.#onInbound(stream, connection), {
-      maxInboundStreams: MAX_INBOUND_STREAMS, maxOutboundStreams: MAX_OUTBOUND_STREAMS
+      maxInboundStreams: MAX_INBOUND_STREAMS, maxOutboundStreams: MAX_OUTBOUND_STREAMS,
+      runOnLimitedConnection: true // nat: sessions run over relayed connections too (a cut one fails with RELAY_LIMIT)
     })
     this.#libp2p.addEventListener('peer:connect', (evt) => { this.#onPeerConnect(evt.detail) })
     this.#libp2p.addEventListener('peer:disconnect', (evt) => { this.#emitPartner('partner.disconnected', evt.detail.toString()) })
@@ -379,7 +394,9 @@ export class MindooNode {
   }
 
   #connectionTo (peerId: string): Connection | undefined {
-    return this.#libp2p?.getConnections(peerIdFromString(peerId)).find((c) => c.status === 'open')
+    // nat: a direct (or unlimited) connection first, a relayed one with limits last
+    const open = this.#libp2p?.getConnections(peerIdFromString(peerId)).filter((c) => c.status === 'open') ?? []
+    return open.find((c) => c.limits === undefined && c.direct) ?? open.find((c) => c.limits === undefined) ?? open[0]
   }
 
   /** Whether the peer store holds an address of the partner (kept in `addressKnown` for status). */
@@ -400,9 +417,17 @@ export class MindooNode {
       if (id !== undefined) allowed.add(id)
     }
     // while start() adds the configured shares, their partners are admitted already
+    const relayClients = new Set<string>()
     for (const config of [...[...this.#shares.values()].map((rt) => rt.config), ...this.#starting]) {
-      for (const p of config.partners) allowed.add(p.peerId)
+      for (const p of config.partners) {
+        allowed.add(p.peerId)
+        relayClients.add(p.peerId)
+        // nat: the relays a partner is reached through (`<relay>/p2p-circuit/p2p/<partner>`) are dialled too
+        for (const id of relayPeersOf(p.addresses ?? [])) allowed.add(id)
+      }
     }
+    for (const id of this.#nat?.relayPeers() ?? []) allowed.add(id) // nat: the relays this node listens through
+    this.#relayClients = relayClients
     this.#allowed = allowed
   }
 
@@ -478,22 +503,27 @@ export class MindooNode {
     rt.totals.rounds++
     p.lastRoundAt = Date.now()
     let stream: Stream | undefined
+    let via: Connection | undefined // nat: the connection the session runs over
+    let progress: RoundProgress | undefined
     try {
       const signal = AbortSignal.any([controller.signal, this.#signal(options)])
       // over a connection the partner opened, if any: a partner with dial: false is never dialled
       try {
         stream = connection !== undefined && connection.status === 'open'
-          ? await connection.newStream(SYNC_PROTOCOL, { signal })
-          : await this.#node().dialProtocol(peerIdFromString(p.peerId), SYNC_PROTOCOL, { signal })
+          ? await connection.newStream(SYNC_PROTOCOL, { signal, runOnLimitedConnection: true })
+          : await this.#node().dialProtocol(peerIdFromString(p.peerId), SYNC_PROTOCOL, { signal, runOnLimitedConnection: true })
       } catch (err) {
         // libp2p's own failures (no address, refused, a connection closed by a simultaneous dial, negotiation)
-        // become one typed error; an abort keeps its reason
+        // become one typed error (a relay's refusal: RELAY_REFUSED); an abort keeps its reason
         if (signal.aborted || err instanceof MindooError) throw err
-        const e = err as Error
-        throw new DialFailedError(`cannot open a sync stream to ${p.peerId}: ${e?.name ?? 'Error'}: ${e?.message ?? String(err)}`, { cause: err })
+        throw dialError(err, `cannot open a sync stream to ${p.peerId}`)
       }
+      const opened = stream
+      via = connection ?? this.#node().getConnections(peerIdFromString(p.peerId)).find((c) => c.streams.includes(opened))
       const channel = streamChannel(stream, this.#maxFrame)
-      const result = await this.#runSession(rt, p, channel, 'initiator', undefined, undefined, slot, signal)
+      const session = this.#runSession(rt, p, channel, 'initiator', undefined, undefined, slot, signal, via)
+      progress = p.current
+      const result = await session
       p.lag = result.peerLacked
       p.lastSuccessAt = rt.lastSuccessAt = Date.now()
       return { share: rt.config.id, peerId: p.peerId, ok: true, result }
@@ -508,13 +538,15 @@ export class MindooNode {
       if (err instanceof SyncRemoteError) {
         this.events.emit({ type: 'session.refused', peerId: p.peerId, share: rt.config.id, direction: 'outbound', code: clip(info.code, 64), message: clip(info.message) })
       }
-      return { share: rt.config.id, peerId: p.peerId, ok: false, error: info }
+      // nat: a round cut by a relay's limit after it moved changes is retried at the base delay (it made progress)
+      const progressed = err instanceof RelayLimitError && progress !== undefined && progress.sent + progress.received > 0
+      return { share: rt.config.id, peerId: p.peerId, ok: false, error: info, ...(progressed ? { progressed } : {}) }
     } finally {
       if (!slot.live) rt.sessions.delete(controller)
     }
   }
 
-  async #runSession (rt: ShareRuntime, partner: PartnerState | undefined, channel: MessageChannel, role: 'initiator' | 'responder', peerMaxFrameBytes: number | undefined, peerCapabilities: readonly string[] | undefined, slot: SessionSlot, signal: AbortSignal): Promise<SessionResult> {
+  async #runSession (rt: ShareRuntime, partner: PartnerState | undefined, channel: MessageChannel, role: 'initiator' | 'responder', peerMaxFrameBytes: number | undefined, peerCapabilities: readonly string[] | undefined, slot: SessionSlot, signal: AbortSignal, connection?: Connection): Promise<SessionResult> {
     const progress: RoundProgress = { startedAt: Date.now(), sent: 0, received: 0, bytesSent: 0, bytesReceived: 0 }
     if (partner !== undefined) partner.current = progress
     const rejected: Record<string, number> = {}
@@ -585,10 +617,12 @@ export class MindooNode {
       this.#onLive(rt, partner, { role, status: live, close: session.close }, session.ended, slot.controller)
     }
     try {
-      const result = await this.#startSession(rt, partner, channel, role, peerMaxFrameBytes, peerCapabilities, stats, slot, onLive, signal)
+      // nat: over a connection with a data limit, small frames, so each one stored is progress kept after a cut
+      const result = await this.#startSession(rt, partner, channel, role, peerMaxFrameBytes, peerCapabilities, stats, slot, onLive, signal, connection)
       finished()
       return result
-    } catch (err) {
+    } catch (caught) {
+      const err = relayLimitError(caught, connection) ?? caught // nat: a relay's limit cut the connection
       finished(errorInfo(err))
       throw err
     } finally {
@@ -596,12 +630,13 @@ export class MindooNode {
     }
   }
 
-  async #startSession (rt: ShareRuntime, partner: PartnerState | undefined, channel: MessageChannel, role: 'initiator' | 'responder', peerMaxFrameBytes: number | undefined, peerCapabilities: readonly string[] | undefined, stats: SessionStats, slot: SessionSlot, onLive: (live: LiveSession) => void, signal: AbortSignal): Promise<SessionResult> {
+  async #startSession (rt: ShareRuntime, partner: PartnerState | undefined, channel: MessageChannel, role: 'initiator' | 'responder', peerMaxFrameBytes: number | undefined, peerCapabilities: readonly string[] | undefined, stats: SessionStats, slot: SessionSlot, onLive: (live: LiveSession) => void, signal: AbortSignal, connection?: Connection): Promise<SessionResult> {
     const peer = partner?.peerId ?? ''
     const ownAuthor = this.#init.tenant.getPublicInfo().signingPublicKey
     // a long-lived session is offered when this partner has none yet (a race of two is settled in #onLive)
+    // nat: never over a connection with limits (a relay's data and time limit would cut it; rounds carry changes)
     const offerLive = (this.#init.live ?? true) && partner !== undefined && partner.live === undefined &&
-      this.#liveSessionsWith(partner.peerId) < LIVE_SESSIONS_PER_PEER
+      connection?.limits === undefined && this.#liveSessionsWith(partner.peerId) < LIVE_SESSIONS_PER_PEER
     // the live phase outlives the round's caller (its deadline): it ends with the share or the node only
     const liveSignal = AbortSignal.any([slot.controller.signal, this.#stopping.signal])
     let claims = this.#claims.get(rt.config.database)
@@ -626,7 +661,7 @@ export class MindooNode {
       participants: rt.participants,
       topic: role === 'initiator' ? Buffer.from(rt.topicKey, 'hex') : undefined,
       peerMaxFrameBytes,
-      maxFrameBytes: this.#maxFrame,
+      maxFrameBytes: sessionFrameLimit(connection, this.#maxFrame),
       reconcileMessageBytes: MAX_RECONCILE_MESSAGE_BYTES,
       refusals: rt.refusals,
       peerHas: partner?.peerHas,
@@ -646,11 +681,12 @@ export class MindooNode {
     const inbound = await this.#gate.accept(stream, connection)
     if (inbound === undefined) return
     const { rt, remote, channel, peerMaxFrameBytes, capabilities } = inbound
+    // nat: the inbound session receives its connection (frame limit, RELAY_LIMIT, no live phase over a limited one)
     const controller = new AbortController()
     const slot: SessionSlot = { controller, live: false }
     rt.sessions.add(controller)
     try {
-      const result = await this.#runSession(rt, rt.partners.get(remote), channel, 'responder', peerMaxFrameBytes, capabilities, slot, AbortSignal.any([controller.signal, this.#stopping.signal]))
+      const result = await this.#runSession(rt, rt.partners.get(remote), channel, 'responder', peerMaxFrameBytes, capabilities, slot, AbortSignal.any([controller.signal, this.#stopping.signal]), connection)
       const p = rt.partners.get(remote)
       if (p !== undefined) {
         p.lastSuccessAt = rt.lastSuccessAt = Date.now()

@@ -8,7 +8,9 @@
  *     (its callers get that round's result).
  * S2. A failed round (not a skipped one) backs off: the next automatic round is due after
  *     `min(backoffMax, backoffBase * 2^(failures-1)) * (0.5 + random())`; periodic and live triggers skip a
- *     partner until then, its retry timer runs it. A successful round (either direction) ends the backoff.
+ *     partner until then, its retry timer runs it. A successful round (either direction) ends the backoff; a
+ *     failed round that made progress (`progressed`: cut by a relay's limit after moving changes) is retried at
+ *     the base delay, as a first failure.
  * S3. Live triggers run rounds only with connected partners, and coalesce: many triggers before the debounce
  *     delay passes make one round per partner.
  * S4. Nothing is scheduled for a disabled share or a stopped scheduler.
@@ -56,6 +58,8 @@ export interface ScheduledResult {
   ok: boolean
   /** No round was run (nothing to dial): neither a success nor a failure. */
   skipped?: boolean
+  /** A failed round that moved changes before it was cut (a relay's limit): retried at the base delay (S2). */
+  progressed?: boolean
 }
 
 export interface RoundSchedulerComponents<S extends ScheduledShare<P>, P extends ScheduledPartner, R extends ScheduledResult> {
@@ -189,6 +193,7 @@ export class RoundScheduler<S extends ScheduledShare<P>, P extends ScheduledPart
     if (result.ok) {
       this.succeeded(p)
     } else if (result.skipped !== true) {
+      if (result.progressed === true) p.failures = 0 // (S2) it made progress: the base delay again
       p.failures++
       this.#retry(share, p)
     }

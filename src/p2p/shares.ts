@@ -118,6 +118,8 @@ export interface RoundResult {
   ok: boolean
   /** No round was run: the partner is not connected, and not to be dialled or without a known address. */
   skipped?: boolean
+  /** The round failed after moving changes (cut by a relay's limit): retried at the base delay. */
+  progressed?: boolean
   result?: SessionResult
   error?: { code: string, message: string }
 }

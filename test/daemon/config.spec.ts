@@ -8,7 +8,7 @@ const configDir = fileURLToPath(new URL('../../../config/', import.meta.url))
 describe('config', () => {
   it('should accept every example in config/', async () => {
     const examples = (await readdir(configDir)).filter((f) => f.endsWith('.example.json'))
-    expect(examples.sort()).to.deep.equal(['customer.example.json', 'research-partner.example.json', 'supplier.example.json'])
+    expect(examples.sort()).to.deep.equal(['behind-firewall.example.json', 'customer.example.json', 'research-partner.example.json', 'supplier.example.json'])
     for (const file of examples) {
       const config = await loadConfig(configDir + file)
       expect(config.shares.length, file).to.be.greaterThan(0)
@@ -73,6 +73,47 @@ describe('config', () => {
         [{ shares: [share({ participants: [{ tenant, peerId: PEER }] })] }, '/shares/0/participants/0/peerId'],
         [{ allowPeers: ['not a peer id'] }, '/allowPeers/0'],
         [{ announcePrivateAddresses: 'yes' }, '/announcePrivateAddresses']
+      ]
+      for (const [input, key] of cases) {
+        const err = await resolveConfig(input).catch((e: unknown) => e) as { code?: string, key?: string }
+        expect(err.code, JSON.stringify(input)).to.equal('INVALID_CONFIG')
+        expect(err.key, JSON.stringify(input)).to.equal(key)
+      }
+    })
+  })
+
+  describe('reaching nodes behind firewalls (relay, nat)', () => {
+    const RELAY = '/ip4/203.0.113.5/tcp/4001/p2p/12D3KooWPc3CauzUzJQ6kHvKU9C4qm1dozN9B5RseyyPoYRk553s'
+
+    it('should resolve relay and nat into the node\'s options, with the defaults', async () => {
+      const defaults = await resolveConfig({})
+      expect(defaults.nat).to.deep.equal({ autonat: true, dcutr: true, relays: [], serve: false })
+      const config = await resolveConfig({
+        listen: [],
+        relay: { serve: true, maxReservations: 8, limits: { dataBytes: 1048576, durationSeconds: 600 }, via: [RELAY] },
+        nat: { autonat: false, holePunching: false }
+      })
+      expect(config.listen).to.deep.equal([])
+      expect(config.nat).to.deep.equal({
+        autonat: false,
+        dcutr: false,
+        relays: [RELAY],
+        serve: { maxReservations: 8, dataLimitBytes: 1048576, durationLimitMs: 600_000 }
+      })
+    })
+
+    it('should name the key of a mistake', async () => {
+      const cases: Array<[unknown, string]> = [
+        [{ relay: { serve: 'yes' } }, '/relay/serve'],
+        [{ relay: { via: ['/ip4/1.2.3.4/tcp/1'] } }, '/relay/via/0'],
+        [{ relay: { via: [`${RELAY}/p2p-circuit/p2p/12D3KooWPc3CauzUzJQ6kHvKU9C4qm1dozN9B5RseyyPoYRk553s`] } }, '/relay/via/0'],
+        [{ relay: { via: ['/ip4/999.1.1.1/tcp/1/p2p/12D3KooWPc3CauzUzJQ6kHvKU9C4qm1dozN9B5RseyyPoYRk553s'] } }, '/relay/via/0'],
+        [{ relay: { serve: true, maxReservations: 0 } }, '/relay/maxReservations'],
+        [{ relay: { serve: true, limits: { dataBytes: 10 } } }, '/relay/limits/dataBytes'],
+        [{ relay: { serve: true, limits: { seconds: 10 } } }, '/relay/limits/seconds'],
+        [{ relay: { limits: { dataBytes: 1048576 } } }, '/relay/limits'],
+        [{ relay: { hops: 3 } }, '/relay/hops'],
+        [{ nat: { upnp: true } }, '/nat/upnp']
       ]
       for (const [input, key] of cases) {
         const err = await resolveConfig(input).catch((e: unknown) => e) as { code?: string, key?: string }

@@ -143,7 +143,8 @@ describe('daemon: mindoodb doctor', function () {
       listen: [],
       announced: [],
       announcesPrivate: false,
-      shares: [{ id: 's', enabled: true, partners: [{ peerId: 'Q', tenantId: 't\u001b[31m', dial: true, connected: false, via: 'none', connections: [], knownAddresses: ['/ip4/1.2.3.4/tcp/1'], lastRound: { at: 1, result: 'failed' }, lastError: { code: 'REMOTE_ERROR', message: evil, at: 1 }, backoff: { failures: 2 } }] }],
+      nat: { reachability: 'private', nat: 'unknown', autonat: true, dcutr: true, addresses: [], reservations: [{ relay: '/ip4/5.6.7.8/tcp/1/p2p/R', peerId: 'R', state: 'failed', addresses: [], failures: 1, lastError: { code: 'RELAY_REFUSED', message: evil, at: 1 } }] },
+      shares: [{ id: 's', enabled: true, partners: [{ peerId: 'Q', tenantId: 't\u001b[31m', dial: true, connected: false, via: 'none', connections: [], knownAddresses: ['/ip4/1.2.3.4/tcp/1'], dialable: { direct: true, relayed: false }, lastRound: { at: 1, result: 'failed' }, lastError: { code: 'REMOTE_ERROR', message: evil, at: 1 }, backoff: { failures: 2 } }] }],
       findings: [{ level: 'problem', code: 'UNREACHABLE', share: 's', peerId: 'Q', text: `partner t could not be reached (last error REMOTE_ERROR: ${evil})` }]
     }
     const out: string[] = []

@@ -120,6 +120,23 @@ describe('round scheduler (injected clock)', () => {
     expect(partner.retryAt).to.equal(undefined)
   })
 
+  it('should retry a failed round that made progress (a relay cut it) at the base delay, not a backed-off one', async () => {
+    outcomes = [{ ok: false }, { ok: false }, { ok: false, progressed: true }, { ok: false }]
+    await scheduler.request(share, partner)
+    clock.advance(1000)
+    await flush()
+    expect(partner.failures).to.equal(2)
+    clock.advance(2000) // the third round: cut after moving changes
+    await flush()
+    expect(runs).to.equal(3)
+    expect(partner.failures).to.equal(1)
+    expect(partner.retryAt).to.equal(clock.time + 1000)
+    clock.advance(1000)
+    await flush()
+    expect(runs).to.equal(4)
+    expect(partner.retryAt).to.equal(clock.time + 2000) // a failure without progress backs off again
+  })
+
   it('should not count a skipped round as a failure', async () => {
     outcomes = [{ ok: false, skipped: true }]
     await scheduler.request(share, partner)

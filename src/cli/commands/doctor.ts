@@ -9,6 +9,21 @@ export function formatDoctor (r: DoctorReport, now = Date.now()): string {
   lines.push(...(r.listen.length === 0 ? ['  listening nowhere'] : r.listen.map((a) => `  listening  ${a}`)))
   lines.push(...(r.announced.length === 0 ? ['  announcing nothing'] : r.announced.map((a) => `  announcing ${a}`)))
   if (r.announcesPrivate) lines.push('  (private or loopback addresses are announced)')
+  const n = r.nat
+  lines.push(`  reachability: ${n.reachability} (AutoNAT ${n.autonat ? 'on' : 'off'}, hole punching ${n.dcutr ? 'on' : 'off'}); NAT: ${n.nat}`)
+  for (const x of n.reservations) {
+    const state = x.state === 'reserved'
+      ? `reserved, reachable at ${x.addresses.join(' ')}`
+      : `${x.state === 'failed' ? 'FAILED' : 'pending'}${x.lastError === undefined ? '' : ` (${x.lastError.code} ${ago(x.lastError.at, now)}: ${x.lastError.message})`}${x.retryAt === undefined ? '' : `, next try in ${Math.max(0, Math.round((x.retryAt - now) / 1000))} s`}`
+    lines.push(`  relay ${x.relay}: ${state}`)
+  }
+  if (n.relay !== undefined) {
+    const { clients, maxReservations, limits, refused } = n.relay
+    lines.push(`  serving as a relay for partners: ${clients.length} of ${maxReservations} reservation(s) held; per relayed connection at most ${limits.dataBytes} bytes and ${Math.round(limits.durationMs / 1000)} s`)
+    if (refused.reservations + refused.hops + refused.inboundRelayed > 0) {
+      lines.push(`    refused: ${refused.reservations} reservation(s), ${refused.hops} hop(s), ${refused.inboundRelayed} relayed connection(s) from peers that are no partner${refused.last === undefined ? '' : ` (last: ${refused.last.kind} by ${refused.last.peerId} ${ago(refused.last.at, now)})`}`)
+    }
+  }
   for (const s of r.shares) {
     lines.push(`share ${s.id}${s.enabled ? '' : ' (DISABLED)'}`)
     for (const p of s.partners) {
@@ -16,6 +31,8 @@ export function formatDoctor (r: DoctorReport, now = Date.now()): string {
       lines.push(`  partner ${p.tenantId} ${p.peerId}`)
       lines.push(`    ${p.dial ? 'dialled' : 'not dialled (dial: false)'}, ${how}`)
       lines.push(`    known addresses: ${p.knownAddresses.length === 0 ? 'none' : p.knownAddresses.join(' ')}`)
+      const dialable = [p.dialable.direct ? 'directly' : '', p.dialable.relayed ? 'through a relay' : ''].filter((x) => x !== '')
+      lines.push(`    dialable: ${dialable.length === 0 ? 'no' : dialable.join(' and ')}`)
       const round = p.lastRound === undefined ? 'none yet' : `${p.lastRound.result === 'failed' ? 'FAILED' : p.lastRound.result} (started ${ago(p.lastRound.at, now)})`
       const error = p.lastError === undefined ? '' : `; last error ${p.lastError.code} ${ago(p.lastError.at, now)}: ${p.lastError.message}`
       lines.push(`    last round: ${round}; last sync ${ago(p.lastSuccessAt, now)}${error}`)
@@ -32,7 +49,7 @@ export function formatDoctor (r: DoctorReport, now = Date.now()): string {
 
 export function registerDoctor (program: Command, ctx: () => CliContext): void {
   program.command('doctor')
-    .description('how this node is reached and reaches each partner: addresses, connections (direct or relayed), last errors, backoff, findings in plain words')
+    .description('how this node is reached and reaches each partner: addresses, reachability (AutoNAT), NAT status, relay reservations, per partner whether it is dialable and how it is connected (direct or relayed), last errors, backoff, findings in plain words')
     .action(async () => {
       const c = ctx()
       c.print(await (await c.client()).call<DoctorReport>('node.doctor'), (r: DoctorReport) => formatDoctor(r))
