@@ -187,6 +187,14 @@ export const MAX_CONNECTIONS = 128
 export const MAX_PENDING_INBOUND_CONNECTIONS = 16
 
 /**
+ * New inbound connections accepted per second from one IP address (libp2p's rate limiter; its default is 5); more
+ * are refused before any handshake. Partners behind one NAT share this budget, and a stranger dialling from their
+ * address spends it, so it is set above what a few partners' dials and retries take in one second while still
+ * bounding the handshakes one host can make this node do.
+ */
+export const INBOUND_CONNECTIONS_PER_HOST_PER_SECOND = 16
+
+/**
  * Time an inbound connection has to finish its upgrade (5 s; libp2p's default is 10 s), so the slots above
  * free quickly when a stranger stalls the handshake.
  */

@@ -17,7 +17,7 @@ import { createLibp2p } from 'libp2p'
 import type { Registry } from 'prom-client'
 import {
   DEFAULT_LISTEN, DHT_PROTOCOL, INBOUND_UPGRADE_TIMEOUT_MS, MAX_CONNECTIONS, MAX_MUXED_STREAMS,
-  MAX_PENDING_INBOUND_CONNECTIONS, MAX_STREAM_WINDOW_BYTES
+  MAX_PENDING_INBOUND_CONNECTIONS, MAX_STREAM_WINDOW_BYTES, INBOUND_CONNECTIONS_PER_HOST_PER_SECOND
 } from './constants.js'
 import type { Nat } from './nat.js'
 
@@ -83,6 +83,7 @@ export async function createHost (init: HostInit): Promise<Libp2p<Services>> {
     connectionManager: {
       maxConnections: MAX_CONNECTIONS,
       maxIncomingPendingConnections: MAX_PENDING_INBOUND_CONNECTIONS,
+      inboundConnectionThreshold: INBOUND_CONNECTIONS_PER_HOST_PER_SECOND,
       inboundUpgradeTimeout: INBOUND_UPGRADE_TIMEOUT_MS
     },
     services: {
