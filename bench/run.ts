@@ -2,7 +2,7 @@
  * Runs every benchmark and prints one JSON object: `{ machine, foundation, reconcile, p2p, serve, restart, liveOneRoundTrip }` (one key per
  * scenario registered below).
  *
- * `npm run bench` (builds first, about 12 minutes on an idle 2-core machine); `BENCH_QUICK=1 npm run bench` for a small, quick run.
+ * `npm run bench` (builds first, about 15 minutes on an idle 2-core machine, more on the first run while data is built and cached); `BENCH_QUICK=1 npm run bench` for a small, quick run.
  */
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os'
 import { benchFoundation } from './foundation.js'
