@@ -18,8 +18,11 @@ async function changesOf (db: MindooDB, docId: string): Promise<StoreChange[]> {
   return (await store.getChanges(await store.getAllChangeHashesForDoc(docId))).sort((x, y) => x.time - y.time)
 }
 
-/** Plays the initiating peer of a session on `end`: waits for the welcome, then reconciles `items` until done. */
-async function reconcileAsInitiator (end: MessageChannel, items: Array<{ timestamp: number, id: string }> = [], maxMessageBytes = 64 * 1024): Promise<ReconcileSession> {
+/**
+ * Plays the initiating peer of a session on `end`: waits for the welcome, then reconciles `items` until done;
+ * `received` collects the session's reconcile messages.
+ */
+async function reconcileAsInitiator (end: MessageChannel, items: Array<{ timestamp: number, id: string }> = [], maxMessageBytes = 64 * 1024, received: SyncMessage[] = []): Promise<ReconcileSession> {
   const r = createInitiator({ set: createReconcileSet(items) }, { maxMessageBytes })
   let out: Uint8Array | null = r.initiate()
   expect((await end.receive())?.type).to.equal('welcome')
@@ -28,6 +31,7 @@ async function reconcileAsInitiator (end: MessageChannel, items: Array<{ timesta
     if (r.done) return r
     const m = await end.receive() as SyncMessage
     expect(m.type).to.equal('reconcile')
+    received.push(m)
     out = r.reconcile((m as { data: Uint8Array }).data)
   }
 }
@@ -284,15 +288,7 @@ describe('sync boundary (unit)', function () {
       const session = runSession({
         channel: ours, db, served, claims: new WantClaims(), reconciler: (set, maxMessageBytes) => createResponder({ set }, { maxMessageBytes })
       }, { role: 'responder', peer: 'peer-x', direction: 'both', participants: new Set(), wantBatch: 256, pipeline: 1 })
-      const r = createInitiator({ set: createReconcileSet(revealed) }, { maxMessageBytes: 64 * 1024 })
-      let out: Uint8Array | null = r.initiate()
-      expect((await theirs.receive())?.type).to.equal('welcome')
-      while (true) {
-        if (out !== null) await theirs.send({ type: 'reconcile', data: out })
-        if (r.done) break
-        const m = await theirs.receive() as SyncMessage
-        out = r.reconcile((m as { data: Uint8Array }).data)
-      }
+      await reconcileAsInitiator(theirs, revealed)
       await theirs.send({ type: 'want', hashes: [], done: true })
       const asked: string[] = []
       while (true) {
@@ -371,16 +367,7 @@ describe('sync boundary (unit)', function () {
       const [stored] = await db.getStore().getChanges([local[0]])
       const revealed = [{ timestamp: 1, id: 'cd'.repeat(32) }, { timestamp: stored.time, id: stored.hash }]
       const sent: SyncMessage[] = []
-      const r = createInitiator({ set: createReconcileSet(revealed) }, { maxMessageBytes: 64 * 1024 })
-      let out: Uint8Array | null = r.initiate()
-      expect((await theirs.receive())?.type).to.equal('welcome')
-      while (true) {
-        if (out !== null) await theirs.send({ type: 'reconcile', data: out })
-        if (r.done) break
-        const m = await theirs.receive() as SyncMessage
-        sent.push(m)
-        out = r.reconcile((m as { data: Uint8Array }).data)
-      }
+      await reconcileAsInitiator(theirs, revealed, undefined, sent)
       await theirs.send({ type: 'want', hashes: [], done: true })
       // A asks for the hash it lacks; the peer answers nothing and ends
       const want = await theirs.receive()
