@@ -556,10 +556,9 @@ class SyncSession {
   async #rememberSeen (): Promise<void> {
     if (this.#init.direction !== 'receive') return
     const seen = this.#reconcileSet()
-    const store = this.#c.db.getStore()
-    for (const item of this.#rec.need) {
-      if (await store.has(item.id)) seen.insert(item.timestamp, item.id)
-    }
+    const need = this.#rec.need
+    const stored = await this.#c.db.getStore().hasMany(need.map((item) => item.id))
+    need.forEach((item, i) => { if (stored[i]) seen.insert(item.timestamp, item.id) })
   }
 
   /** Runs reconciliation until this side's reconciler is done (it knows then what the peer lacks and has). */
@@ -1058,11 +1057,9 @@ class SyncSession {
     // what may be pushed: the announcement's hashes this side lacks, less those refused from this peer before
     const offered = new Set<ChangeHash>()
     const stored = new Set<ChangeHash>()
-    for (const h of hashes) {
-      if (refusals?.has(peer, h) === true) continue
-      if (await store.has(h)) stored.add(h)
-      else offered.add(h)
-    }
+    const candidates = hashes.filter((h) => refusals?.has(peer, h) !== true)
+    const have = await store.hasMany(candidates)
+    candidates.forEach((h, i) => { (have[i] ? stored : offered).add(h) })
     // claimed at once, so that a round running meanwhile waits for this announcement instead of asking too (I4);
     // a hash another session is fetching is left to it
     const { mine } = this.#c.claims.claim([...offered], this.#owner)
@@ -1098,10 +1095,8 @@ class SyncSession {
     // the rest this side lacks is asked for in one want (claimed above); what arrived meanwhile is released
     const lacking: ChangeHash[] = []
     const settled: ChangeHash[] = []
-    for (const h of mine) {
-      if (offered.has(h) && !await store.has(h)) lacking.push(h)
-      else settled.push(h)
-    }
+    const have = await store.hasMany(mine)
+    mine.forEach((h, i) => { (offered.has(h) && !have[i] ? lacking : settled).push(h) })
     this.#c.claims.release(settled, this.#owner)
     if (lacking.length > 0) {
       this.#outstanding.push({ hashes: new Set(lacking), asked: lacking.length, received: 0, resolve: () => {}, reject: () => {} })
