@@ -67,6 +67,8 @@ describe('live sync over a long-lived session', () => {
     const doc = await dbA.createDocument()
     await dbA.changeDoc(doc, (d) => { d.getData().live = 1 })
     await waitFor(async () => await readable(dbB, doc.getId(), 'live', 1), 'the change to reach B')
+    // the session counts what it received once the store's call returns, a turn after the change became readable
+    await waitFor(async () => (partner(b, a).live?.changesReceived ?? 0) >= 2, 'B to count what it received')
     expect(rounds(a, b), 'no reconciliation round for a live change').to.equal(before)
     const atB = partner(b, a).live
     expect(atB?.changesReceived).to.equal(2)
@@ -106,6 +108,7 @@ describe('live sync over a long-lived session', () => {
     const announced = partner(a, b).live?.announcementsSent ?? 0
     await dbA.getStore().appendMany(imported)
     await waitFor(async () => (await hashes(dbB)).length === (await hashes(dbA)).length, 'the import to reach B')
+    await waitFor(async () => (partner(b, a).live?.changesReceived ?? 0) >= 300, 'B to count what it received')
     expect(partner(a, b).live?.announcementsSent).to.equal(announced + 1)
     expect(partner(b, a).live?.changesReceived).to.equal(300) // 100 changes, then 100 creations and 100 changes
     expect(rounds(a, b)).to.equal(before)
