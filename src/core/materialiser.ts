@@ -4,7 +4,8 @@
  * Receiving is verifying and storing (`MindooDB.receiveChanges`); the changes stored after `appliedSeq` are the
  * backlog. The materialiser takes the backlog up in the background, in steps of `MATERIALISE_STEP_CHANGES`, in
  * arrival order: for each change it decides (from the change's header and its document's meta alone) whether it
- * applies now, waits for a dependency (`wd!<dep>!<hash>`) or for key material (`pk!<keyId>!<hash>`), or is refused
+ * applies now, waits for a dependency (`wd!<dep>!<hash>`, with a marker `wm!<dep>` so that applying a change asks
+ * for its waiters with one point read, not a range scan) or for key material (`pk!<keyId>!<hash>`), or is refused
  * for good (`rj!<hash>`); an applied change is recorded (`ap!<hash>`) and its plaintext joins its document's
  * tail (doc-state.ts). All of a document's changes of one step are then one Automerge call, or none at all when
  * nothing holds the document loaded: its tail is replayed, in one call, by the next read that needs it. No change
@@ -160,6 +161,7 @@ export class Materialiser {
     const meta = await this.#state.get('meta')
     if (meta !== undefined) this.#meta = JSON.parse(dec.decode(meta))
     this.#waitersOnDisk = await this.#hasWaiters()
+    if (this.#waitersOnDisk) await this.#markWaitedDeps()
     this.#offAppend = this.#store.onAppend((event) => { this.#enqueue(event) })
     const last = this.#store.getLastSeq()
     if (last - this.#meta.appliedSeq <= this.#queueMax) {
@@ -412,8 +414,11 @@ export class Materialiser {
       const waiting = batch.waiting.get(next.hash) ?? []
       batch.waiting.delete(next.hash)
       for (const hash of waiting) batch.ops.push({ type: 'del', key: prefix + hash })
-      // the common case, nothing waiting anywhere, costs no lookup
-      const stored = this.#waitersOnDisk ? await this.#state.keys({ gt: prefix, lt: prefix + '~' }).all() : []
+      // the common case, nothing waiting anywhere, costs no lookup; else a point read of the marker decides
+      // whether the range is worth a scan
+      const marked = this.#waitersOnDisk && await this.#cache.read('wm!' + next.hash) !== undefined
+      const stored = marked ? await this.#state.keys({ gt: prefix, lt: prefix + '~' }).all() : []
+      if (marked || waiting.length > 0) batch.ops.push({ type: 'del', key: 'wm!' + next.hash })
       for (const key of stored) {
         batch.ops.push({ type: 'del', key })
         waiting.push(key.slice(prefix.length))
@@ -442,6 +447,13 @@ export class Materialiser {
     return (await this.#state.keys({ gt: 'wd!', lt: 'wd!~', limit: 1 }).all()).length > 0
   }
 
+  /** Writes the `wm!` marker of every dependency that changes wait for (states written before markers existed). */
+  async #markWaitedDeps (): Promise<void> {
+    const deps = new Set<string>()
+    for await (const key of this.#state.keys({ gt: 'wd!', lt: 'wd!~' })) deps.add(key.slice(3, key.indexOf('!', 3)))
+    await this.#state.batch([...deps].map((dep) => ({ type: 'put' as const, key: 'wm!' + dep, value: EMPTY })))
+  }
+
   /**
    * Applies one change to its document if it can be (invariant 1); returns whether it was applied now. Decides
    * from the change's header and its document's meta; Automerge work is left to the flush or to the next read.
@@ -461,7 +473,7 @@ export class Materialiser {
     }
     for (const dep of missing) {
       this.#waitersOnDisk = true
-      batch.ops.push({ type: 'put', key: `wd!${dep}!${change.hash}`, value: EMPTY })
+      batch.ops.push({ type: 'put', key: `wd!${dep}!${change.hash}`, value: EMPTY }, { type: 'put', key: 'wm!' + dep, value: EMPTY })
       const list = batch.waiting.get(dep) ?? []
       list.push(change.hash)
       batch.waiting.set(dep, list)

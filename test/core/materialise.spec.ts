@@ -10,6 +10,8 @@ import * as Automerge from '@automerge/automerge'
 import { availableParallelism } from 'node:os'
 import { setMaterialiseWorkers } from '../../src/core/materialise-pool.js'
 import { MATERIALISE_SNAPSHOT_AFTER_CHANGES } from '../../src/limits.js'
+import { Level } from 'level'
+import { tenantPaths } from '../../src/core/factory.js'
 import { TEST_KDF, testFactory } from '../utils/tmp.js'
 
 const json = (value: unknown): unknown => JSON.parse(JSON.stringify(value))
@@ -124,6 +126,57 @@ describe('core: materialiser', () => {
     expect(dbB.getMaterialiseStats().applied).to.equal(steps + 1)
   })
 
+  /** The keys of B's `dst` state under `prefix`, read from its LevelDB with the factory closed. */
+  async function stateKeys (prefix: string): Promise<string[]> {
+    await factory.close()
+    const level = new Level<string, Uint8Array>(tenantPaths(dataDir, 'org-b').level, { valueEncoding: 'view' })
+    try {
+      const state = level.sublevel<string, Uint8Array>(['db', 'dst', 'state'], { valueEncoding: 'view' })
+      return await state.keys({ gt: prefix, lt: prefix + '~' }).all()
+    } finally {
+      await level.close()
+    }
+  }
+
+  async function reopenB (): Promise<void> {
+    factory = await createTenantFactory({ dataDir, keyWrapping: TEST_KDF })
+    orgB = await factory.openTenant('org-b')
+    dbB = await orgB.openDB('dst')
+  }
+
+  it('should leave no waiting records behind once changes that arrived before their dependencies are applied', async () => {
+    const ids = await makeDocs(30)
+    // every document's second change first, in steps of its own: each waits on disk for its creation
+    const changes = await allChanges(dbA)
+    const later = changes.filter((c) => c.deps.length > 0)
+    await dbB.receiveChanges(later)
+    await dbB.whenMaterialised()
+    expect(await dbB.getAllDocumentIds()).to.deep.equal([])
+    await dbB.receiveChanges(changes.filter((c) => c.deps.length === 0))
+    await dbB.whenMaterialised()
+    for (const [i, id] of ids.entries()) expect((await dbB.getDocument(id)).getData().i).to.equal(i)
+    expect(await stateKeys('wd!')).to.deep.equal([])
+    expect(await stateKeys('wm!')).to.deep.equal([])
+  })
+
+  it('should apply changes that wait for a dependency in a state written before the waiting markers', async () => {
+    const ids = await makeDocs(5)
+    const changes = await allChanges(dbA)
+    await dbB.receiveChanges(changes.filter((c) => c.deps.length > 0))
+    await dbB.whenMaterialised()
+    // the state as an older version wrote it: the waiting records without their markers
+    const marks = await stateKeys('wm!')
+    expect(marks).to.have.length(5)
+    const level = new Level<string, Uint8Array>(tenantPaths(dataDir, 'org-b').level, { valueEncoding: 'view' })
+    await level.sublevel<string, Uint8Array>(['db', 'dst', 'state'], { valueEncoding: 'view' }).batch(marks.map((key) => ({ type: 'del', key })))
+    await level.close()
+    await reopenB()
+    await dbB.receiveChanges(changes.filter((c) => c.deps.length === 0))
+    await dbB.whenMaterialised()
+    for (const [i, id] of ids.entries()) expect((await dbB.getDocument(id)).getData().i).to.equal(i)
+    expect(await stateKeys('wd!')).to.deep.equal([])
+  })
+
   it('should converge concurrent edits of two tenants exchanged through receiveChanges', async () => {
     const doc = await dbA.createDocument()
     await dbA.changeDoc(doc, (d) => { d.getData().items = ['start'] })
@@ -208,9 +261,7 @@ describe('core: materialiser', () => {
 
     // a restart loads snapshot + tail, and the document goes on from there
     await factory.close()
-    factory = await createTenantFactory({ dataDir, keyWrapping: TEST_KDF })
-    orgB = await factory.openTenant('org-b')
-    dbB = await orgB.openDB('dst')
+    await reopenB()
     const reloaded = await dbB.getDocument(doc.getId())
     expect(json(reloaded.getData())).to.deep.equal(before)
     expect(reloaded.getHeads()).to.deep.equal(heads)
@@ -225,9 +276,7 @@ describe('core: materialiser', () => {
     await dbB.getStore().appendMany(await allChanges(dbA))
     expect(dbB.getMaterialiseBacklog()).to.equal(80)
     await factory.close()
-    factory = await createTenantFactory({ dataDir, keyWrapping: TEST_KDF })
-    orgB = await factory.openTenant('org-b')
-    dbB = await orgB.openDB('dst')
+    await reopenB()
     expect(dbB.getMaterialiseBacklog()).to.equal(80)
     // open takes the backlog up in the background, without a read asking for it
     await new Promise<void>((resolve) => {
