@@ -16,6 +16,12 @@
 export const SESSION_MAX_NOOP_FRAMES = 16
 
 /**
+ * Answer frames one session verifies and stores at once: the next frame is decoded and sent to the verify pool
+ * while the one before is still being checked or written. A session's memory for answers is this many frames.
+ */
+export const ANSWER_FRAMES_IN_FLIGHT = 2
+
+/**
  * The longest a session waits for a hash another session of the same database is fetching (WantClaims), ms,
  * before it asks its own peer for it. Kept below half the idle timeout, so neither side of this session goes idle
  * meanwhile; a partner that holds a claim without answering delays other partners' rounds by at most this.

@@ -1,6 +1,7 @@
 /**
  * Signature checks spread over the machine's cores. A receiver's cost per change is dominated by Ed25519
- * verification; for a batch, the main thread verifies one share while worker threads verify the rest.
+ * verification; a batch goes to worker threads, one per core, so the calling thread (which also reads frames,
+ * hashes, stores and materialises) goes on with other work meanwhile. Small batches are verified in place.
  * Workers start on first use and are unref'd: an idle pool never keeps the process alive.
  */
 import { availableParallelism } from 'node:os'
@@ -16,6 +17,8 @@ export interface SignatureCheck {
 
 /** Below this many checks a batch is verified on the calling thread (a round trip to a worker costs more). */
 const MIN_PARALLEL = 32
+/** Verify workers at most (one per core up to this). */
+const VERIFY_WORKERS_MAX = 4
 
 class VerifyPool {
   readonly #workers: Worker[] = []
@@ -65,15 +68,15 @@ class VerifyPool {
   async verify (checks: SignatureCheck[]): Promise<boolean[]> {
     const local = (part: SignatureCheck[]): boolean[] => part.map((c) => verifySignature(c.publicKey, c.data, c.signature))
     if (checks.length < MIN_PARALLEL || this.size === 0) return local(checks)
-    // the main thread takes an equal share; each worker one more
-    const share = Math.ceil(checks.length / (this.size + 1))
+    // an equal share per worker; the calling thread verifies a share only where a worker cannot start
+    const share = Math.ceil(checks.length / this.size)
     const remote: Array<Promise<Uint8Array>> = []
     for (let i = 0; i < this.size; i++) {
-      const part = checks.slice(share * (i + 1), share * (i + 2))
+      const part = checks.slice(share * i, share * (i + 1))
       const w = part.length > 0 ? this.#worker(i) : undefined
       remote.push(w === undefined ? Promise.resolve(Uint8Array.from(local(part), Number)) : this.#remote(i, w, part))
     }
-    const results = local(checks.slice(0, share))
+    const results: boolean[] = []
     for (const ok of await Promise.all(remote)) for (const v of ok) results.push(v === 1)
     return results
   }
@@ -83,6 +86,6 @@ let pool: VerifyPool | undefined
 
 /** Verifies many signatures, in parallel on the machine's cores when the batch is large enough. */
 export async function verifySignatures (checks: SignatureCheck[]): Promise<boolean[]> {
-  pool ??= new VerifyPool(Math.max(0, Math.min(3, availableParallelism() - 1)))
+  pool ??= new VerifyPool(Math.min(VERIFY_WORKERS_MAX, availableParallelism()))
   return await pool.verify(checks)
 }

@@ -47,7 +47,7 @@ import {
 } from '../errors.js'
 import {
   LIVE_MAX_ANNOUNCE_HASHES, LIVE_MAX_PENDING, LIVE_MAX_PUSH_BYTES, LIVE_MAX_PUSH_CHANGE_BYTES, LIVE_PEER_HAS_MAX,
-  LIVE_WASTE_BURST, LIVE_WASTE_REFILL_PER_S, SESSION_CLAIM_WAIT_MS, SESSION_MAX_NOOP_FRAMES
+  ANSWER_FRAMES_IN_FLIGHT, LIVE_WASTE_BURST, LIVE_WASTE_REFILL_PER_S, SESSION_CLAIM_WAIT_MS, SESSION_MAX_NOOP_FRAMES
 } from '../limits.js'
 import { decodeChange, encodeChange, readChangeTime, type ChangeHash, type StoreChange } from '../store/change.js'
 import type { AbortOptions } from '../store/types.js'
@@ -302,6 +302,8 @@ class SyncSession {
   readonly #result: SessionResult = { received: 0, sent: 0, rejected: {}, bytesSent: 0, bytesReceived: 0, reconcileMessages: 0, peerLacked: 0 }
   /** Wants sent and not fully answered, oldest first (answers come in order). */
   readonly #outstanding: Outstanding[] = []
+  /** Answer frames being verified and stored, oldest first (at most ANSWER_FRAMES_IN_FLIGHT). */
+  readonly #storing: Array<Promise<void>> = []
   /** Wants received and not answered yet. */
   readonly #toServe: WantMessage[] = []
   #serveWake: (() => void) | undefined
@@ -613,6 +615,8 @@ class SyncSession {
       if (!this.#peerDone || this.#outstanding.length > 0) throw new SyncProtocolError('peer closed the session early')
     } catch (err) {
       this.#fail(err as Error)
+      // a session ends with nothing of it still writing
+      await Promise.allSettled(this.#storing.splice(0))
       throw err
     } finally {
       this.#serveWake?.()
@@ -646,23 +650,40 @@ class SyncSession {
     o.received += m.changes.length
     // a few extra changes are rejected one by one (UNREQUESTED); a flood ends the session
     if (o.received > 2 * o.asked + 16) throw new SyncProtocolError('far more changes than asked for')
-    const before = o.hashes.size
-    await this.#store(o, m.changes)
-    // progress: a change asked for arrived, or the answer ended (unrequested changes alone are no progress)
-    if (o.hashes.size < before || m.last) this.#progress()
-    else this.#noop()
+    // the next frame is read, decoded and verified while this one is still being verified or written: the
+    // signature checks run on the verify pool's threads, and this thread does not wait for them frame by frame
+    const stored = this.#store(o, m.changes).then((asked) => {
+      // progress: a change asked for arrived, or the answer ended (unrequested changes alone are no progress)
+      if (asked > 0 || m.last) this.#progress()
+      else this.#noop()
+    })
+    stored.catch(() => {}) // awaited below, or by #drainStoring when the session ends first
+    this.#storing.push(stored)
+    if (this.#storing.length >= ANSWER_FRAMES_IN_FLIGHT) await this.#storing.shift()
     if (!m.last) return
+    // the want is answered once every frame of its answer is stored
+    await this.#drainStoring()
     this.#outstanding.shift()
     // what the peer did not send is not being fetched any more
     this.#c.claims.release(o.hashes, this.#owner)
     o.resolve()
   }
 
-  /** Verifies, admits and stores one frame of a want's answer (I2); bad changes are rejected one by one. */
-  async #store (o: Outstanding, frame: Uint8Array[]): Promise<void> {
+  /** Waits for every answer frame in flight; the first failure is thrown once all have settled. */
+  async #drainStoring (): Promise<void> {
+    const failed = (await Promise.allSettled(this.#storing.splice(0))).find((r) => r.status === 'rejected')
+    if (failed !== undefined) throw failed.reason
+  }
+
+  /**
+   * Verifies, admits and stores one frame of a want's answer (I2); bad changes are rejected one by one. Returns
+   * how many of the frame's changes were asked for.
+   */
+  async #store (o: Outstanding, frame: Uint8Array[]): Promise<number> {
     const { db, claims } = this.#c
     const good: StoreChange[] = []
     let bytes = 0
+    let asked = 0
     try {
       for (const bytesIn of frame) {
         bytes += bytesIn.length
@@ -678,6 +699,7 @@ class SyncSession {
           continue
         }
         o.hashes.delete(change.hash)
+        asked++
         if (!this.#init.participants.has(change.author)) {
           this.#reject(new UntrustedAuthorError('author is not a participant of this share'), change.hash)
           claims.release([change.hash], this.#owner)
@@ -701,6 +723,7 @@ class SyncSession {
     } finally {
       claims.release(good.map((c) => c.hash), this.#owner)
     }
+    return asked
   }
 
   #reject (err: MindooError, hash: string): void {
@@ -1027,12 +1050,14 @@ class SyncSession {
         }
       }
       // the peer ended: what it did not answer is not being fetched any more (the next round asks again)
+      await this.#drainStoring()
       for (const o of this.#outstanding.splice(0)) {
         this.#c.claims.release(o.hashes, this.#owner)
         o.resolve()
       }
     } catch (err) {
       this.#fail(err as Error)
+      await Promise.allSettled(this.#storing.splice(0))
       throw err
     } finally {
       this.#peerDone = true

@@ -1,0 +1,47 @@
+/**
+ * The verify pool: a batch large enough goes to the worker threads; every answer must land on its own check,
+ * whatever worker verified it, and a tampered signature, a wrong key or a malformed key is false, not an error.
+ */
+import { expect } from 'chai'
+import { randomBytes } from 'node:crypto'
+import { generateSigningKeyPair, Signer } from '../../src/crypto/index.js'
+import { verifySignatures, type SignatureCheck } from '../../src/crypto/verify-pool.js'
+
+describe('crypto: verify pool', () => {
+  const alice = generateSigningKeyPair()
+  const bob = generateSigningKeyPair()
+  const signer = new Signer(alice.privateKeyDer)
+
+  function checks (n: number): { checks: SignatureCheck[], expected: boolean[] } {
+    const out: SignatureCheck[] = []
+    const expected: boolean[] = []
+    for (let i = 0; i < n; i++) {
+      const data = randomBytes(64 + (i % 50))
+      const signature = signer.sign(data)
+      // every kind of bad check, at positions spread over the workers' shares
+      const kind = i % 7
+      if (kind === 3) signature[i % signature.length] ^= 1
+      const publicKey = kind === 5 ? bob.publicKey : kind === 6 && i % 2 === 0 ? 'not-a-key' : alice.publicKey
+      if (kind === 4) data[0] ^= 0xff
+      out.push({ publicKey, data, signature })
+      expected.push(kind !== 3 && kind !== 4 && kind !== 5 && !(kind === 6 && i % 2 === 0))
+    }
+    return { checks: out, expected }
+  }
+
+  it('should answer each check of a large batch in order, false for every tampered one', async () => {
+    const { checks: batch, expected } = checks(301)
+    expect(await verifySignatures(batch)).to.deep.equal(expected)
+  })
+
+  it('should answer a small batch (verified in place) the same way', async () => {
+    const { checks: batch, expected } = checks(9)
+    expect(await verifySignatures(batch)).to.deep.equal(expected)
+  })
+
+  it('should keep answers apart when batches overlap', async () => {
+    const runs = [checks(100), checks(57), checks(240)]
+    const answers = await Promise.all(runs.map(async ({ checks: batch }) => await verifySignatures(batch)))
+    answers.forEach((answer, i) => { expect(answer).to.deep.equal(runs[i].expected) })
+  })
+})
