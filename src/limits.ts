@@ -279,3 +279,10 @@ export const MATERIALISE_WORKERS_MAX = 4
  * changes at a time is then not loaded again on every batch.
  */
 export const MATERIALISE_WORKER_CACHE_DOCS = 256
+
+/**
+ * A store keeps its last appended changes in memory, up to this many and this many payload bytes: a live
+ * announcement and a partner's want for what just arrived are answered without a read of the disk.
+ */
+export const STORE_RECENT_CHANGES = 256
+export const STORE_RECENT_BYTES = 4 * 1024 * 1024

@@ -1,6 +1,7 @@
 import { ChangeNotFoundError, ChangeRejectedError, ClosedError, InvalidArgumentError, NotStartedError, throwIfAborted } from '../errors.js'
 import { silentLogger, type Logger } from '../util/logger.js'
 import { Mutex } from '../util/mutex.js'
+import { STORE_RECENT_BYTES, STORE_RECENT_CHANGES } from '../limits.js'
 import { checkChange, encodeChange, encodeWithSignedPart, isChangeHash, isValidId, type ChangeHash, type DocId, type StoreChange } from './change.js'
 import type {
   AbortOptions, AppendEvent, ChangeIndexEntry, AppendManyResult, AppendOnlyStore, ChangeVerifier, SequencedChange
@@ -32,6 +33,9 @@ export abstract class BaseStore implements AppendOnlyStore {
   readonly #listeners = new Set<AppendListener>()
   /** Signed parts of the private copies this store accepted (never mutated), so writing need not redo them. */
   readonly #signedParts = new WeakMap<StoreChange, Uint8Array>()
+  /** The changes committed last, oldest first (STORE_RECENT_CHANGES, STORE_RECENT_BYTES); never changed. */
+  readonly #recent = new Map<ChangeHash, StoreChange>()
+  #recentBytes = 0
   readonly #log: Logger
   #verifier: ChangeVerifier | undefined
   /** Undefined until `_open()` has reported it. */
@@ -155,6 +159,8 @@ export abstract class BaseStore implements AppendOnlyStore {
     const bad = hashes.find((h) => !isChangeHash(h))
     if (bad !== undefined) throw new InvalidArgumentError(`not a change hash: ${String(bad).slice(0, 80)}`)
     await this.#ensureOpen()
+    const recent = this.#fromRecent(hashes)
+    if (recent !== undefined) return recent.map(snapshot)
     const changes = await this.#read(this._getChanges(hashes))
     this.#check(options)
     return changes.map((change, i) => {
@@ -170,6 +176,8 @@ export abstract class BaseStore implements AppendOnlyStore {
     if (bad !== undefined) throw new InvalidArgumentError(`not a change hash: ${String(bad).slice(0, 80)}`)
     if (hashes.length === 0) return []
     await this.#ensureOpen()
+    const recent = this.#fromRecent(hashes)
+    if (recent !== undefined) return recent.map((change) => this._encode(change))
     const encoded = await this.#read(this._getEncodedMany(hashes))
     this.#check(options)
     return encoded
@@ -350,6 +358,7 @@ export abstract class BaseStore implements AppendOnlyStore {
   async #commit (entries: SequencedChange[]): Promise<void> {
     await this._write(entries)
     this.#lastSeq = entries[entries.length - 1].seq
+    this.#remember(entries)
     const event: AppendEvent = { changes: entries }
     for (const listener of this.#listeners) {
       try {
@@ -358,6 +367,31 @@ export abstract class BaseStore implements AppendOnlyStore {
         this.#log.warn({ err }, 'onAppend listener failed')
       }
     }
+  }
+
+  #remember (entries: SequencedChange[]): void {
+    for (const { change } of entries.slice(-STORE_RECENT_CHANGES)) {
+      if (change.payload.length > STORE_RECENT_BYTES / 4) continue
+      this.#recent.set(change.hash, change)
+      this.#recentBytes += change.payload.length
+    }
+    for (const [hash, change] of this.#recent) {
+      if (this.#recent.size <= STORE_RECENT_CHANGES && this.#recentBytes <= STORE_RECENT_BYTES) break
+      this.#recent.delete(hash)
+      this.#recentBytes -= change.payload.length
+    }
+  }
+
+  /** The changes asked for when every one of them is among the recent ones (a live fetch), else undefined. */
+  #fromRecent (hashes: readonly ChangeHash[]): StoreChange[] | undefined {
+    if (hashes.length === 0 || hashes.length > this.#recent.size) return undefined
+    const out: StoreChange[] = []
+    for (const hash of hashes) {
+      const change = this.#recent.get(hash)
+      if (change === undefined) return undefined
+      out.push(change)
+    }
+    return out
   }
 
   /** A read that fails because close() released the backend under it is CLOSED. */

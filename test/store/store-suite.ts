@@ -341,6 +341,18 @@ export function runStoreTests (name: string, setup: () => Promise<StoreSetup>): 
         assert.deepStrictEqual(await store.getChanges([]), [])
       })
 
+      it('should hand out copies of the changes appended last, and read the older ones back the same', async () => {
+        // more than the store keeps in memory: the first are read from the backend, the last from memory
+        const more = makeChanges(author, 300, 1)
+        await store.appendMany(more)
+        for (const asked of [more.slice(-3), more.slice(0, 3), [more[0], more[299]]]) {
+          const first = await store.getChanges(asked.map((c) => c.hash))
+          assert.deepStrictEqual(first, asked)
+          for (const c of first) c.payload.fill(0)
+          assert.deepStrictEqual(await store.getChanges(asked.map((c) => c.hash)), asked)
+        }
+      })
+
       it('should throw ChangeNotFoundError for an unknown hash', async () => {
         await assert.rejects(store.getChanges([changes[0].hash, makeChange(author).hash]), withCode('CHANGE_NOT_FOUND'))
       })
