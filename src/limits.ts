@@ -263,6 +263,14 @@ export const MATERIALISE_STEP_CHANGES = 2_048
 export const MATERIALISE_CACHE_DOCS = 512
 
 /**
+ * A materialise step of at most this many documents (a live change) builds those of at most this many bytes
+ * (snapshot and tail) on the main thread, and keeps them loaded: their next change is applied incrementally,
+ * without a round trip to a worker. Larger steps and larger documents are built on the workers.
+ */
+export const MATERIALISE_MAIN_BUILD_DOCS = 4
+export const MATERIALISE_MAIN_BUILD_BYTES = 64 * 1024
+
+/**
  * A document's snapshot is saved again once this many changes were applied since the last one (32): loading
  * replays at most this many changes, and a change never costs an Automerge save of its own.
  */

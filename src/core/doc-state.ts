@@ -162,11 +162,22 @@ export function copyState (state: DocState | undefined): DocState | undefined {
   }
 }
 
+/** Bytes of the tail's changes. */
+function tailBytes (state: DocState): number {
+  let bytes = 0
+  for (const c of state.tail) bytes += c.length
+  return bytes
+}
+
+/** Bytes an Automerge load of the state reads (snapshot and tail). */
+export function stateBytes (state: DocState): number {
+  return state.snapshot.length + tailBytes(state)
+}
+
 /** True when the tail has grown enough that saving a snapshot pays (the snapshot-cache rule). */
 export function snapshotDue (state: DocState): boolean {
   if (state.tail.length >= MATERIALISE_SNAPSHOT_AFTER_CHANGES) return true
-  let bytes = 0
-  for (const c of state.tail) bytes += c.length
+  const bytes = tailBytes(state)
   return bytes >= MATERIALISE_SNAPSHOT_AFTER_BYTES && bytes > state.snapshot.length
 }
 

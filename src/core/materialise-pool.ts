@@ -8,7 +8,7 @@
  */
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
-import { MATERIALISE_WORKERS_MAX } from '../limits.js'
+import { MATERIALISE_MAIN_BUILD_DOCS, MATERIALISE_WORKERS_MAX } from '../limits.js'
 
 /**
  * One document's job: its snapshot and tail, and whether to save a new snapshot. A document always goes to the
@@ -119,6 +119,17 @@ function workerOf (docId: string, size: number): number {
 
 let pool: MaterialisePool | undefined
 let workers: number | undefined
+let mainBuildDocs = MATERIALISE_MAIN_BUILD_DOCS
+
+/** Steps of at most `docs` documents build small documents on the calling thread (0: always on the workers). */
+export function setMaterialiseMainBuildDocs (docs: number): void {
+  if (!Number.isSafeInteger(docs) || docs < 0) throw new TypeError('docs must be a non-negative integer')
+  mainBuildDocs = docs
+}
+
+export function materialiseMainBuildDocs (): number {
+  return mainBuildDocs
+}
 
 /**
  * Sets the number of materialise workers for what follows in this process (0: none, documents are then loaded

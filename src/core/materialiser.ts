@@ -31,16 +31,16 @@ import {
   ClosedError, DecryptionError, KeyMismatchError, MalformedChangeError
 } from '../errors.js'
 import {
-  MATERIALISE_CACHE_DOCS, MATERIALISE_QUEUE_MAX, MATERIALISE_QUEUE_MAX_BYTES, MATERIALISE_STEP_CHANGES
+  MATERIALISE_CACHE_DOCS, MATERIALISE_MAIN_BUILD_BYTES, MATERIALISE_QUEUE_MAX, MATERIALISE_QUEUE_MAX_BYTES, MATERIALISE_STEP_CHANGES
 } from '../limits.js'
 import { isCreation, payloadAad, type ChangeHash, type DocId, type StoreChange } from '../store/change.js'
 import type { AbortOptions, AppendEvent, AppendOnlyStore } from '../store/types.js'
 import type { Logger } from '../util/logger.js'
 import { Mutex } from '../util/mutex.js'
 import { feedKey } from './changefeed.js'
-import { materialisePool } from './materialise-pool.js'
+import { materialiseMainBuildDocs, materialisePool } from './materialise-pool.js'
 import type { DocData } from './doc.js'
-import { applyAll, compact, copyState, snapshotDue, type DocCache, type DocState } from './doc-state.js'
+import { applyAll, compact, copyState, loadAm, snapshotDue, stateBytes, type DocCache, type DocState } from './doc-state.js'
 import type { DocumentsChangedListener, KV, MaterialiseResult, TenantContext } from './types.js'
 
 /** LevelDB operations per atomic batch before it is written. */
@@ -543,9 +543,15 @@ export class Materialiser {
   async #build (batch: Batch): Promise<void> {
     const offload: Array<{ docId: DocId, state: DocState }> = []
     const pool = materialisePool()
+    // a step of a few documents (a live change) builds small ones here: no round trip to a worker, and the
+    // document stays loaded, so its next change is applied incrementally
+    const few = batch.dirty.size <= materialiseMainBuildDocs()
     for (const [docId, state] of batch.dirty) {
       const fresh = batch.fresh.get(docId)
       if (fresh !== undefined && state.am !== undefined) state.am = applyAll(state.am, fresh, this.#log, docId)
+      if (state.am === undefined && state.json === undefined && few && stateBytes(state) <= MATERIALISE_MAIN_BUILD_BYTES) {
+        loadAm(state, this.#log, docId)
+      }
       if (state.am === undefined && state.json === undefined && pool.usable) {
         offload.push({ docId, state })
       } else if (snapshotDue(state)) {

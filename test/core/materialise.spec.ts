@@ -8,8 +8,8 @@ import {
 } from '../../src/index.js'
 import * as Automerge from '@automerge/automerge'
 import { availableParallelism } from 'node:os'
-import { setMaterialiseWorkers } from '../../src/core/materialise-pool.js'
-import { MATERIALISE_SNAPSHOT_AFTER_CHANGES } from '../../src/limits.js'
+import { setMaterialiseMainBuildDocs, setMaterialiseWorkers } from '../../src/core/materialise-pool.js'
+import { MATERIALISE_MAIN_BUILD_DOCS, MATERIALISE_SNAPSHOT_AFTER_CHANGES } from '../../src/limits.js'
 import { Level } from 'level'
 import { tenantPaths } from '../../src/core/factory.js'
 import { TEST_KDF, testFactory } from '../utils/tmp.js'
@@ -314,8 +314,31 @@ describe('core: materialiser', () => {
     expect(new Set(await feedIds(dbB))).to.deep.equal(new Set([...ids, big.getId()]))
   })
 
+  it('should build a document of a live-sized step here and apply its next changes to it without a worker', async () => {
+    const doc = await dbA.createDocument()
+    const sent = new Set<string>()
+    for (let i = 0; i < 3; i++) {
+      await dbA.changeDoc(doc, (d) => { d.getData()[`f${i}`] = i })
+      const fresh = (await allChanges(dbA)).filter((c) => !sent.has(c.hash))
+      for (const c of fresh) sent.add(c.hash)
+      await dbB.receiveChanges(fresh)
+      await dbB.whenMaterialised()
+      expect(json((await dbB.getDocument(doc.getId())).getData())).to.deep.equal(json((await dbA.getDocument(doc.getId())).getData()))
+    }
+    expect(dbB.getMaterialiseStats().offloaded).to.equal(0)
+    // a step of more documents than that goes to the workers
+    await makeDocs(MATERIALISE_MAIN_BUILD_DOCS + 1)
+    await dbB.receiveChanges((await allChanges(dbA)).filter((c) => !sent.has(c.hash)))
+    await dbB.whenMaterialised()
+    expect(dbB.getMaterialiseStats().offloaded).to.equal(MATERIALISE_MAIN_BUILD_DOCS + 1)
+  })
+
   describe('content built on the worker threads', () => {
-    afterEach(() => { setMaterialiseWorkers(availableParallelism()) })
+    beforeEach(() => { setMaterialiseMainBuildDocs(0) })
+    afterEach(() => {
+      setMaterialiseWorkers(availableParallelism())
+      setMaterialiseMainBuildDocs(MATERIALISE_MAIN_BUILD_DOCS)
+    })
 
     /** A document with every kind of value Automerge keeps, and a key that looks like the content codec's tag. */
     async function richDoc (): Promise<string> {
