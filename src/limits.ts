@@ -268,6 +268,12 @@ export const MATERIALISE_CACHE_DOCS = 512
  * without a round trip to a worker. Larger steps and larger documents are built on the workers.
  */
 export const MATERIALISE_MAIN_BUILD_DOCS = 4
+
+/**
+ * While changes are being received, the background materialiser takes at most one step this often (ms): the
+ * receive path gets the cores, and the changefeed still moves during a long sync.
+ */
+export const MATERIALISE_DEFER_MAX_MS = 1000
 export const MATERIALISE_MAIN_BUILD_BYTES = 64 * 1024
 
 /**

@@ -185,9 +185,14 @@ export class MindooDB {
    */
   async receiveChanges (changes: readonly StoreChange[], options: AbortOptions = {}): Promise<AppendManyResult> {
     this.#checkOpen()
-    const result = await this.#store.appendMany(changes, options)
-    if (result.added.length > 0) this.#mat.kick()
-    return result
+    const done = this.#mat.receiving()
+    try {
+      const result = await this.#store.appendMany(changes, options)
+      if (result.added.length > 0) this.#mat.kick()
+      return result
+    } finally {
+      done()
+    }
   }
 
   /** Resolves when every change stored before the call is applied to its document (the backlog at call time). */

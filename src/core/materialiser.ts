@@ -31,7 +31,8 @@ import {
   ClosedError, DecryptionError, KeyMismatchError, MalformedChangeError
 } from '../errors.js'
 import {
-  MATERIALISE_CACHE_DOCS, MATERIALISE_MAIN_BUILD_BYTES, MATERIALISE_QUEUE_MAX, MATERIALISE_QUEUE_MAX_BYTES, MATERIALISE_STEP_CHANGES
+  MATERIALISE_CACHE_DOCS, MATERIALISE_DEFER_MAX_MS, MATERIALISE_MAIN_BUILD_BYTES, MATERIALISE_QUEUE_MAX, MATERIALISE_QUEUE_MAX_BYTES,
+  MATERIALISE_STEP_CHANGES
 } from '../limits.js'
 import { isCreation, payloadAad, type ChangeHash, type DocId, type StoreChange } from '../store/change.js'
 import type { AbortOptions, AppendEvent, AppendOnlyStore } from '../store/types.js'
@@ -142,6 +143,12 @@ export class Materialiser {
   /** Backlog seqs taken ahead by `materialiseDoc` (already applied and written): the walker skips them. */
   readonly #taken = new Set<number>()
   #background: Promise<void> | undefined
+  /** `receiveChanges` calls in flight: the background defers to them (see #yieldToReceive). */
+  #receiving = 0
+  /** Wakes the background when the last receive in flight is done. */
+  #receivedAll: (() => void) | undefined
+  /** When the background last took a step. */
+  #lastStepAt = 0
   #offAppend: (() => void) | undefined
   #closed = false
   readonly #stats = { applied: 0, snapshots: 0, offloaded: 0 }
@@ -180,6 +187,7 @@ export class Materialiser {
 
   close (): void {
     this.#closed = true
+    this.#receivedAll?.()
     this.#offAppend?.()
     this.#dropQueue()
     this.#listeners.clear()
@@ -214,6 +222,38 @@ export class Materialiser {
     return () => { this.#listeners.delete(listener) }
   }
 
+  /**
+   * Marks a receive in flight until the returned function is called. While changes are being received, the
+   * background takes at most one step per MATERIALISE_DEFER_MAX_MS: the receive path (verify and store) gets
+   * the cores, and the backlog is taken up in larger, cheaper steps once the sync is done. Reads of a document
+   * and the changefeed do not wait for that: they take up what they need at once.
+   */
+  receiving (): () => void {
+    this.#receiving++
+    let done = false
+    return () => {
+      if (done) return
+      done = true
+      if (--this.#receiving === 0) {
+        this.#receivedAll?.()
+        this.#receivedAll = undefined
+      }
+    }
+  }
+
+  /** Waits while receives are in flight, up to MATERIALISE_DEFER_MAX_MS after the last step. */
+  async #yieldToReceive (): Promise<void> {
+    const wait = this.#lastStepAt + MATERIALISE_DEFER_MAX_MS - Date.now()
+    if (this.#receiving === 0 || wait <= 0) return
+    let timer: NodeJS.Timeout | undefined
+    await new Promise<void>((resolve) => {
+      this.#receivedAll = resolve
+      timer = setTimeout(resolve, wait)
+    })
+    clearTimeout(timer)
+    this.#receivedAll = undefined
+  }
+
   /** Starts taking up the backlog in the background (no-op while it runs or when there is none). */
   kick (): void {
     if (this.#background !== undefined || this.#closed || this.backlog() === 0) return
@@ -222,6 +262,9 @@ export class Materialiser {
         // the caller (the receive path) goes on first
         await new Promise((resolve) => setImmediate(resolve))
         while (!this.#closed && this.backlog() > 0) {
+          await this.#yieldToReceive()
+          if (this.#closed || this.backlog() === 0) break
+          this.#lastStepAt = Date.now()
           await this.mutex.run(async () => {
             if (!this.#closed) await this.catchUp({}, this.#store.getLastSeq(), MATERIALISE_STEP_CHANGES)
           })
