@@ -153,10 +153,9 @@ export class ServedIndexStore {
       if (!Number.isSafeInteger(ck.pos) || !Number.isSafeInteger(ck.items) || !Number.isSafeInteger(ck.segments)) {
         throw new TypeError('checkpoint meta is malformed')
       }
-      const timestamps = new Float64Array(ck.items)
-      const ids = new Uint8Array(ck.items * ID_BYTES)
-      let k = 0
-      // a few segments at a time, so the sealed bytes are never all in memory beside the set
+      // a few segments at a time, each straight into the set's chunks: neither the sealed bytes nor a packed
+      // copy of the set are ever all in memory beside it
+      const loader = ChunkedReconcileSet.sortedLoader(ck.items)
       for (let first = 0; first < ck.segments; first += SEGMENTS_PER_READ) {
         options.signal?.throwIfAborted()
         const keys = Array.from({ length: Math.min(SEGMENTS_PER_READ, ck.segments - first) }, (_, i) => segKey(first + i))
@@ -165,15 +164,13 @@ export class ServedIndexStore {
           const seg = this.#unseal(sealed)
           const view = new DataView(seg.buffer, seg.byteOffset, seg.byteLength)
           const count = view.getUint32(0)
-          if (seg.byteLength !== 4 + count * (8 + ID_BYTES) || k + count > ck.items) throw new TypeError('checkpoint segment malformed')
-          for (let i = 0; i < count; i++) timestamps[k + i] = view.getFloat64(4 + i * 8)
-          ids.set(seg.subarray(4 + count * 8), k * ID_BYTES)
-          k += count
+          if (seg.byteLength !== 4 + count * (8 + ID_BYTES)) throw new TypeError('checkpoint segment malformed')
+          const timestamps = new Float64Array(count)
+          for (let i = 0; i < count; i++) timestamps[i] = view.getFloat64(4 + i * 8)
+          loader.add(timestamps, seg.subarray(4 + count * 8))
         }
       }
-      if (k !== ck.items) throw new TypeError('checkpoint is short of items')
-      set = ChunkedReconcileSet.fromPacked(timestamps, ids)
-      if (set.size !== ck.items) throw new TypeError('checkpoint items out of order')
+      set = loader.finish()
       if (ck.docSegments > 0) {
         const parts = await this.#kv.getMany(Array.from({ length: ck.docSegments }, (_, n) => docSegKey(n)))
         docs = []

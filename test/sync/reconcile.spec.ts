@@ -349,6 +349,60 @@ describe('sync/reconcile', () => {
       }
     })
 
+    it('should load sorted parts straight into chunks as fromPacked does, and refuse items out of order or short', () => {
+      const rand = prng(62)
+      const n = 5_000 // several chunks (CHUNK_LOAD_ITEMS each), cut into parts across their edges
+      const timestamps = new Float64Array(n)
+      const ids = new Uint8Array(n * 32)
+      for (let k = 0; k < ids.length; k++) ids[k] = Math.floor(rand() * 256)
+      let t = 1_700_000_000_000
+      for (let k = 0; k < n; k++) {
+        if (rand() >= 0.3) t += 1 + Math.floor(rand() * 1000)
+        timestamps[k] = t
+      }
+      const expected = ChunkedReconcileSet.fromPacked(timestamps, ids)
+      /** The set's items in order, cut into parts before the given indices. */
+      const parts = (cuts: number[]): Array<[Float64Array, Uint8Array]> => {
+        const all = [...expected.items()]
+        return [0, ...cuts].map((from, p) => {
+          const items = all.slice(from, [...cuts, all.length][p])
+          return [Float64Array.from(items.map((i) => i.timestamp)), new Uint8Array(Buffer.concat(items.map((i) => Buffer.from(i.id, 'hex'))))]
+        })
+      }
+      const load = (chunks: Array<[Float64Array, Uint8Array]>, total = expected.size): ChunkedReconcileSet => {
+        const loader = ChunkedReconcileSet.sortedLoader(total)
+        for (const [ts, idBytes] of chunks) loader.add(ts, idBytes)
+        return loader.finish()
+      }
+      const loaded = load(parts([1, 2, 767, 768, 769, 3333]))
+      assert.equal(loaded.size, expected.size)
+      assert.deepEqual([...loaded.items()], [...expected.items()])
+      assert.deepEqual(loaded.fingerprint(), expected.fingerprint())
+      const mid = [...expected.items()][2500]
+      assert.deepEqual(loaded.fingerprint(undefined, mid), expected.fingerprint(undefined, mid))
+      // a set like any other afterwards
+      assert.equal(loaded.delete(mid.timestamp, mid.id), true)
+      assert.equal(loaded.insert(mid.timestamp, mid.id), true)
+      assert.deepEqual(loaded.fingerprint(), expected.fingerprint())
+      // an item repeated at a part's edge (here also a chunk's), two items swapped inside a part, and fewer or
+      // more items than announced
+      const good = parts([768])
+      const repeated: Array<[Float64Array, Uint8Array]> = [good[0], [
+        Float64Array.from([good[0][0][767], ...good[1][0]]),
+        new Uint8Array(Buffer.concat([good[0][1].subarray(767 * 32), good[1][1]]))
+      ]]
+      assert.throws(() => load(repeated, expected.size + 1), /out of order/)
+      const [swapped] = parts([])
+      const [ts0, ids0] = swapped
+      ;[ts0[10], ts0[11]] = [ts0[11], ts0[10]]
+      const id10 = ids0.slice(320, 352)
+      ids0.copyWithin(320, 352, 384)
+      ids0.set(id10, 352)
+      assert.throws(() => load([swapped]), /out of order/)
+      assert.throws(() => load(good, expected.size + 1), /items of/)
+      assert.throws(() => load(good, expected.size - 1), /more items than announced/)
+    })
+
     it('should find one difference among 10^6 items within 3 round trips and 2 KB, either side', function () {
       this.timeout(60_000)
       // packed items as the served-set index holds them: about one a minute, one in ten sharing its timestamp

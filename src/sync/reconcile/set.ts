@@ -176,6 +176,46 @@ export class ChunkedReconcileSet implements ReconcileSet {
     return set
   }
 
+  /**
+   * Fills a new set straight into its chunks from `total` items in strictly ascending order, given a part at a
+   * time as parallel packed arrays (what a persisted checkpoint holds): no copy of the whole set is made on the
+   * way. `add` throws TypeError on an item not above the one before; `finish` throws it unless exactly `total`
+   * items were added.
+   */
+  static sortedLoader (total: number): { add: (timestamps: ArrayLike<number>, ids: Uint8Array) => void, finish: () => ChunkedReconcileSet } {
+    if (!Number.isSafeInteger(total) || total < 0) throw new TypeError('total must be a non-negative integer')
+    const set = new ChunkedReconcileSet()
+    let chunk: Chunk | undefined
+    return {
+      add: (timestamps, ids) => {
+        const count = timestamps.length
+        if (ids.length !== count * ID_BYTES) throw new TypeError('ids must hold 32 bytes per timestamp')
+        if (set.#size + count > total) throw new TypeError('more items than announced')
+        for (let k = 0; k < count; k++) {
+          checkTimestamp(timestamps[k])
+          if (chunk !== undefined && chunk.n > 0 &&
+            compareItems(chunk.ts[chunk.n - 1], chunk.ids, (chunk.n - 1) * ID_BYTES, timestamps[k], ids, k * ID_BYTES) >= 0) {
+            throw new TypeError('items out of order')
+          }
+          if (chunk === undefined || chunk.n === CHUNK_LOAD_ITEMS) {
+            chunk = new Chunk(Math.min(CHUNK_LOAD_ITEMS, total - set.#size))
+            set.#chunks.push(chunk)
+          }
+          chunk.ts[chunk.n] = timestamps[k]
+          chunk.ids.set(ids.subarray(k * ID_BYTES, (k + 1) * ID_BYTES), chunk.n * ID_BYTES)
+          chunk.n++
+          set.#size++
+        }
+      },
+      finish: () => {
+        if (set.#size !== total) throw new TypeError(`${set.#size} items of ${total}`)
+        for (const c of set.#chunks) c.recomputeSum()
+        set.#indexed = false
+        return set
+      }
+    }
+  }
+
   #loadSorted (timestamps: ArrayLike<number>, ids: Uint8Array, order: Uint32Array | null): void {
     const count = timestamps.length
     let chunk: Chunk | undefined
