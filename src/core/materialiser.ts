@@ -25,6 +25,9 @@
  *    waits it produced; a change taken ahead is written with its document, and taking it again after a crash
  *    finds it applied (1). So a crash never leaves a document ahead of or behind the recorded progress, and on
  *    open the walk simply resumes.
+ * 6. A walk writes its batches in order, one at a time; while one is built on the workers and written, the next
+ *    is applied here and sees the unwritten one's document states, applied changes and waiters as if they were
+ *    written (`#unwritten`). A failed write ends the walk; the disk is the truth again (`#forget`).
  */
 import type * as Automerge from '@automerge/automerge'
 import {
@@ -81,6 +84,10 @@ class Batch {
   readonly rejected: Array<{ hash: ChangeHash, code: string }> = []
   /** Changes waiting for a dependency, registered in this batch: dep -> waiting hashes. */
   readonly waiting = new Map<ChangeHash, ChangeHash[]>()
+  /** Documents whose queued changes this batch took: reads of them wait until it is written. */
+  readonly stepDocs = new Set<DocId>()
+  /** The progress the batch writes, set when it is handed to #write. */
+  meta: Meta | undefined
   appliedCount = 0
 }
 
@@ -138,8 +145,16 @@ export class Materialiser {
   #queueBytes = 0
   /** True when `#queue` holds every backlog change that was not taken ahead. */
   #queueWhole = false
-  /** Documents whose changes left the queue for the batch being built, not yet written: a read must wait for it. */
-  readonly #inStep = new Set<DocId>()
+  /**
+   * Documents whose changes left the queue for a batch not yet written, with the number of such batches: a read
+   * must wait for them.
+   */
+  readonly #inStep = new Map<DocId, number>()
+  /**
+   * The batch being built on the workers and written while the next one is applied (catchUp's pipeline): the
+   * next one sees its documents, applied changes and waiters as if they were written.
+   */
+  #unwritten: Batch | undefined
   /** Backlog seqs taken ahead by `materialiseDoc` (already applied and written): the walker skips them. */
   readonly #taken = new Set<number>()
   #background: Promise<void> | undefined
@@ -289,6 +304,8 @@ export class Materialiser {
     let batch = new Batch()
     let seq = this.#meta.appliedSeq
     let taken = 0
+    /** The write of the batch before, running while `batch` is applied. */
+    let writing: Promise<Batch> | undefined
     const step = async (next: number, change: StoreChange | undefined): Promise<void> => {
       if (change !== undefined) {
         await this.#applyWithWaiters(batch, change, local)
@@ -296,7 +313,11 @@ export class Materialiser {
       }
       seq = next
       if (batch.ops.length >= FLUSH_OPS || batch.dirty.size >= MATERIALISE_CACHE_DOCS) {
-        this.#collect(result, await this.#flush(batch, seq))
+        // a full batch is built on the workers and written while the next one is applied here; the one before
+        // is written first (writes stay in order, and one batch at a time is unwritten)
+        if (writing !== undefined) this.#collect(result, await writing)
+        writing = this.#write(this.#handOff(batch, seq))
+        writing.catch(() => {}) // awaited above or below
         batch = new Batch()
       }
     }
@@ -308,7 +329,7 @@ export class Materialiser {
         }
         const queued = this.#queueWhole ? this.#dequeue(seq + 1) : undefined
         if (queued !== undefined) {
-          this.#inStep.add(queued.docId)
+          this.#enterStep(batch, queued.docId)
           await step(seq + 1, queued)
           continue
         }
@@ -320,8 +341,12 @@ export class Materialiser {
         }
         break
       }
+      if (writing !== undefined) this.#collect(result, await writing)
+      writing = undefined
       this.#collect(result, await this.#flush(batch, seq))
     } catch (err) {
+      // nothing of this step may still be writing once the mutex is released
+      await writing?.catch(() => {})
       this.#forget()
       throw err
     }
@@ -346,8 +371,8 @@ export class Materialiser {
     const seqs = this.#byDoc.get(docId)
     if (seqs === undefined) return
     this.#byDoc.delete(docId)
-    this.#inStep.add(docId)
     const batch = new Batch()
+    this.#enterStep(batch, docId)
     try {
       for (const seq of seqs) {
         const change = this.#queue.get(seq) as StoreChange
@@ -435,6 +460,7 @@ export class Materialiser {
   /** After a failed step: states and the queue may hold work that was not written; the disk is the truth. */
   #forget (): void {
     this.#inStep.clear()
+    this.#unwritten = undefined
     this.#cache.clear()
     this.#dropQueue()
   }
@@ -456,6 +482,12 @@ export class Materialiser {
       const prefix = `wd!${next.hash}!`
       const waiting = batch.waiting.get(next.hash) ?? []
       batch.waiting.delete(next.hash)
+      // waiters the unwritten batch registered: their records are written with it, and deleted with this one
+      const earlier = this.#unwritten?.waiting.get(next.hash)
+      if (earlier !== undefined) {
+        this.#unwritten?.waiting.delete(next.hash)
+        waiting.push(...earlier)
+      }
       for (const hash of waiting) batch.ops.push({ type: 'del', key: prefix + hash })
       // the common case, nothing waiting anywhere, costs no lookup; else a point read of the marker decides
       // whether the range is worth a scan
@@ -472,7 +504,7 @@ export class Materialiser {
 
   /** The document an applied change belongs to, or undefined when the change is not applied. */
   async #appliedTo (batch: Batch, hash: ChangeHash): Promise<DocId | undefined> {
-    const docId = batch.applied.get(hash)?.docId
+    const docId = batch.applied.get(hash)?.docId ?? this.#unwritten?.applied.get(hash)?.docId
     if (docId !== undefined) return docId
     const value = await this.#cache.read('ap!' + hash)
     return value === undefined ? undefined : dec.decode(value)
@@ -525,7 +557,7 @@ export class Materialiser {
     // copy on write: readers outside the mutex keep seeing the cached state until the batch is written
     let existing = batch.dirty.get(change.docId)
     if (existing === undefined) {
-      existing = copyState(await this.#cache.load(change.docId))
+      existing = copyState(this.#unwritten?.dirty.get(change.docId) ?? await this.#cache.load(change.docId))
       batch.base.set(change.docId, { heads: existing?.meta.heads.join() ?? '', from: existing?.tail.length ?? 0 })
     }
     // invariant 4: the verifier checked the key against the id and the creator of a creation; this keeps the
@@ -635,33 +667,58 @@ export class Materialiser {
    */
   async #flush (batch: Batch, appliedSeq: number): Promise<Batch> {
     if (batch.ops.length === 0 && appliedSeq === this.#meta.appliedSeq) {
-      this.#inStep.clear()
+      this.#leaveStep(batch)
       return batch
     }
-    await this.#build(batch)
-    let feedSeq = this.#meta.feedSeq
-    const ops = batch.ops
-    for (const [docId, state] of batch.dirty) {
-      if (state.feedSeq > 0) ops.push({ type: 'del', key: feedKey(state.feedSeq) })
-      state.feedSeq = ++feedSeq
-      ops.push({ type: 'put', key: feedKey(feedSeq), value: enc.encode(docId) })
-      ops.push({ type: 'put', key: 'doc!' + docId, value: this.#cache.seal(state) })
-    }
-    const meta: Meta = { appliedSeq, feedSeq }
-    ops.push({ type: 'put', key: 'meta', value: enc.encode(JSON.stringify(meta)) })
-    await this.#state.batch(ops)
-    this.#meta = meta
-    // the batch's documents go into the cache before anything else runs: reads need not wait any more
-    this.#inStep.clear()
-    for (const [docId, state] of batch.dirty) this.#cache.set(docId, state)
-    this.#stats.applied += batch.appliedCount
+    await this.#write(this.#handOff(batch, appliedSeq))
+    // no batch is being applied now: whether changes still wait on disk can be asked again
     if (this.#waitersOnDisk) this.#waitersOnDisk = await this.#hasWaiters()
+    return batch
+  }
+
+  /**
+   * Gives the batch its changefeed positions (invariant 2) and its progress, and makes it the unwritten batch:
+   * the next batch, applied while this one is written, builds on its states. Runs after the batch before was
+   * written, so `#meta` is current.
+   */
+  #handOff (batch: Batch, appliedSeq: number): Batch {
+    let feedSeq = this.#meta.feedSeq
+    for (const [docId, state] of batch.dirty) {
+      if (state.feedSeq > 0) batch.ops.push({ type: 'del', key: feedKey(state.feedSeq) })
+      state.feedSeq = ++feedSeq
+      batch.ops.push({ type: 'put', key: feedKey(feedSeq), value: enc.encode(docId) })
+    }
+    batch.meta = { appliedSeq, feedSeq }
+    this.#unwritten = batch
+    return batch
+  }
+
+  /**
+   * Brings the batch's documents up to date (loaded ones here, the others on the workers), saves the snapshots
+   * that are due, and writes it with its progress atomically (invariant 5); then updates the cache and notifies.
+   */
+  async #write (batch: Batch): Promise<Batch> {
+    const meta = batch.meta as Meta
+    try {
+      await this.#build(batch)
+      const ops = batch.ops
+      for (const [docId, state] of batch.dirty) ops.push({ type: 'put', key: 'doc!' + docId, value: this.#cache.seal(state) })
+      ops.push({ type: 'put', key: 'meta', value: enc.encode(JSON.stringify(meta)) })
+      await this.#state.batch(ops)
+      this.#meta = meta
+      // the batch's documents go into the cache before anything else runs: reads need not wait any more
+      for (const [docId, state] of batch.dirty) this.#cache.set(docId, state)
+    } finally {
+      if (this.#unwritten === batch) this.#unwritten = undefined
+    }
+    this.#leaveStep(batch)
+    this.#stats.applied += batch.appliedCount
     if (batch.dirty.size > 0) {
       const docIds = [...batch.dirty.keys()]
       const applied = [...batch.applied].map(([hash, { docId, time }]) => ({ hash, docId, time }))
       for (const listener of this.#listeners) {
         try {
-          listener({ docIds, applied, feedSeq })
+          listener({ docIds, applied, feedSeq: meta.feedSeq })
         } catch (err) {
           this.#log.error({ err: String(err) }, 'documents-changed listener failed')
         }
@@ -669,4 +726,20 @@ export class Materialiser {
     }
     return batch
   }
+
+  #enterStep (batch: Batch, docId: DocId): void {
+    if (batch.stepDocs.has(docId)) return
+    batch.stepDocs.add(docId)
+    this.#inStep.set(docId, (this.#inStep.get(docId) ?? 0) + 1)
+  }
+
+  #leaveStep (batch: Batch): void {
+    for (const docId of batch.stepDocs) {
+      const n = (this.#inStep.get(docId) ?? 1) - 1
+      if (n > 0) this.#inStep.set(docId, n)
+      else this.#inStep.delete(docId)
+    }
+    batch.stepDocs.clear()
+  }
+
 }

@@ -159,6 +159,26 @@ describe('core: materialiser', () => {
     expect(await stateKeys('wm!')).to.deep.equal([])
   })
 
+  it('should apply a walk of many batches right, whatever the order: documents and waits spanning batches being written', async function () {
+    this.timeout(120_000)
+    // more documents than a batch holds (MATERIALISE_CACHE_DOCS), in a shuffled order: a document's changes land in
+    // different batches, some while the batch before is still being built and written, and many changes wait for
+    // a creation that comes in a later batch
+    const ids = await makeDocs(1_500)
+    const changes = shuffled(await allChanges(dbA), 11)
+    await dbB.receiveChanges(changes)
+    await dbB.whenMaterialised()
+    expect(dbB.getMaterialiseStats().applied).to.equal(changes.length)
+    for (const [i, id] of ids.entries()) {
+      expect(json((await dbB.getDocument(id)).getData()), id).to.deep.equal({ i, body: `body ${i}` })
+    }
+    const feed = await feedIds(dbB)
+    expect(feed).to.have.length(ids.length)
+    expect(new Set(feed)).to.deep.equal(new Set(ids))
+    expect(await stateKeys('wd!')).to.deep.equal([])
+    expect(await stateKeys('wm!')).to.deep.equal([])
+  })
+
   it('should apply changes that wait for a dependency in a state written before the waiting markers', async () => {
     const ids = await makeDocs(5)
     const changes = await allChanges(dbA)
