@@ -741,5 +741,4 @@ export class Materialiser {
     }
     batch.stepDocs.clear()
   }
-
 }

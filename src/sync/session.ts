@@ -657,7 +657,7 @@ class SyncSession {
       if (asked > 0 || m.last) this.#progress()
       else this.#noop()
     })
-    stored.catch(() => {}) // awaited below, or by #drainStoring when the session ends first
+    stored.catch(() => {}) // awaited below, or settled before the session ends on a failure
     this.#storing.push(stored)
     if (this.#storing.length >= ANSWER_FRAMES_IN_FLIGHT) await this.#storing.shift()
     if (!m.last) return
