@@ -71,7 +71,8 @@ const validateHashes = (hashes: unknown): ChangeHash[] => {
  * (materialiser.ts) then applies it to its document, in the background for received changes, batched per
  * document, into the document cache (doc-state.ts), and moves the document to the end of the changefeed
  * (changefeed.ts). A read waits only for what it needs: `getDocument` takes up that document's queued changes at
- * once, the changefeed and `getAllDocumentIds` the backlog present when they are called.
+ * once; the changefeed yields the documents with nothing waiting at once and the others after the backlog present
+ * when it is called; `getAllDocumentIds` waits for that backlog.
  *
  * A change waits, stored, until its key is known and its dependencies are applied; a change whose dependencies
  * never arrive stays stored and invisible. The materialiser's invariants (applied at most once, one changefeed
@@ -317,18 +318,26 @@ export class MindooDB {
    * Each document changed after `cursor`, once, at its latest state, in the order this replica committed
    * the changes. Resume from any yielded cursor: no duplicates, no gaps, also after a restart. Deleted
    * documents come out as tombstones; documents this tenant cannot decrypt never come out. Streams: holds
-   * one chunk of positions at a time. Waits first for the changes stored before the call to be applied.
+   * one chunk of positions at a time. Documents with no stored change waiting to be applied come out at once;
+   * the others come out at their new positions, after the changes stored before the call are applied.
    */
   async * iterateChangesSince (cursor: ProcessChangesCursor | null, options: AbortOptions = {}): AsyncGenerator<{ doc: MindooDoc, cursor: ProcessChangesCursor }> {
     this.#checkOpen()
     if (cursor !== null && (typeof cursor !== 'object' || !Number.isSafeInteger(cursor.seq) || cursor.seq < 0)) {
       throw new InvalidArgumentError('cursor must be null or a cursor yielded by iterateChangesSince')
     }
-    await this.whenMaterialised(options)
-    for await (const { seq, docId } of feedEntries(this.#state, cursor?.seq ?? 0, options)) {
-      const state = await this.#cache.load(docId)
-      if (state === undefined) continue
-      yield { doc: this.#toDoc(docId, state), cursor: { seq, docId } }
+    let from = cursor?.seq ?? 0
+    // first what is up to date: an entry whose document has changes waiting is not its latest state, and
+    // applying them moves the document to a new position at the end, where the second pass finds it
+    for (const ready of [true, false]) {
+      if (!ready) await this.whenMaterialised(options)
+      for await (const { seq, docId } of feedEntries(this.#state, from, options)) {
+        from = seq
+        if (ready && this.#mat.pendingFor(docId)) continue
+        const state = await this.#cache.load(docId)
+        if (state === undefined) continue
+        yield { doc: this.#toDoc(docId, state), cursor: { seq, docId } }
+      }
     }
   }
 

@@ -267,6 +267,31 @@ describe('core: materialiser', () => {
     expect(await feedIds(dbB)).to.have.length(50)
   })
 
+  it('should yield the documents that are up to date before taking up the backlog, and the others once, at their latest state', async () => {
+    const ids = await makeDocs(30)
+    await dbB.receiveChanges(await allChanges(dbA))
+    await dbB.whenMaterialised()
+    // three documents get a change that is stored but not applied (appendMany leaves it to the next read)
+    const before = new Set((await allChanges(dbA)).map((c) => c.hash))
+    const changed = [ids[2], ids[15], ids[29]]
+    for (const id of changed) await dbA.changeDoc(id, (d) => { d.getData().i = -1 })
+    await dbB.getStore().appendMany((await allChanges(dbA)).filter((c) => !before.has(c.hash)))
+    expect(dbB.getMaterialiseBacklog()).to.equal(3)
+    const yielded: string[] = []
+    const backlogAt: number[] = []
+    for await (const { doc } of dbB.iterateChangesSince(null)) {
+      yielded.push(doc.getId())
+      backlogAt.push(dbB.getMaterialiseBacklog())
+      expect(doc.getData().i, doc.getId()).to.equal(changed.includes(doc.getId()) ? -1 : ids.indexOf(doc.getId()))
+    }
+    // every document once; the 27 up to date ones first, without waiting for the backlog; the changed ones last
+    expect(yielded).to.have.length(30)
+    expect(new Set(yielded)).to.deep.equal(new Set(ids))
+    expect(backlogAt.slice(0, 27)).to.deep.equal(new Array(27).fill(3))
+    expect(new Set(yielded.slice(27))).to.deep.equal(new Set(changed))
+    expect(dbB.getMaterialiseBacklog()).to.equal(0)
+  })
+
   it('should save a snapshot only once a document has enough changes since the last, and reload from the tail', async () => {
     const doc = await dbB.createDocument()
     for (let i = 1; i < MATERIALISE_SNAPSHOT_AFTER_CHANGES - 1; i++) await dbB.changeDoc(doc, (d) => { d.getData().n = i })
