@@ -1,5 +1,6 @@
 /** Small helpers the benchmarks share. */
 import type { ReconcileItem, ReconcileSet } from '../src/sync/reconcile/index.js'
+import { readdirSync, readFileSync } from 'node:fs'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 
@@ -91,4 +92,43 @@ export function withDifferences (base: ReconcileSet, timestamps: Float64Array, i
     }
   }
   return { set, onlyBase, onlyCopy }
+}
+
+/**
+ * CPU time (ms) of this process's threads by kind, read from /proc (Linux; empty elsewhere): `MainThread`,
+ * `WorkerThread` (worker_threads: verify and materialise pools), `libuv-worker` (LevelDB and other thread-pool
+ * work), `V8Worker` (V8's platform threads: GC helpers, compilation), and the rest by their names. Subtract two
+ * readings to see where a phase's CPU went.
+ */
+export function threadCpuByKind (): Record<string, number> {
+  const out: Record<string, number> = {}
+  let tids: string[]
+  try {
+    tids = readdirSync('/proc/self/task')
+  } catch {
+    return out
+  }
+  for (const tid of tids) {
+    try {
+      const kind = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim()
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
+      // fields after the command name: utime and stime are the 12th and 13th, in clock ticks (100 per second)
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      out[kind] = (out[kind] ?? 0) + (Number(fields[11]) + Number(fields[12])) * 10
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out
+}
+
+/** `after - before` of two threadCpuByKind readings, per kind; a thread that ended in between is not counted. */
+export function threadCpuSince (before: Record<string, number>): Record<string, number> {
+  const after = threadCpuByKind()
+  const out: Record<string, number> = {}
+  for (const [kind, ms] of Object.entries(after)) {
+    const d = ms - (before[kind] ?? 0)
+    if (d > 0) out[kind] = d
+  }
+  return out
 }

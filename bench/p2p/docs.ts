@@ -22,7 +22,7 @@ import { join } from 'node:path'
 import { decrypt, unwrapKey } from '../../src/crypto/index.js'
 import { createTenantFactory, encodeChange, payloadAad, type StoreChange } from '../../src/index.js'
 import type { MindooNode } from '../../src/p2p/index.js'
-import { gc } from '../util.js'
+import { gc, threadCpuByKind, threadCpuSince } from '../util.js'
 import { automergeBound, primitiveBound } from './bound.js'
 import { formatHash } from './cold.js'
 import { cachedData } from './data-cache.js'
@@ -167,6 +167,7 @@ export async function benchDocs (spec: DocsSpec, opts: DocsOptions, runDir: stri
     gc()
     await sleep(100)
     const cpuB0 = process.cpuUsage()
+    const threadsB0 = threadCpuByKind()
     const cpuA0 = await server.cpuMs()
     const t0 = now()
     await b.node.addShare(shareFor([server.info]))
@@ -193,6 +194,7 @@ export async function benchDocs (spec: DocsSpec, opts: DocsOptions, runDir: stri
     }
     const readMs = now() - t0
     const cpuB = cpuMs(cpuB0)
+    const threadsB = threadCpuSince(threadsB0)
     const cpuA = (await server.cpuMs()) - cpuA0
     if (seen.size !== n) throw new Error(`B's changefeed yielded ${seen.size} of ${n} documents`)
     const storedRate = perSec(n, storedMs)
@@ -235,7 +237,10 @@ export async function benchDocs (spec: DocsSpec, opts: DocsOptions, runDir: stri
         bUtilisation: round(cpuB / readMs, 2),
         aMs: Math.round(cpuA),
         aUtilisation: round(cpuA / readMs, 2),
-        loadAverage1m: round(loadavg()[0], 2)
+        loadAverage1m: round(loadavg()[0], 2),
+        bUsPerDocByThread: Object.fromEntries(Object.entries(threadsB).map(([kind, ms]) => [kind, Math.round(ms * 1000 / n)])),
+        byThreadNote: 'B\'s CPU per document read back by kind of thread (/proc, 10 ms ticks): MainThread; WorkerThread = the ' +
+          'verify and materialise pools; libuv-worker = LevelDB; V8Worker = V8\'s platform threads (GC helpers, compilation)'
       },
       rounds: results.map((r) => ({ ok: r.ok, received: r.result?.received, error: r.error })),
       roundsFailed: results.filter((r) => !r.ok).length,
