@@ -58,6 +58,14 @@ export class WriteDeniedError extends ChangeRejectedError {
   static override readonly code: string = 'WRITE_DENIED'
 }
 
+/**
+ * A write policy could not judge the change yet (its document's outcome depends on a change this side does not
+ * have): it is not stored now and is asked for again by a later round.
+ */
+export class WriteUndecidedError extends ChangeRejectedError {
+  static override readonly code: string = 'WRITE_UNDECIDED'
+}
+
 // ---- keys and crypto ----
 
 /** A password did not unwrap a key (or the wrapped blob was altered). */
@@ -427,6 +435,7 @@ export const ERROR_CODES: Readonly<Record<string, ErrorClass>> = errorTable([
   LockedError, AbortError, ChangeRejectedError, UnrequestedChangeError, InvalidFilterError, SyncProtocolError, PushLimitError, PushFloodError,
   SyncRemoteError, ShareDisabledError, SessionIdleError, ReconcileProtocolError, KeyMismatchError, NotCreatorError,
   WriteDeniedError,
+  WriteUndecidedError,
   ConfigError, InvalidParamsError, NotStartedError, PartnerNotFoundError, RpcError, RpcUnavailableError, UsageError,
   RoundsFailedError, StoreCorruptError, BackupCorruptError, BackupVersionError, RestoreTargetNotEmptyError,
   NodeStoppingError, TimeoutError, TooManySessionsError, SessionRefusedError, PeerNotDialledError, StreamError,

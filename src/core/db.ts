@@ -1,6 +1,6 @@
 import * as Automerge from '@automerge/automerge'
 import {
-  ChangeNotFoundError, ClosedError, DocumentDeletedError, DocumentNotFoundError, InvalidArgumentError,
+  ChangeNotFoundError, ClosedError, DecryptionError, DocumentDeletedError, DocumentNotFoundError, InvalidArgumentError,
   KeyNotFoundError, throwIfAborted
 } from '../errors.js'
 import {
@@ -11,7 +11,7 @@ import type { AbortOptions, AppendManyResult, AppendOnlyStore } from '../store/t
 import { silentLogger, type Logger } from '../util/logger.js'
 import { feedEntries } from './changefeed.js'
 import { MindooDoc, type DocData } from './doc.js'
-import { dataOf, DocCache, loadAm, type DocState } from './doc-state.js'
+import { applyAll, buildAm, dataOf, DocCache, loadAm, type DocState } from './doc-state.js'
 import { Materialiser, type MaterialiseQueueLimits, type MaterialiseStats } from './materialiser.js'
 import { Trust } from './trust.js'
 import type {
@@ -291,6 +291,42 @@ export class MindooDB {
     if (!isValidId(docId)) throw new InvalidArgumentError('invalid docId')
     if (this.#mat.pendingFor(docId)) await this.#mat.mutex.run(async () => { await this.#mat.materialiseDoc(docId) })
     return this.#toDoc(docId, await this.#requireState(docId))
+  }
+
+  /**
+   * The document's content as it would be with `changes` (all of `docId`, received and not stored) applied on top
+   * of what is stored, without storing or applying anything: `null` when the document does not exist here and the
+   * changes do not create it, `undefined` when this side cannot tell (a key it lacks, a payload no key version
+   * decrypts, or a dependency that is neither stored nor among `changes`). A write policy judges a change by it.
+   */
+  async dataAfter (docId: DocId, changes: readonly StoreChange[]): Promise<DocData | null | undefined> {
+    this.#checkOpen()
+    if (!isValidId(docId)) throw new InvalidArgumentError('invalid docId')
+    if (changes.some((c) => c.docId !== docId)) throw new InvalidArgumentError('every change must be of the document')
+    if (this.#mat.pendingFor(docId)) await this.#mat.mutex.run(async () => { await this.#mat.materialiseDoc(docId) })
+    const state = await this.#cache.load(docId)
+    const plaintexts: Uint8Array[] = []
+    for (const change of changes) {
+      if (change.kind === 'delete') continue
+      try {
+        plaintexts.push(this.#tenant.keyring.decrypt(change.keyId, change.payload, payloadAad(change)))
+      } catch (err) {
+        if (err instanceof DecryptionError || err instanceof KeyNotFoundError) return undefined
+        throw err
+      }
+    }
+    if (state === undefined && plaintexts.length === 0) return null
+    // a copy of its own: the cached document is never touched
+    let am = state === undefined ? Automerge.init<DocData>() : buildAm(state.snapshot, state.tail, this.#log, docId)
+    try {
+      // content Automerge refuses is skipped, as the materialiser skips it
+      am = applyAll(am, plaintexts, this.#log, docId)
+      // a change whose dependencies Automerge has not seen waits inside it, unapplied: the outcome is unknown
+      if (Automerge.getMissingDeps(am, []).length > 0) return undefined
+      return Automerge.toJS(am)
+    } finally {
+      Automerge.free(am)
+    }
   }
 
   /** Deletes a document: a signed tombstone change that every replica applies. */

@@ -43,7 +43,7 @@
 import type { MindooDB } from '../core/index.js'
 import {
   InternalError, MindooError, PushFloodError, PushLimitError, ReconcileProtocolError, SessionIdleError, ShareDisabledError,
-  SyncProtocolError, SyncRemoteError, UnrequestedChangeError, UntrustedAuthorError, type ChangeRejectedError
+  SyncProtocolError, SyncRemoteError, UnrequestedChangeError, UntrustedAuthorError, WriteUndecidedError, type ChangeRejectedError
 } from '../errors.js'
 import {
   LIVE_MAX_ANNOUNCE_HASHES, LIVE_MAX_PENDING, LIVE_MAX_PUSH_BYTES, LIVE_MAX_PUSH_CHANGE_BYTES, LIVE_PEER_HAS_MAX,
@@ -190,7 +190,7 @@ export interface SessionComponents {
 }
 
 /** The write policy of a share: why a received change may not be stored, or undefined when it may. */
-export type AdmitChange = (change: StoreChange) => ChangeRejectedError | undefined | Promise<ChangeRejectedError | undefined>
+export type AdmitChange = (change: StoreChange, earlier?: readonly StoreChange[]) => ChangeRejectedError | undefined | Promise<ChangeRejectedError | undefined>
 
 export interface SessionInit {
   role: 'initiator' | 'responder'
@@ -682,6 +682,8 @@ class SyncSession {
   async #store (o: Outstanding, frame: Uint8Array[]): Promise<number> {
     const { db, claims } = this.#c
     const good: StoreChange[] = []
+    /** Changes a write rule could not judge yet (WRITE_UNDECIDED): judged again once the rest of the frame is. */
+    let undecided: Array<{ change: StoreChange, why: ChangeRejectedError }> = []
     let bytes = 0
     let asked = 0
     try {
@@ -701,18 +703,30 @@ class SyncSession {
         o.hashes.delete(change.hash)
         asked++
         if (!this.#init.participants.has(change.author)) {
-          this.#reject(new UntrustedAuthorError('author is not a participant of this share'), change.hash)
-          claims.release([change.hash], this.#owner)
+          this.#refuseChange(new UntrustedAuthorError('author is not a participant of this share'), change.hash)
           continue
         }
-        const denied = await this.#init.admit?.(change)
-        if (denied !== undefined) {
-          this.#reject(denied, change.hash)
-          claims.release([change.hash], this.#owner)
-          continue
-        }
-        good.push(change)
+        // the changes of this frame admitted so far: a change may depend on them (I2)
+        const denied = await this.#init.admit?.(change, good)
+        if (denied instanceof WriteUndecidedError) undecided.push({ change, why: denied })
+        else if (denied !== undefined) this.#refuseChange(denied, change.hash)
+        else good.push(change)
       }
+      // a change the frame carried before what it depends on is judged again with the rest of the frame admitted,
+      // for as long as that decides some
+      for (let progress = true; progress && undecided.length > 0;) {
+        progress = false
+        const again: typeof undecided = []
+        for (const { change } of undecided) {
+          const denied = await this.#init.admit?.(change, good)
+          if (denied instanceof WriteUndecidedError) again.push({ change, why: denied })
+          else if (denied !== undefined) this.#refuseChange(denied, change.hash)
+          else good.push(change)
+          progress ||= !(denied instanceof WriteUndecidedError)
+        }
+        undecided = again
+      }
+      for (const { change, why } of undecided) this.#refuseChange(why, change.hash)
       if (good.length > 0) {
         const result = await db.receiveChanges(good)
         for (const r of result.rejected) this.#reject(r.error, r.hash)
@@ -724,6 +738,12 @@ class SyncSession {
       claims.release(good.map((c) => c.hash), this.#owner)
     }
     return asked
+  }
+
+  /** Rejects a change this session claimed, and gives its claim back. */
+  #refuseChange (err: ChangeRejectedError, hash: ChangeHash): void {
+    this.#reject(err, hash)
+    this.#c.claims.release([hash], this.#owner)
   }
 
   #reject (err: MindooError, hash: string): void {

@@ -84,4 +84,44 @@ describe('adversary: a partner writing outside its keys (write rights)', functio
     expect((await dbB.getDocument(secret.getId())).getData()).to.deep.equal({ secret: 'only A', more: 1 })
     expect((await dbB.getDocument(open.getId())).isDeleted()).to.equal(false)
   })
+
+  it('should refuse a partner under a types rule giving a document a type outside it, and take its other writes', async () => {
+    const [a, m] = [await createOrg('org-a'), await createOrg('org-m')]
+    orgs = [a, m]
+    await shareKey([a, m], 'k1')
+    const share = shareWith([m])
+    share.partners[0].write = { types: ['order'] }
+    await a.node.addShare(share)
+    const dbA = await a.tenant.openDB(share.database, { defaultKeyId: 'k1' })
+    const order = await dbA.createDocument()
+    await dbA.changeDoc(order, (d) => { Object.assign(d.getData(), { type: 'order', qty: 1 }) })
+
+    // M holds A's order (as a sync would have brought it) and writes with its own database
+    const dbM = await m.tenant.openDB('m', { defaultKeyId: 'k1' })
+    await dbM.trustPartner(a.tenant.getPublicInfo())
+    await dbM.receiveChanges(await changesOf(dbA, order.getId()))
+    await dbM.changeDoc(order.getId(), (d) => { d.getData().qty = 2 })
+    await dbM.changeDoc(order.getId(), (d) => { d.getData().type = 'invoice' })
+    const [, , edit, retype] = await changesOf(dbM, order.getId())
+    const ownOrder = await dbM.createDocument()
+    await dbM.changeDoc(ownOrder, (d) => { d.getData().type = 'order' })
+    const ownInvoice = await dbM.createDocument()
+    await dbM.changeDoc(ownInvoice, (d) => { d.getData().type = 'invoice' })
+    const own = [...await changesOf(dbM, ownOrder.getId()), ...await changesOf(dbM, ownInvoice.getId())]
+
+    // each in a push of its own, in dependency order; then a new document's type and its creation in one frame,
+    // the type first (judged again once the creation is admitted)
+    const topic = topicIdOf(share.topicSecret)
+    for (const change of [edit, retype, own[2], own[3]]) await pushChanges(await openRawStream(m, a), topic, [change])
+    await pushChanges(await openRawStream(m, a), topic, [own[1], own[0]])
+    const store = dbA.getStore()
+    expect(await store.has(edit.hash), 'an order edited as an order').to.equal(true)
+    expect(await store.has(retype.hash), 'an order turned into an invoice').to.equal(false)
+    expect(await store.has(own[0].hash) && await store.has(own[1].hash), 'M\'s new order, creation and type in one frame').to.equal(true)
+    expect(await store.has(own[2].hash), 'M\'s new document, untyped').to.equal(true)
+    expect(await store.has(own[3].hash), 'M\'s new document made an invoice').to.equal(false)
+    expect(a.node.status(share.id)[0].totals.rejected).to.deep.include({ WRITE_DENIED: 2 })
+    expect((await dbA.getDocument(order.getId())).getData()).to.deep.include({ type: 'order', qty: 2 })
+    expect((await dbA.getDocument(ownOrder.getId())).getData().type).to.equal('order')
+  })
 })

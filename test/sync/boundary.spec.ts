@@ -1,6 +1,6 @@
 import { expect } from 'chai'
 import { randomBytes } from 'node:crypto'
-import { WriteDeniedError } from '../../src/errors.js'
+import { WriteDeniedError, WriteUndecidedError } from '../../src/errors.js'
 import type { MindooDB, MindooTenant } from '../../src/index.js'
 import { decodeChange, type StoreChange } from '../../src/store/change.js'
 import { createChannelPair, type MessageChannel, type SyncMessage } from '../../src/sync/messages.js'
@@ -177,6 +177,21 @@ describe('sync boundary (unit)', function () {
       expect(await admit('none')(creation)).to.be.instanceOf(WriteDeniedError)
       // a document this side does not have yet passes a type rule only if the author created it
       expect(await admit({ types: ['order'] })(creation)).to.equal(undefined)
+      // judged after the change too: its own new document given a type, with the creation earlier in the frame;
+      // without it the outcome is unknown (WRITE_UNDECIDED, asked for again later), not denied
+      await dbB.changeDoc(theirs, (d) => { d.getData().type = 'order' })
+      const typed = (await changesOf(dbB, theirs.getId())).at(-1) as StoreChange
+      expect(await admit({ types: ['order'] })(typed, [creation])).to.equal(undefined)
+      expect(await admit({ types: ['invoice'] })(typed, [creation])).to.be.instanceOf(WriteDeniedError)
+      const undecided = await admit({ types: ['order'] })(typed)
+      expect(undecided).to.be.instanceOf(WriteUndecidedError)
+      expect(undecided?.code).to.equal('WRITE_UNDECIDED')
+      // a served order made an invoice (after B's edit, in the same frame): the state before passes, the state
+      // after does not
+      await dbB.changeDoc(mine.getId(), (d) => { d.getData().type = 'invoice' })
+      const retyped = (await changesOf(dbB, mine.getId())).at(-1) as StoreChange
+      expect(await admit({ types: ['order'] })(retyped, [intoMine])).to.be.instanceOf(WriteDeniedError)
+      expect(await admit({ types: ['order', 'invoice'] })(retyped, [intoMine])).to.equal(undefined)
     })
   })
 

@@ -81,7 +81,6 @@ export async function pushChanges (raw: RawPeer, topic: Uint8Array, changes: Sto
   expect(await raw.frame()).to.include({ type: 'welcome' })
   await raw.reconcile(changes.map((c) => ({ timestamp: c.time, id: c.hash })))
   await raw.send({ type: 'want', hashes: [], done: true })
-  const byHash = new Map(changes.map((c) => [c.hash, c]))
   const asked: ChangeHash[] = []
   let peerDone = false
   while (!peerDone) {
@@ -90,7 +89,9 @@ export async function pushChanges (raw: RawPeer, topic: Uint8Array, changes: Sto
     if (msg.hashes.length > 0) {
       const hashes = msg.hashes.map((h) => Buffer.from(h).toString('hex'))
       asked.push(...hashes)
-      const answer = hashes.flatMap((h) => { const c = byHash.get(h); return c === undefined ? [] : [encodeChange(c)] })
+      // in the order the changes were given, not the order asked: the sender chooses its frame's order
+      const wanted = new Set(hashes)
+      const answer = changes.filter((c) => wanted.has(c.hash)).map((c) => encodeChange(c))
       await raw.send({ type: 'changes', changes: answer, last: true })
     }
     if (msg.done) peerDone = true
