@@ -651,7 +651,10 @@ class SyncSession {
     // a few extra changes are rejected one by one (UNREQUESTED); a flood ends the session
     if (o.received > 2 * o.asked + 16) throw new SyncProtocolError('far more changes than asked for')
     // the next frame is read, decoded and verified while this one is still being verified or written: the
-    // signature checks run on the verify pool's threads, and this thread does not wait for them frame by frame
+    // signature checks run on the verify pool's threads, and this thread does not wait for them frame by frame.
+    // The peer is not idle while this side stores what it sent: the idle deadline counts from this frame (its
+    // progress, which resets the count of frames that moved nothing, is known once it is stored)
+    this.#idleAt = Math.max(this.#idleAt, Date.now() + this.#idleMs)
     const stored = this.#store(o, m.changes).then((asked) => {
       // progress: a change asked for arrived, or the answer ended (unrequested changes alone are no progress)
       if (asked > 0 || m.last) this.#progress()
