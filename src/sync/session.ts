@@ -28,9 +28,11 @@
  *     (`refusals`); a peer's refusals never keep this side from fetching the change from another peer.
  * I3. At most `pipeline` wants are outstanding; frames sent stay below the peer's frame limit.
  * I4. A hash that another session of the same database is already fetching is not asked for again, unless that
- *     session holds it longer than SESSION_CLAIM_WAIT_MS (then this session asks its own peer).
- * I5. Idle means no progress: only frames that move the session on reset the idle deadline; a bounded number of
- *     frames that move nothing (SESSION_MAX_NOOP_FRAMES) ends it. Every wait (a receive, a send blocked by the
+ *     session holds it longer than SESSION_CLAIM_WAIT_MS (then this session asks its own peer). A claim is given
+ *     back only once its change is stored or refused, or was never sent: a session that fails while frames are
+ *     being stored keeps their claims until they are.
+ * I5. Idle means no progress: only frames that move the session on reset the idle deadline (an answer frame
+ *     when it arrives); a bounded number of frames that move nothing (SESSION_MAX_NOOP_FRAMES) ends it. Every wait (a receive, a send blocked by the
  *     peer not reading, another session's claim) has a deadline and honours the abort signal.
  * I6. Reconciliation work is bounded by the set's size and what was found (the reconciler's BUDGET).
  * I7. Live: only hashes of the served set are announced or pushed (checked again when sent, I1); a pushed change
@@ -684,27 +686,32 @@ class SyncSession {
    */
   async #store (o: Outstanding, frame: Uint8Array[]): Promise<number> {
     const { db, claims } = this.#c
+    // first, before anything is awaited: the frame's changes leave the want, so that this session failing
+    // while the frame is being stored never gives back the claim of a change it is storing (I4); they are
+    // released once stored or refused
+    const taken: StoreChange[] = []
+    let bytes = 0
+    for (const bytesIn of frame) {
+      bytes += bytesIn.length
+      let change: StoreChange
+      try {
+        change = decodeChange(bytesIn)
+      } catch (err) {
+        this.#reject(err as MindooError, '')
+        continue
+      }
+      if (!o.hashes.has(change.hash)) {
+        this.#reject(new UnrequestedChangeError('a change that was not asked for'), change.hash)
+        continue
+      }
+      o.hashes.delete(change.hash)
+      taken.push(change)
+    }
     const good: StoreChange[] = []
     /** Changes a write rule could not judge yet (WRITE_UNDECIDED): judged again once the rest of the frame is. */
     let undecided: Array<{ change: StoreChange, why: ChangeRejectedError }> = []
-    let bytes = 0
-    let asked = 0
     try {
-      for (const bytesIn of frame) {
-        bytes += bytesIn.length
-        let change: StoreChange
-        try {
-          change = decodeChange(bytesIn)
-        } catch (err) {
-          this.#reject(err as MindooError, '')
-          continue
-        }
-        if (!o.hashes.has(change.hash)) {
-          this.#reject(new UnrequestedChangeError('a change that was not asked for'), change.hash)
-          continue
-        }
-        o.hashes.delete(change.hash)
-        asked++
+      for (const change of taken) {
         if (!this.#init.participants.has(change.author)) {
           this.#refuseChange(new UntrustedAuthorError('author is not a participant of this share'), change.hash)
           continue
@@ -738,9 +745,10 @@ class SyncSession {
         this.#result.bytesReceived += bytes
       }
     } finally {
-      claims.release(good.map((c) => c.hash), this.#owner)
+      // stored, refused, or left where a failure stopped: none of them is being fetched by this session any more
+      claims.release(taken.map((c) => c.hash), this.#owner)
     }
-    return asked
+    return taken.length
   }
 
   /** Rejects a change this session claimed, and gives its claim back. */
