@@ -17,13 +17,13 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { encrypt, Signer, unwrapKey } from '../../src/crypto/index.js'
 import {
-  createTenantFactory, encodeChange, newDocId, payloadAad, signChange, type ChangeHeader, type DocData, type StoreChange
+  encodeChange, newDocId, payloadAad, signChange, type ChangeHeader, type DocData, type StoreChange
 } from '../../src/index.js'
 import { gc } from '../util.js'
 import { primitiveBound } from './bound.js'
 import { cachedData } from './data-cache.js'
 import {
-  BENCH_KDF, CACHE_FORMAT, cpuMs, KEY_ID, KEY_PASSWORD, now, perSec, round, sleep, text, waitFor,
+  CACHE_FORMAT, cpuMs, createBenchTenant, KEY_ID, KEY_PASSWORD, now, perSec, round, sleep, text, waitFor,
   type BenchP2POptions, type SocketTally
 } from './common.js'
 import { factoryDir, openOrg, partnerOf, SERVER_INIT, shareFor, startServer, type Org, type ServerHandle } from './server.js'
@@ -100,13 +100,10 @@ export async function coldData (spec: ColdSpec, useCache: boolean, runDir: strin
   const dir = join(runDir, `a-${spec.field}-${n}`)
   return await cachedData<ColdMeta>({ prefix, key: await formatHash(), dir, useCache, scratch: join(runDir, `build-${spec.field}-${n}`) }, async (buildDir) => {
     const started = now()
-    const factory = await createTenantFactory({ dataDir: factoryDir(join(buildDir, 'a')), keyWrapping: BENCH_KDF })
+    const org = await createBenchTenant(factoryDir(join(buildDir, 'a')))
+    const { factory, tenant, keyBlob } = org
     try {
-      const tenant = await factory.createTenant({ tenantId: 'org-a', tenantEncryptionKeyPassword: 'org-a-pw' })
-      const keyBlob = await factory.createSymmetricEncryptedPrivateKey(KEY_PASSWORD)
-      await tenant.importNamedKey(KEY_ID, keyBlob, KEY_PASSWORD)
-      const tenantFile = JSON.parse(await readFile(join(factoryDir(join(buildDir, 'a')), 'tenants', 'org-a', 'tenant.json'), 'utf8'))
-      const signingKey = tenantFile.secrets?.data?.signingPrivateKey as string
+      const signingKey = await org.signingKey()
       const maker = new ChangeMaker(new Signer(Buffer.from(signingKey, 'base64')), await unwrapKey(keyBlob, KEY_PASSWORD), spec)
       const db = await tenant.openDB('shared', { defaultKeyId: KEY_ID })
       const store = db.getStore()

@@ -4,8 +4,11 @@
  */
 import { randomBytes } from 'node:crypto'
 import diagnosticsChannel from 'node:diagnostics_channel'
+import { readFile } from 'node:fs/promises'
 import type { Socket } from 'node:net'
+import { join } from 'node:path'
 import * as varint from 'uint8-varint'
+import { createTenantFactory, type MindooTenant, type TenantFactory } from '../../src/index.js'
 import { Frame } from '../../src/p2p/pb/sync.js'
 
 export interface BenchP2POptions {
@@ -67,6 +70,25 @@ export const TOPIC_SECRET = 'bench-p2p-topic-secret-0123456789'
 export const CACHE_FORMAT = 3
 export const DER_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
 export const NAIVE_PROTOCOL = '/mindoodb-bench/naive/1.0.0'
+
+/**
+ * Org A as the data builders make it, in a factory at `dataDir`: a new tenant holding the benchmark's named key.
+ * `signingKey` reads the tenant's own signing key (PKCS#8, base64) for builders that sign changes themselves.
+ */
+export async function createBenchTenant (dataDir: string): Promise<{ factory: TenantFactory, tenant: MindooTenant, keyBlob: string, signingKey: () => Promise<string> }> {
+  const factory = await createTenantFactory({ dataDir, keyWrapping: BENCH_KDF })
+  try {
+    const tenant = await factory.createTenant({ tenantId: 'org-a', tenantEncryptionKeyPassword: 'org-a-pw' })
+    const keyBlob = await factory.createSymmetricEncryptedPrivateKey(KEY_PASSWORD)
+    await tenant.importNamedKey(KEY_ID, keyBlob, KEY_PASSWORD)
+    const signingKey = async (): Promise<string> =>
+      JSON.parse(await readFile(join(dataDir, 'tenants', 'org-a', 'tenant.json'), 'utf8')).secrets.data.signingPrivateKey as string
+    return { factory, tenant, keyBlob, signingKey }
+  } catch (err) {
+    await factory.close()
+    throw err
+  }
+}
 
 export const now = (): number => performance.now()
 /** Milliseconds on a clock shared by processes on this machine (sub-millisecond resolution). */

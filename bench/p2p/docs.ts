@@ -26,7 +26,7 @@ import { gc, threadCpuByKind, threadCpuSince } from '../util.js'
 import { automergeBound, primitiveBound } from './bound.js'
 import { formatHash } from './cold.js'
 import { cachedData } from './data-cache.js'
-import { BENCH_KDF, cpuMs, KEY_ID, KEY_PASSWORD, now, perSec, round, sleep, text } from './common.js'
+import { BENCH_KDF, cpuMs, createBenchTenant, KEY_ID, KEY_PASSWORD, now, perSec, round, sleep, text } from './common.js'
 import { closeOrg, factoryDir, openOrg, SERVER_INIT, shareFor, startServer, partnerOf } from './server.js'
 
 /** PouchDB 9 replication over HTTP on this machine, documents/s (issue 8's table): the reference for the floors. */
@@ -71,11 +71,8 @@ async function docsData (spec: DocsSpec, useCache: boolean, runDir: string): Pro
   const dir = join(runDir, `a-docs-${spec.body}-${spec.docs}`)
   return await cachedData<DocsMeta>({ prefix, key: `${DOCS_FORMAT}-${await formatHash()}`, dir, useCache, scratch: join(runDir, `build-docs-${spec.body}-${spec.docs}`) }, async (buildDir) => {
     const started = now()
-    const factory = await createTenantFactory({ dataDir: factoryDir(join(buildDir, 'a')), keyWrapping: BENCH_KDF })
+    const { factory, tenant, keyBlob } = await createBenchTenant(factoryDir(join(buildDir, 'a')))
     try {
-      const tenant = await factory.createTenant({ tenantId: 'org-a', tenantEncryptionKeyPassword: 'org-a-pw' })
-      const keyBlob = await factory.createSymmetricEncryptedPrivateKey(KEY_PASSWORD)
-      await tenant.importNamedKey(KEY_ID, keyBlob, KEY_PASSWORD)
       const db = await tenant.openDB('shared', { defaultKeyId: KEY_ID })
       for (let i = 0; i < spec.docs; i++) {
         const body = text(spec.chars)
