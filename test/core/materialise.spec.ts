@@ -12,7 +12,7 @@ import { setMaterialiseMainBuildDocs, setMaterialiseWorkers } from '../../src/co
 import { MATERIALISE_MAIN_BUILD_DOCS, MATERIALISE_SNAPSHOT_AFTER_CHANGES } from '../../src/limits.js'
 import { Level } from 'level'
 import { tenantPaths } from '../../src/core/factory.js'
-import { TEST_KDF, testFactory } from '../utils/tmp.js'
+import { TEST_KDF, testFactory, twoTenantsSharingKey } from '../utils/tmp.js'
 
 const json = (value: unknown): unknown => JSON.parse(JSON.stringify(value))
 
@@ -49,11 +49,7 @@ describe('core: materialiser', () => {
 
   beforeEach(async () => {
     ({ factory, dataDir, cleanup } = await testFactory())
-    orgA = await factory.createTenant({ tenantId: 'org-a', tenantEncryptionKeyPassword: 'pw-a' })
-    orgB = await factory.createTenant({ tenantId: 'org-b', tenantEncryptionKeyPassword: 'pw-b' })
-    const blob = await factory.createSymmetricEncryptedPrivateKey('pw')
-    await orgA.importNamedKey('k', blob, 'pw')
-    await orgB.importNamedKey('k', blob, 'pw')
+    ;[orgA, orgB] = await twoTenantsSharingKey(factory)
     dbA = await orgA.openDB('src', { defaultKeyId: 'k' })
     dbB = await orgB.openDB('dst', { defaultKeyId: 'k' })
     await dbB.trustPartner(orgA.getPublicInfo())

@@ -11,7 +11,7 @@ import { runSession, WantClaims, type SessionComponents, type SessionInit } from
 import { policyOf } from '../../src/sync/share.js'
 import { createWritePolicy } from '../../src/sync/write-policy.js'
 import { hostileMessage } from '../../bench/reconcile.js'
-import { testFactory } from '../utils/tmp.js'
+import { testFactory, twoTenantsSharingKey } from '../utils/tmp.js'
 
 async function changesOf (db: MindooDB, docId: string): Promise<StoreChange[]> {
   const store = db.getStore()
@@ -46,11 +46,7 @@ describe('sync boundary (unit)', function () {
   beforeEach(async () => {
     const t = await testFactory()
     cleanups.push(t.cleanup)
-    tenant = await t.factory.createTenant({ tenantId: 'org-a', tenantEncryptionKeyPassword: 'a' })
-    other = await t.factory.createTenant({ tenantId: 'org-b', tenantEncryptionKeyPassword: 'b' })
-    const blob = await t.factory.createSymmetricEncryptedPrivateKey('k-pw')
-    await tenant.importNamedKey('k', blob, 'k-pw')
-    await other.importNamedKey('k', blob, 'k-pw')
+    ;[tenant, other] = await twoTenantsSharingKey(t.factory)
     db = await tenant.openDB('orders', { defaultKeyId: 'k' })
   })
 

@@ -4,7 +4,7 @@ import { createChannelPair, type MessageChannel } from '../../src/sync/messages.
 import { createInitiator, createReconcileSet, createResponder } from '../../src/sync/reconcile/index.js'
 import { ServedSet } from '../../src/sync/served-set.js'
 import { runSession, WantClaims, type LiveSession, type SessionResult } from '../../src/sync/session.js'
-import { testFactory } from '../utils/tmp.js'
+import { testFactory, twoTenantsSharingKey } from '../utils/tmp.js'
 
 describe('sync session: the live phase (unit, in-memory channel)', function () {
   this.timeout(30_000)
@@ -18,11 +18,7 @@ describe('sync session: the live phase (unit, in-memory channel)', function () {
   beforeEach(async () => {
     const t = await testFactory()
     cleanups.push(t.cleanup)
-    a = await t.factory.createTenant({ tenantId: 'org-a', tenantEncryptionKeyPassword: 'a' })
-    b = await t.factory.createTenant({ tenantId: 'org-b', tenantEncryptionKeyPassword: 'b' })
-    const blob = await t.factory.createSymmetricEncryptedPrivateKey('k-pw')
-    await a.importNamedKey('k', blob, 'k-pw')
-    await b.importNamedKey('k', blob, 'k-pw')
+    ;[a, b] = await twoTenantsSharingKey(t.factory)
     dbA = await a.openDB('x', { defaultKeyId: 'k' })
     dbB = await b.openDB('x', { defaultKeyId: 'k' })
     await dbA.trustPartner(b.getPublicInfo())

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createTenantFactory, type TenantFactory, type TenantFactoryOptions } from '../../src/index.js'
+import { createTenantFactory, type MindooTenant, type TenantFactory, type TenantFactoryOptions } from '../../src/index.js'
 
 /** scrypt at its lowest accepted cost, so tests that wrap many keys stay quick. Production uses the default. */
 export const TEST_KDF = { N: 2 ** 14, r: 8, p: 1 }
@@ -26,4 +26,14 @@ export async function testFactory (options: Partial<TenantFactoryOptions> = {}):
       await removeDir(dataDir)
     }
   }
+}
+
+/** Two tenants of `factory`, org-a and org-b, both holding the same named key `k`. */
+export async function twoTenantsSharingKey (factory: TenantFactory): Promise<[MindooTenant, MindooTenant]> {
+  const a = await factory.createTenant({ tenantId: 'org-a', tenantEncryptionKeyPassword: 'pw-a' })
+  const b = await factory.createTenant({ tenantId: 'org-b', tenantEncryptionKeyPassword: 'pw-b' })
+  const blob = await factory.createSymmetricEncryptedPrivateKey('k-pw')
+  await a.importNamedKey('k', blob, 'k-pw')
+  await b.importNamedKey('k', blob, 'k-pw')
+  return [a, b]
 }
