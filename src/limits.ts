@@ -270,10 +270,15 @@ export const MATERIALISE_CACHE_DOCS = 512
 export const MATERIALISE_MAIN_BUILD_DOCS = 4
 
 /**
- * While changes are being received, the background materialiser takes at most one step this often (ms): the
- * receive path gets the cores, and the changefeed still moves during a long sync.
+ * While changes are being received, the background materialiser takes at most one step this often (ms), counted
+ * from the end of the step before, of at most MATERIALISE_DEFER_STEP_CHANGES changes: the receive path gets the
+ * cores, and the changefeed still moves during a long sync (a step of 2,048 collaborative-text changes took about
+ * half a second of both cores here, which the receive path then lost).
  */
 export const MATERIALISE_DEFER_MAX_MS = 1000
+export const MATERIALISE_DEFER_STEP_CHANGES = 256
+/** Changes count as being received until this long (ms) after the last receive ended: the gap between two frames. */
+export const MATERIALISE_RECEIVE_QUIET_MS = 50
 export const MATERIALISE_MAIN_BUILD_BYTES = 64 * 1024
 
 /**

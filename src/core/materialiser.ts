@@ -34,8 +34,8 @@ import {
   ClosedError, DecryptionError, KeyMismatchError, MalformedChangeError
 } from '../errors.js'
 import {
-  MATERIALISE_CACHE_DOCS, MATERIALISE_DEFER_MAX_MS, MATERIALISE_MAIN_BUILD_BYTES, MATERIALISE_QUEUE_MAX, MATERIALISE_QUEUE_MAX_BYTES,
-  MATERIALISE_STEP_CHANGES
+  MATERIALISE_CACHE_DOCS, MATERIALISE_DEFER_MAX_MS, MATERIALISE_DEFER_STEP_CHANGES, MATERIALISE_MAIN_BUILD_BYTES,
+  MATERIALISE_QUEUE_MAX, MATERIALISE_QUEUE_MAX_BYTES, MATERIALISE_RECEIVE_QUIET_MS, MATERIALISE_STEP_CHANGES
 } from '../limits.js'
 import { isCreation, payloadAad, type ChangeHash, type DocId, type StoreChange } from '../store/change.js'
 import type { AbortOptions, AppendEvent, AppendOnlyStore } from '../store/types.js'
@@ -162,7 +162,9 @@ export class Materialiser {
   #receiving = 0
   /** Wakes the background when the last receive in flight is done. */
   #receivedAll: (() => void) | undefined
-  /** When the background last took a step. */
+  /** When the last receive in flight ended. */
+  #receivedAt = 0
+  /** When the background's last step ended. */
   #lastStepAt = 0
   #offAppend: (() => void) | undefined
   #closed = false
@@ -239,7 +241,8 @@ export class Materialiser {
 
   /**
    * Marks a receive in flight until the returned function is called. While changes are being received, the
-   * background takes at most one step per MATERIALISE_DEFER_MAX_MS: the receive path (verify and store) gets
+   * background takes at most one small step (MATERIALISE_DEFER_STEP_CHANGES) per MATERIALISE_DEFER_MAX_MS: the
+   * receive path (verify and store) gets
    * the cores, and the backlog is taken up in larger, cheaper steps once the sync is done. Reads of a document
    * and the changefeed do not wait for that: they take up what they need at once.
    */
@@ -250,23 +253,36 @@ export class Materialiser {
       if (done) return
       done = true
       if (--this.#receiving === 0) {
+        this.#receivedAt = Date.now()
         this.#receivedAll?.()
         this.#receivedAll = undefined
       }
     }
   }
 
-  /** Waits while receives are in flight, up to MATERIALISE_DEFER_MAX_MS after the last step. */
+  /**
+   * True while changes are being received: a receive is in flight, or one ended less than
+   * MATERIALISE_RECEIVE_QUIET_MS ago (a sync session's frames come one after the other, with gaps between them).
+   */
+  #receiveActive (): boolean {
+    return this.#receiving > 0 || Date.now() - this.#receivedAt < MATERIALISE_RECEIVE_QUIET_MS
+  }
+
+  /** Waits while changes are being received, up to MATERIALISE_DEFER_MAX_MS after the end of the last step. */
   async #yieldToReceive (): Promise<void> {
-    const wait = this.#lastStepAt + MATERIALISE_DEFER_MAX_MS - Date.now()
-    if (this.#receiving === 0 || wait <= 0) return
-    let timer: NodeJS.Timeout | undefined
-    await new Promise<void>((resolve) => {
-      this.#receivedAll = resolve
-      timer = setTimeout(resolve, wait)
-    })
-    clearTimeout(timer)
-    this.#receivedAll = undefined
+    while (!this.#closed && this.#receiveActive()) {
+      const now = Date.now()
+      const due = this.#lastStepAt + MATERIALISE_DEFER_MAX_MS - now
+      if (due <= 0) return
+      const wait = this.#receiving > 0 ? due : Math.min(due, this.#receivedAt + MATERIALISE_RECEIVE_QUIET_MS - now)
+      let timer: NodeJS.Timeout | undefined
+      await new Promise<void>((resolve) => {
+        this.#receivedAll = resolve
+        timer = setTimeout(resolve, Math.max(1, wait))
+      })
+      clearTimeout(timer)
+      this.#receivedAll = undefined
+    }
   }
 
   /** Starts taking up the backlog in the background (no-op while it runs or when there is none). */
@@ -279,10 +295,12 @@ export class Materialiser {
         while (!this.#closed && this.backlog() > 0) {
           await this.#yieldToReceive()
           if (this.#closed || this.backlog() === 0) break
-          this.#lastStepAt = Date.now()
+          // a step taken while changes are received is small, and the next one waits from its end
+          const max = this.#receiveActive() ? MATERIALISE_DEFER_STEP_CHANGES : MATERIALISE_STEP_CHANGES
           await this.mutex.run(async () => {
-            if (!this.#closed) await this.catchUp({}, this.#store.getLastSeq(), MATERIALISE_STEP_CHANGES)
+            if (!this.#closed) await this.catchUp({}, this.#store.getLastSeq(), max)
           })
+          this.#lastStepAt = Date.now()
           // let reads, local writes and the receive path in between steps
           await new Promise((resolve) => setImmediate(resolve))
         }
