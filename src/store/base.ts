@@ -2,7 +2,7 @@ import { ChangeNotFoundError, ChangeRejectedError, ClosedError, InvalidArgumentE
 import { silentLogger, type Logger } from '../util/logger.js'
 import { Mutex } from '../util/mutex.js'
 import { STORE_RECENT_BYTES, STORE_RECENT_CHANGES } from '../limits.js'
-import { checkChange, encodeChange, encodeWithSignedPart, isChangeHash, isValidId, type ChangeHash, type DocId, type StoreChange } from './change.js'
+import { checkChange, copyChange, encodeChange, encodeWithSignedPart, isChangeHash, isValidId, type ChangeHash, type DocId, type StoreChange } from './change.js'
 import type {
   AbortOptions, AppendEvent, ChangeIndexEntry, AppendManyResult, AppendOnlyStore, ChangeVerifier, SequencedChange
 } from './types.js'
@@ -160,7 +160,7 @@ export abstract class BaseStore implements AppendOnlyStore {
     if (bad !== undefined) throw new InvalidArgumentError(`not a change hash: ${String(bad).slice(0, 80)}`)
     await this.#ensureOpen()
     const recent = this.#fromRecent(hashes)
-    if (recent !== undefined) return recent.map(snapshot)
+    if (recent !== undefined) return recent.map(copyChange)
     const changes = await this.#read(this._getChanges(hashes))
     this.#check(options)
     return changes.map((change, i) => {
@@ -295,7 +295,7 @@ export abstract class BaseStore implements AppendOnlyStore {
    * Throws MalformedChangeError, HashMismatchError or whatever the verifier throws.
    */
   #accept (change: StoreChange): StoreChange {
-    const copy = snapshot(change)
+    const copy = copyChange(change)
     const signedPart = checkChange(copy)
     this.#verifier?.verify(copy, signedPart)
     this.#signedParts.set(copy, signedPart)
@@ -330,7 +330,7 @@ export abstract class BaseStore implements AppendOnlyStore {
     const checked: Array<{ change: StoreChange, signedPart: Uint8Array }> = []
     for (const change of changes) {
       try {
-        const copy = snapshot(change)
+        const copy = copyChange(change)
         checked.push({ change: copy, signedPart: checkChange(copy) })
       } catch (err) {
         reject(change, err)
@@ -424,25 +424,5 @@ function checkAfterSeq (afterSeq: number): void {
   if (typeof afterSeq !== 'number') throw new TypeError('afterSeq must be a number')
   if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) {
     throw new InvalidArgumentError('afterSeq must be a non-negative integer')
-  }
-}
-
-/**
- * A copy of the fields of a change and nothing else (callers may pass objects with more on them), each read
- * once; bytes become plain Uint8Array copies. Values of the wrong type are kept for checkChange to report.
- */
-function snapshot (c: StoreChange): StoreChange {
-  if (c == null || typeof c !== 'object') return c
-  const bytes = (b: Uint8Array): Uint8Array => b instanceof Uint8Array ? new Uint8Array(b) : b
-  return {
-    kind: c.kind,
-    docId: c.docId,
-    keyId: c.keyId,
-    deps: Array.isArray(c.deps) ? [...c.deps] : c.deps,
-    author: c.author,
-    time: c.time,
-    hash: c.hash,
-    payload: bytes(c.payload),
-    signature: bytes(c.signature)
   }
 }

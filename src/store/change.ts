@@ -33,7 +33,7 @@
  *   (kind, docId, keyId, author), so a payload lifted into another header does not decrypt, and a tombstone
  *   (an encrypted empty payload) proves that its author holds the document's key.
  */
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash, hash as oneShotHash, randomBytes } from 'node:crypto'
 import { HashMismatchError, MalformedChangeError } from '../errors.js'
 
 /** A change hash: 64 lower-case hex characters (SHA-256). */
@@ -79,6 +79,7 @@ const encoder = new TextEncoder()
 const decoder = new TextDecoder('utf-8', { fatal: true })
 
 export function sha256 (...parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return oneShotHash('sha256', parts[0], 'buffer')
   const h = createHash('sha256')
   for (const p of parts) h.update(p)
   return h.digest()
@@ -95,8 +96,18 @@ export const DOC_ID_LENGTH = 54
 const DOC_TAG_DOMAIN = encoder.encode('mindoodb/doc/v2\0')
 const DOC_ID_PATTERN = /^[A-Za-z0-9_-]{54}$/
 
+/** Fingerprints of the authors seen lately: a receiver sees the same few authors over and over. */
+const fingerprints = new Map<string, Uint8Array>()
+const FINGERPRINTS_KEPT = 1024
+
 function authorFingerprint (author: string): Uint8Array {
-  return sha256(Buffer.from(author, 'base64url')).subarray(0, DOC_FP_BYTES)
+  let fp = fingerprints.get(author)
+  if (fp === undefined) {
+    fp = sha256(Buffer.from(author, 'base64url')).subarray(0, DOC_FP_BYTES)
+    if (fingerprints.size >= FINGERPRINTS_KEPT) fingerprints.clear()
+    fingerprints.set(author, fp)
+  }
+  return fp
 }
 
 function docTag (fp: Uint8Array, nonce: Uint8Array, keyId: string): Uint8Array {
@@ -233,12 +244,55 @@ export function checkChange (change: StoreChange): Uint8Array {
     throw new MalformedChangeError('invalid signature field')
   }
   if (!isChangeHash(change.hash)) throw new MalformedChangeError('invalid hash field')
+  const known = decodedParts.get(change)
+  if (known !== undefined && sameHeader(known.header, change) && known.hash === change.hash &&
+    Buffer.from(sha256(change.payload)).equals(known.signed.subarray(known.signed.length - 32))) {
+    return known.signed
+  }
   const signed = encodeSignedPart(change, sha256(change.payload))
   const actual = Buffer.from(sha256(signed)).toString('hex')
   if (actual !== change.hash) {
     throw new HashMismatchError(`hash mismatch: stated ${change.hash}, computed ${actual}`)
   }
   return signed
+}
+
+/**
+ * What `decodeChange` learnt of each change it returned: the signed part it hashed, and the header and hash it
+ * read. `checkChange` of such a change (or of a `copyChange` of it) whose fields are still those hashes only the
+ * payload again instead of encoding and hashing the signed part a second time.
+ */
+const decodedParts = new WeakMap<StoreChange, { signed: Uint8Array, header: ChangeHeader, hash: ChangeHash }>()
+
+function sameHeader (a: ChangeHeader, b: ChangeHeader): boolean {
+  if (a.kind !== b.kind || a.docId !== b.docId || a.keyId !== b.keyId || a.author !== b.author || a.time !== b.time) return false
+  if (!Array.isArray(b.deps) || a.deps.length !== b.deps.length) return false
+  for (let i = 0; i < a.deps.length; i++) if (a.deps[i] !== b.deps[i]) return false
+  return true
+}
+
+/**
+ * A copy of the fields of a change and nothing else (callers may pass objects with more on them), each read
+ * once; bytes become plain Uint8Array copies, so edits of the original cannot reach the copy. Values of the wrong
+ * type are kept for checkChange to report. A copy of a decoded change keeps `checkChange`'s shortcut.
+ */
+export function copyChange (c: StoreChange): StoreChange {
+  if (c == null || typeof c !== 'object') return c
+  const bytes = (b: Uint8Array): Uint8Array => b instanceof Uint8Array ? new Uint8Array(b) : b
+  const copy: StoreChange = {
+    kind: c.kind,
+    docId: c.docId,
+    keyId: c.keyId,
+    deps: Array.isArray(c.deps) ? [...c.deps] : c.deps,
+    author: c.author,
+    time: c.time,
+    hash: c.hash,
+    payload: bytes(c.payload),
+    signature: bytes(c.signature)
+  }
+  const known = decodedParts.get(c)
+  if (known !== undefined) decodedParts.set(copy, known)
+  return copy
 }
 
 /** Serialises a change to its canonical bytes (signed part, payload, signature). */
@@ -339,6 +393,9 @@ export function decodeChange (bytes: Uint8Array): StoreChange {
   if (!Buffer.from(sha256(payload)).equals(payloadSha)) throw new HashMismatchError('payload does not match its hash')
   const header: ChangeHeader = { kind: kindByte === 1 ? 'delete' : 'change', docId, keyId, deps, author, time: Number(timeBig) }
   checkHeader(header)
-  const hash = Buffer.from(sha256(buf.subarray(0, signedEnd))).toString('hex')
-  return { ...header, hash, payload, signature }
+  const signed = new Uint8Array(buf.subarray(0, signedEnd))
+  const hash = Buffer.from(sha256(signed)).toString('hex')
+  const change: StoreChange = { ...header, hash, payload, signature }
+  decodedParts.set(change, { signed, header: { ...header, deps: [...deps] }, hash })
+  return change
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import { ChangeRejectedError, MalformedChangeError } from '../../src/errors.js'
 import {
-  checkChange, computeChangeHash, decodeChange, encodeChange, readChangeTime, sha256, type ChangeHeader, type StoreChange
+  checkChange, computeChangeHash, copyChange, decodeChange, encodeChange, readChangeTime, sha256, type ChangeHeader, type StoreChange
 } from '../../src/store/change.js'
 
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex')
@@ -29,6 +29,48 @@ describe('change codec', () => {
       assert.deepStrictEqual(decoded, change)
       assert.deepStrictEqual(encodeChange(decoded), encoded)
       assert.equal(hex(sha256(checkChange(decoded))), change.hash)
+    }))
+  })
+
+  it('should judge a decoded change edited afterwards as it judges the same edit of a plain object', () => {
+    // checkChange skips re-encoding a change decodeChange returned: any edit of its fields must still be seen
+    const edits: Array<(c: { -readonly [K in keyof StoreChange]: StoreChange[K] }) => void> = [
+      (c) => { if (c.payload.length > 0) c.payload[0] ^= 1; else c.payload = new Uint8Array([1]) },
+      (c) => { c.docId = c.docId + 'x' },
+      (c) => { c.keyId = c.keyId + 'x' },
+      (c) => { c.time = c.time === 0 ? 1 : c.time - 1 },
+      (c) => { c.kind = c.kind === 'change' ? 'delete' : 'change' },
+      (c) => { c.author = Buffer.alloc(32, 7).toString('base64url') },
+      (c) => { c.deps = c.deps.length === 0 ? ['0'.repeat(64)] : c.deps.slice(1) },
+      (c) => { (c.deps as string[]).push('f'.repeat(64)) },
+      (c) => { c.hash = 'e'.repeat(64) },
+      () => {} // no edit: both pass
+    ]
+    const outcome = (c: StoreChange): string => {
+      try {
+        return hex(checkChange(c))
+      } catch (err) {
+        return (err as Error).constructor.name
+      }
+    }
+    fc.assert(fc.property(changeArb, fc.nat(edits.length - 1), fc.boolean(), (change, e, copied) => {
+      const decoded = decodeChange(encodeChange(change))
+      const judged = copied ? copyChange(decoded) : decoded
+      const plain = { ...change, deps: [...change.deps], payload: new Uint8Array(change.payload) }
+      edits[e](judged as any)
+      edits[e](plain)
+      assert.equal(outcome(judged), outcome(plain))
+      if (e < edits.length - 1) assert.notEqual(outcome(judged), hex(checkChange(decodeChange(encodeChange(change)))))
+    }))
+  })
+
+  it('should keep a copy apart from its original', () => {
+    fc.assert(fc.property(changeArb, (change) => {
+      const decoded = decodeChange(encodeChange(change))
+      const copy = copyChange(decoded)
+      if (decoded.payload.length > 0) decoded.payload[0] ^= 1
+      ;(decoded.deps as string[]).push('f'.repeat(64))
+      assert.equal(hex(sha256(checkChange(copy))), change.hash)
     }))
   })
 
