@@ -34,7 +34,8 @@ describe('change codec', () => {
 
   it('should judge a decoded change edited afterwards as it judges the same edit of a plain object', () => {
     // checkChange skips re-encoding a change decodeChange returned: any edit of its fields must still be seen
-    const edits: Array<(c: { -readonly [K in keyof StoreChange]: StoreChange[K] }) => void> = [
+    type Editable = { -readonly [K in keyof StoreChange]: StoreChange[K] }
+    const edits: Array<(c: Editable) => void> = [
       (c) => { if (c.payload.length > 0) c.payload[0] ^= 1; else c.payload = new Uint8Array([1]) },
       (c) => { c.docId = c.docId + 'x' },
       (c) => { c.keyId = c.keyId + 'x' },
@@ -57,7 +58,7 @@ describe('change codec', () => {
       const decoded = decodeChange(encodeChange(change))
       const judged = copied ? copyChange(decoded) : decoded
       const plain = { ...change, deps: [...change.deps], payload: new Uint8Array(change.payload) }
-      edits[e](judged as any)
+      edits[e](judged as Editable)
       edits[e](plain)
       assert.equal(outcome(judged), outcome(plain))
       if (e < edits.length - 1) assert.notEqual(outcome(judged), hex(checkChange(decodeChange(encodeChange(change)))))
