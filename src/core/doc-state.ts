@@ -118,19 +118,23 @@ export function applyAll (am: Automerge.Doc<DocData>, changes: Uint8Array[], log
   }
 }
 
-/** The Automerge document of a snapshot and a tail: one Automerge call, change by change only if that fails. */
-export function buildAm (snapshot: Uint8Array, tail: Uint8Array[], log: Logger, docId: DocId): Automerge.Doc<DocData> {
+/**
+ * The Automerge document of a snapshot and a tail: one Automerge call, change by change only if that fails.
+ * `actor`: the actor id of the copy, for one that never makes a change (a materialise worker's); a copy that
+ * may be changed gets a random one (drawn from the system's random source on every load).
+ */
+export function buildAm (snapshot: Uint8Array, tail: Uint8Array[], log: Logger, docId: DocId, actor?: string): Automerge.Doc<DocData> {
   if (snapshot.length + tail.length > 0) {
     try {
-      return Automerge.load<DocData>(tail.length === 0 ? snapshot : Buffer.concat([snapshot, ...tail]))
+      return Automerge.load<DocData>(tail.length === 0 ? snapshot : Buffer.concat([snapshot, ...tail]), actor)
     } catch {
       // some part is unreadable: the snapshot alone (Automerge wrote it), then the tail change by change
     }
   }
-  let base = Automerge.init<DocData>()
+  let base = Automerge.init<DocData>(actor)
   if (snapshot.length > 0) {
     try {
-      base = Automerge.load<DocData>(snapshot)
+      base = Automerge.load<DocData>(snapshot, actor)
     } catch (err) {
       log.error({ docId, err: String(err) }, 'document snapshot unreadable')
     }

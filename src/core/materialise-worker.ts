@@ -13,6 +13,9 @@ import type { DocData } from './doc.js'
 import { applyAll, buildAm } from './doc-state.js'
 import type { MaterialiseJob, MaterialiseOutcome } from './materialise-pool.js'
 
+/** The actor id of every copy built here: they are read, saved and dropped, never changed. */
+const READER_ACTOR = '00'.repeat(16)
+
 /** Documents built last, by id, with the heads they are at; least recently used out first. */
 const built = new Map<string, { am: Automerge.Doc<DocData>, head: string }>()
 
@@ -24,7 +27,7 @@ function build (job: MaterialiseJob): Automerge.Doc<DocData> {
     am = applyAll(cached.am, job.tail.slice(job.from), silentLogger, job.docId)
   } else {
     if (cached !== undefined) Automerge.free(cached.am)
-    am = buildAm(job.snapshot, job.tail, silentLogger, job.docId)
+    am = buildAm(job.snapshot, job.tail, silentLogger, job.docId, READER_ACTOR)
   }
   built.set(job.docId, { am, head: job.head })
   if (built.size > MATERIALISE_WORKER_CACHE_DOCS) {
