@@ -177,6 +177,7 @@ export async function benchDocs (spec: DocsSpec, opts: DocsOptions, runDir: stri
       stored = await b.db.getStore().count()
     }
     const storedMs = now() - t0
+    const threadsStored = threadCpuSince(threadsB0)
     if (stored !== meta.changes) {
       throw new Error(`B stored ${stored} of ${meta.changes} changes after ${MAX_SYNC_ATTEMPTS} syncNow calls: ${JSON.stringify(results.map((r) => r.error))}`)
     }
@@ -194,6 +195,8 @@ export async function benchDocs (spec: DocsSpec, opts: DocsOptions, runDir: stri
     const threadsB = threadCpuSince(threadsB0)
     const cpuA = (await server.cpuMs()) - cpuA0
     if (seen.size !== n) throw new Error(`B's changefeed yielded ${seen.size} of ${n} documents`)
+    const perDoc = (byKind: Record<string, number>): Record<string, number> =>
+      Object.fromEntries(Object.entries(byKind).map(([kind, ms]) => [kind, Math.round(ms * 1000 / n)]))
     const storedRate = perSec(n, storedMs)
     const readRate = perSec(n, readMs)
     const amFloor = DOCS_FLOORS.readBackOverAutomerge * cores * am.perThreadMeanDocsPerSec
@@ -235,9 +238,10 @@ export async function benchDocs (spec: DocsSpec, opts: DocsOptions, runDir: stri
         aMs: Math.round(cpuA),
         aUtilisation: round(cpuA / readMs, 2),
         loadAverage1m: round(loadavg()[0], 2),
-        bUsPerDocByThread: Object.fromEntries(Object.entries(threadsB).map(([kind, ms]) => [kind, Math.round(ms * 1000 / n)])),
-        byThreadNote: 'B\'s CPU per document read back by kind of thread (/proc, 10 ms ticks): MainThread; WorkerThread = the ' +
-          'verify and materialise pools; libuv-worker = LevelDB; V8Worker = V8\'s platform threads (GC helpers, compilation)'
+        bUsPerDocByThread: perDoc(threadsB),
+        bUsPerDocByThreadUntilStored: perDoc(threadsStored),
+        byThreadNote: 'B\'s CPU per document by kind of thread (/proc, 10 ms ticks), until read back and until stored: MainThread; ' +
+          'WorkerThread = the verify and materialise pools; libuv-worker = LevelDB; V8Worker = V8\'s platform threads (GC helpers, compilation)'
       },
       rounds: results.map((r) => ({ ok: r.ok, received: r.result?.received, error: r.error })),
       roundsFailed: results.filter((r) => !r.ok).length,
