@@ -7,8 +7,8 @@
  * loaded on the main thread when read).
  */
 import { availableParallelism } from 'node:os'
-import { Worker } from 'node:worker_threads'
 import { MATERIALISE_MAIN_BUILD_DOCS, MATERIALISE_WORKERS_MAX } from '../limits.js'
+import { WorkerPool } from '../util/worker-pool.js'
 
 /**
  * One document's job: its snapshot and tail, and whether to save a new snapshot. A document always goes to the
@@ -34,62 +34,19 @@ export interface MaterialiseOutcome {
   snapshot?: Uint8Array
 }
 
-interface Reply { id: number, results?: MaterialiseOutcome[], error?: string }
+/** A batch as the materialise worker takes it (materialise-worker.ts), and its answer. */
+interface Request { jobs: MaterialiseJob[] }
+interface Reply { results?: MaterialiseOutcome[], error?: string }
 
 class MaterialisePool {
-  readonly #workers: Worker[] = []
-  readonly #jobs: number[] = []
-  readonly #pending = new Map<number, (reply: Reply) => void>()
-  #nextId = 0
-  #broken = false
+  readonly #workers: WorkerPool<Request, Reply>
 
-  constructor (readonly size: number) {}
+  constructor (readonly size: number) {
+    this.#workers = new WorkerPool(new URL('./materialise-worker.js', import.meta.url), size)
+  }
 
   get usable (): boolean {
-    return !this.#broken && this.size > 0
-  }
-
-  #worker (i: number): Worker | undefined {
-    if (this.#broken) return undefined
-    let w = this.#workers[i]
-    if (w === undefined) {
-      try {
-        w = new Worker(new URL('./materialise-worker.js', import.meta.url))
-      } catch {
-        this.#broken = true
-        return undefined
-      }
-      w.unref()
-      w.on('message', (m: Reply) => {
-        this.#pending.get(m.id)?.(m)
-        this.#pending.delete(m.id)
-      })
-      w.on('error', (err) => { this.#fail(String(err)) })
-      w.on('exit', () => { this.#fail('materialise worker exited') })
-      this.#workers[i] = w
-    }
-    return w
-  }
-
-  /** A broken pool answers every job in flight with an error, and takes no more. */
-  #fail (error: string): void {
-    this.#broken = true
-    for (const [id, resolve] of this.#pending) resolve({ id, error })
-    this.#pending.clear()
-  }
-
-  async #remote (i: number, w: Worker, jobs: MaterialiseJob[]): Promise<MaterialiseOutcome[] | undefined> {
-    const id = this.#nextId++
-    if ((this.#jobs[i] = (this.#jobs[i] ?? 0) + 1) === 1) w.ref()
-    try {
-      const reply = await new Promise<Reply>((resolve) => {
-        this.#pending.set(id, resolve)
-        w.postMessage({ id, jobs })
-      })
-      return reply.results
-    } finally {
-      if (--this.#jobs[i] === 0) w.unref()
-    }
+    return this.#workers.usable
   }
 
   /** Runs the jobs over the workers; undefined when the pool cannot (the caller does without). */
@@ -101,10 +58,9 @@ class MaterialisePool {
     jobs.forEach((job, k) => { parts[workerOf(job.docId, this.size)].push(k) })
     await Promise.all(parts.map(async (part, i) => {
       if (part.length === 0) return
-      const w = this.#worker(i)
-      if (w === undefined) return
-      const results = await this.#remote(i, w, part.map((k) => jobs[k]))
-      results?.forEach((r, n) => { out[part[n]] = r })
+      // no reply (the worker cannot start or failed) or an error reply: these documents stay undefined
+      const reply = await this.#workers.run(i, { jobs: part.map((k) => jobs[k]) })
+      reply?.results?.forEach((r, n) => { out[part[n]] = r })
     }))
     return out
   }
