@@ -1,11 +1,12 @@
 /**
  * The verify pool: a batch large enough goes to the worker threads; every answer must land on its own check,
  * whatever worker verified it, and a tampered signature, a wrong key or a malformed key is false, not an error.
+ * A worker that dies with a share of a batch leaves that share to the calling thread: the batch is still answered.
  */
 import { expect } from 'chai'
 import { randomBytes } from 'node:crypto'
 import { generateSigningKeyPair, Signer } from '../../src/crypto/index.js'
-import { verifySignatures, type SignatureCheck } from '../../src/crypto/verify-pool.js'
+import { terminateVerifyWorkersForTests, verifySignatures, type SignatureCheck } from '../../src/crypto/verify-pool.js'
 
 describe('crypto: verify pool', () => {
   const alice = generateSigningKeyPair()
@@ -43,5 +44,21 @@ describe('crypto: verify pool', () => {
     const runs = [checks(100), checks(57), checks(240)]
     const answers = await Promise.all(runs.map(async ({ checks: batch }) => await verifySignatures(batch)))
     answers.forEach((answer, i) => { expect(answer).to.deep.equal(runs[i].expected) })
+  })
+
+  it('should answer a batch whose workers die while it is out, and go on after', async () => {
+    // 2,000 checks keep each worker busy for far longer than it takes to terminate it (posted in this same tick)
+    const out = checks(2000)
+    const answer = verifySignatures(out.checks)
+    const terminated = terminateVerifyWorkersForTests()
+    // a call while they are dying is verified on the calling thread
+    const meanwhile = checks(64)
+    const answerMeanwhile = verifySignatures(meanwhile.checks)
+    expect(await answer).to.deep.equal(out.expected)
+    expect(await answerMeanwhile).to.deep.equal(meanwhile.expected)
+    await terminated
+    // and after, a new pool with new workers
+    const after = checks(301)
+    expect(await verifySignatures(after.checks)).to.deep.equal(after.expected)
   })
 })
