@@ -270,12 +270,17 @@ export const MATERIALISE_CACHE_DOCS = 512
 export const MATERIALISE_MAIN_BUILD_DOCS = 4
 
 /**
- * While changes are being received, the background materialiser takes at most one step this often (ms), counted
- * from the end of the step before, of at most MATERIALISE_DEFER_STEP_CHANGES changes: the receive path gets the
- * cores, and the changefeed still moves during a long sync (a step of 2,048 collaborative-text changes took about
- * half a second of both cores here, which the receive path then lost).
+ * While changes are being received and more than MATERIALISE_DEFER_MIN_BACKLOG wait to be materialised (a sync;
+ * a live change is taken up at once), the background materialiser defers to the receive path: it takes steps of
+ * at most MATERIALISE_DEFER_STEP_CHANGES changes, the first MATERIALISE_DEFER_MAX_MS (ms) after receiving began,
+ * then one per MATERIALISE_DEFER_MAX_MS from the end of the step before, or less often, so that its steps take
+ * at most MATERIALISE_DEFER_SHARE of the time. The receive path gets the cores, and the changefeed still moves
+ * during a long sync. (Measured here: a step of 2,048 collaborative-text changes took about half a second of
+ * both cores, which the receive path then lost.)
  */
+export const MATERIALISE_DEFER_MIN_BACKLOG = 64
 export const MATERIALISE_DEFER_MAX_MS = 1000
+export const MATERIALISE_DEFER_SHARE = 0.1
 export const MATERIALISE_DEFER_STEP_CHANGES = 256
 /** Changes count as being received until this long (ms) after the last receive ended: the gap between two frames. */
 export const MATERIALISE_RECEIVE_QUIET_MS = 50

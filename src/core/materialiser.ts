@@ -34,7 +34,7 @@ import {
   ClosedError, DecryptionError, KeyMismatchError, MalformedChangeError
 } from '../errors.js'
 import {
-  MATERIALISE_CACHE_DOCS, MATERIALISE_DEFER_MAX_MS, MATERIALISE_DEFER_STEP_CHANGES, MATERIALISE_MAIN_BUILD_BYTES,
+  MATERIALISE_CACHE_DOCS, MATERIALISE_DEFER_MAX_MS, MATERIALISE_DEFER_MIN_BACKLOG, MATERIALISE_DEFER_SHARE, MATERIALISE_DEFER_STEP_CHANGES, MATERIALISE_MAIN_BUILD_BYTES,
   MATERIALISE_QUEUE_MAX, MATERIALISE_QUEUE_MAX_BYTES, MATERIALISE_RECEIVE_QUIET_MS, MATERIALISE_STEP_CHANGES
 } from '../limits.js'
 import { isCreation, payloadAad, type ChangeHash, type DocId, type StoreChange } from '../store/change.js'
@@ -162,10 +162,13 @@ export class Materialiser {
   #receiving = 0
   /** Wakes the background when the last receive in flight is done. */
   #receivedAll: (() => void) | undefined
-  /** When the last receive in flight ended. */
+  /** When the last receive in flight ended, and when receiving began (after a quiet time). */
   #receivedAt = 0
+  #receivingSince = 0
   /** When the background's last step ended. */
   #lastStepAt = 0
+  /** How long that step took (ms). */
+  #lastStepMs = 0
   #offAppend: (() => void) | undefined
   #closed = false
   readonly #stats = { applied: 0, snapshots: 0, offloaded: 0 }
@@ -240,14 +243,15 @@ export class Materialiser {
   }
 
   /**
-   * Marks a receive in flight until the returned function is called. While changes are being received, the
-   * background takes at most one small step (MATERIALISE_DEFER_STEP_CHANGES) per MATERIALISE_DEFER_MAX_MS: the
-   * receive path (verify and store) gets
-   * the cores, and the backlog is taken up in larger, cheaper steps once the sync is done. Reads of a document
-   * and the changefeed do not wait for that: they take up what they need at once.
+   * Marks a receive in flight until the returned function is called. While changes are being received and more
+   * than MATERIALISE_DEFER_MIN_BACKLOG wait (a sync, not a live change), the background takes small steps
+   * (MATERIALISE_DEFER_STEP_CHANGES), the first MATERIALISE_DEFER_MAX_MS after receiving began and then one per
+   * MATERIALISE_DEFER_MAX_MS or less often, so that they take at most MATERIALISE_DEFER_SHARE of the time: the
+   * receive path (verify and store) gets the cores, and the backlog is taken up in larger, cheaper steps once the
+   * sync is done. Reads of a document and the changefeed do not wait for that: they take up what they need at once.
    */
   receiving (): () => void {
-    this.#receiving++
+    if (this.#receiving++ === 0 && !this.#receiveActive()) this.#receivingSince = Date.now()
     let done = false
     return () => {
       if (done) return
@@ -268,11 +272,17 @@ export class Materialiser {
     return this.#receiving > 0 || Date.now() - this.#receivedAt < MATERIALISE_RECEIVE_QUIET_MS
   }
 
-  /** Waits while changes are being received, up to MATERIALISE_DEFER_MAX_MS after the end of the last step. */
+  /** True while the background defers to the receive path: changes are being received, and many wait. */
+  #deferring (): boolean {
+    return this.backlog() > MATERIALISE_DEFER_MIN_BACKLOG && this.#receiveActive()
+  }
+
+  /** Waits while the background defers to the receive path, until its next step is due. */
   async #yieldToReceive (): Promise<void> {
-    while (!this.#closed && this.#receiveActive()) {
+    while (!this.#closed && this.#deferring()) {
       const now = Date.now()
-      const due = this.#lastStepAt + MATERIALISE_DEFER_MAX_MS - now
+      const pause = Math.max(MATERIALISE_DEFER_MAX_MS, this.#lastStepMs * (1 / MATERIALISE_DEFER_SHARE - 1))
+      const due = Math.max(this.#lastStepAt, this.#receivingSince) + pause - now
       if (due <= 0) return
       const wait = this.#receiving > 0 ? due : Math.min(due, this.#receivedAt + MATERIALISE_RECEIVE_QUIET_MS - now)
       let timer: NodeJS.Timeout | undefined
@@ -295,12 +305,14 @@ export class Materialiser {
         while (!this.#closed && this.backlog() > 0) {
           await this.#yieldToReceive()
           if (this.#closed || this.backlog() === 0) break
-          // a step taken while changes are received is small, and the next one waits from its end
-          const max = this.#receiveActive() ? MATERIALISE_DEFER_STEP_CHANGES : MATERIALISE_STEP_CHANGES
+          // a step taken while deferring is small, and the next one waits from its end
+          const max = this.#deferring() ? MATERIALISE_DEFER_STEP_CHANGES : MATERIALISE_STEP_CHANGES
+          const started = Date.now()
           await this.mutex.run(async () => {
             if (!this.#closed) await this.catchUp({}, this.#store.getLastSeq(), max)
           })
           this.#lastStepAt = Date.now()
+          this.#lastStepMs = this.#lastStepAt - started
           // let reads, local writes and the receive path in between steps
           await new Promise((resolve) => setImmediate(resolve))
         }
