@@ -36,7 +36,8 @@ import { decodeFrame, encodeFrame } from '../src/p2p/codec.js'
 import type { MessageChannel, SyncMessage } from '../src/sync/messages.js'
 import { createInitiator, createReconcileSet, createResponder } from '../src/sync/reconcile/index.js'
 import { ServedSet } from '../src/sync/served-set.js'
-import { runSession, WantClaims } from '../src/sync/session.js'
+import { WantClaims } from '../src/sync/claims.js'
+import { runSession } from '../src/sync/session.js'
 import { gc } from './util.js'
 
 export interface BenchServeOptions {

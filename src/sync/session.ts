@@ -59,6 +59,7 @@ import {
   CAPABILITIES, LIVE_ANNOUNCE_CAPABILITY, LIVE_CAPABILITY, type AnnounceMessage, type ChangesMessage, type MessageChannel,
   type SyncErrorCode, type SyncMessage, type WantMessage
 } from './messages.js'
+import type { WantClaims } from './claims.js'
 import { createReconcileSet, type ReconcileSession, type ReconcileSet } from './reconcile/index.js'
 import type { Refusals } from './refusals.js'
 import type { ServedSet } from './served-set.js'
@@ -70,81 +71,6 @@ function hashOf (bytes: Uint8Array): ChangeHash | undefined {
     return decodeChange(bytes).hash
   } catch {
     return undefined
-  }
-}
-
-/** Keeps the hashes sessions of one database are fetching, so that parallel sessions don't fetch twice (I4). */
-export class WantClaims {
-  readonly #claimed = new Map<ChangeHash, { owner: object, released: Promise<void>, release: () => void }>()
-
-  /** Claims for `owner` the hashes not claimed yet; returns them, and the hashes another session is fetching. */
-  claim (hashes: ChangeHash[], owner: object = WantClaims): { mine: ChangeHash[], busy: ChangeHash[] } {
-    const mine: ChangeHash[] = []
-    const busy: ChangeHash[] = []
-    for (const h of hashes) {
-      if (this.#claimed.has(h)) {
-        busy.push(h)
-      } else {
-        const { promise, resolve } = Promise.withResolvers<void>()
-        this.#claimed.set(h, { owner, released: promise, release: resolve })
-        mine.push(h)
-      }
-    }
-    return { mine, busy }
-  }
-
-  /**
-   * Resolves when the hash is no longer being fetched (fetched or failed). Honours the signal: an abort (the
-   * session's deadline or its end) rejects with the signal's reason.
-   */
-  async released (hash: ChangeHash, options: AbortOptions = {}): Promise<void> {
-    const claim = this.#claimed.get(hash)
-    if (claim === undefined) return
-    const signal = options.signal
-    signal?.throwIfAborted()
-    if (signal === undefined) {
-      await claim.released
-      return
-    }
-    let onAbort: (() => void) | undefined
-    try {
-      await Promise.race([claim.released, new Promise<never>((_resolve, reject) => {
-        onAbort = () => { reject(signal.reason) }
-        signal.addEventListener('abort', onAbort, { once: true })
-      })])
-    } finally {
-      if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
-    }
-  }
-
-  /** Releases the hashes `owner` holds (a claim taken over by another owner is left to it). */
-  release (hashes: Iterable<ChangeHash>, owner: object = WantClaims): void {
-    for (const h of hashes) {
-      const claim = this.#claimed.get(h)
-      if (claim === undefined || claim.owner !== owner) continue
-      claim.release()
-      this.#claimed.delete(h)
-    }
-  }
-
-  /** Takes over the claims of hashes another owner held too long; returns the hashes now held by `owner`. */
-  takeOver (hashes: Iterable<ChangeHash>, owner: object): ChangeHash[] {
-    const taken: ChangeHash[] = []
-    for (const h of hashes) {
-      const claim = this.#claimed.get(h)
-      if (claim === undefined) {
-        taken.push(...this.claim([h], owner).mine)
-      } else {
-        // waiters of the old claim are woken when the new owner releases it
-        claim.owner = owner
-        taken.push(h)
-      }
-    }
-    return taken
-  }
-
-  get size (): number {
-    return this.#claimed.size
   }
 }
 

@@ -3,7 +3,8 @@ import type { MindooDB, MindooTenant } from '../../src/index.js'
 import { createChannelPair, type MessageChannel } from '../../src/sync/messages.js'
 import { createInitiator, createReconcileSet, createResponder } from '../../src/sync/reconcile/index.js'
 import { ServedSet } from '../../src/sync/served-set.js'
-import { runSession, WantClaims, type LiveSession, type SessionResult } from '../../src/sync/session.js'
+import { WantClaims } from '../../src/sync/claims.js'
+import { runSession, type LiveSession, type SessionResult } from '../../src/sync/session.js'
 import { testFactory, twoTenantsSharingKey } from '../utils/tmp.js'
 
 describe('sync session: the live phase (unit, in-memory channel)', function () {
