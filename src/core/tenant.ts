@@ -169,6 +169,21 @@ export class MindooTenant {
     }
   }
 
+  /**
+   * Drops every index state of `database` whose name starts with `namePrefix` (e.g. those of a share's partners,
+   * named `<share>\0seen\0<peer>`).
+   */
+  async dropIndexStates (database: string, namePrefix: string): Promise<void> {
+    const level = this.#checkOpen()
+    if (typeof database !== 'string' || !DB_NAME.test(database)) throw new InvalidArgumentError('invalid database name')
+    if (typeof namePrefix !== 'string' || namePrefix === '') throw new InvalidArgumentError('index name prefix must be a non-empty string')
+    // each index is a sublevel `!<hex of its name>!` of this one: the names with the prefix are one key range
+    // ('g' sorts after every hex digit)
+    const indexes = level.sublevel<string, Uint8Array>(['db', database, 'index'], { valueEncoding: 'view' })
+    const hex = Buffer.from(namePrefix).toString('hex')
+    await indexes.clear({ gte: `!${hex}`, lt: `!${hex}g` })
+  }
+
   /** Names of the databases this tenant has opened at least once. */
   async listDatabases (): Promise<string[]> {
     const level = this.#checkOpen()

@@ -62,6 +62,7 @@ export function createShareMetrics (node: () => MindooNode | undefined, registry
   counter('mindoodb_share_changes_received_total', 'Changes received from partners and stored.', (t) => t.changesReceived)
   counter('mindoodb_share_bytes_sent_total', 'Bytes of changes sent.', (t) => t.bytesSent)
   counter('mindoodb_share_bytes_received_total', 'Bytes of changes received.', (t) => t.bytesReceived)
+  counter('mindoodb_share_reconcile_bytes_total', 'Bytes of reconciliation messages sent and received.', (t) => t.reconcileBytes)
   counter('mindoodb_share_rounds_total', 'Sync rounds started by this node.', (t) => t.rounds)
   new Counter({
     name: 'mindoodb_share_errors_total', help: 'Failed rounds and sessions, by error code.', labelNames: ['share', 'code'], registers: [registry],

@@ -10,6 +10,7 @@ import type { AbortOptions } from '../store/types.js'
 import { SyncRemoteError, type MessageChannel } from '../sync/messages.js'
 import { createInitiator, createResponder } from '../sync/reconcile/index.js'
 import { WantClaims } from '../sync/claims.js'
+import { seenIndexPrefix } from '../sync/seen-index.js'
 import { runSession, type LiveSession, type SessionResult, type SessionStats } from '../sync/session.js'
 import { validateShare, type ShareConfig, type ShareUpdate } from '../sync/share.js'
 import { createWritePolicy } from '../sync/write-policy.js'
@@ -313,8 +314,10 @@ export class MindooNode {
   async removeShare (id: string): Promise<void> {
     const { database } = this.#shares.get(id).config
     await this.#removeShare(id)
-    // its persisted served set goes with it (a share added again under this id builds it anew)
+    // its persisted served set and its partners' seen sets go with it (a share added again under this id builds
+    // them anew)
     await this.#init.tenant.openIndexState(database, id).kv.clear()
+    await this.#init.tenant.dropIndexStates(database, seenIndexPrefix(id))
     await this.#hangUpDenied()
   }
 
@@ -598,7 +601,8 @@ export class MindooNode {
           liveTotals.announcementsReceived++
         }
       },
-      reconciled: (peerLacks, weLack) => {
+      reconciled: (peerLacks, weLack, bytes) => {
+        rt.totals.reconcileBytes += bytes
         progress.toSend = peerLacks
         progress.toReceive = weLack
       },
@@ -640,6 +644,7 @@ export class MindooNode {
       connection?.limits === undefined && this.#liveSessionsWith(partner.peerId) < LIVE_SESSIONS_PER_PEER
     // the live phase outlives the round's caller (its deadline): it ends with the share or the node only
     const liveSignal = AbortSignal.any([slot.controller.signal, this.#stopping.signal])
+    const seen = rt.config.direction === 'receive' ? await seenOf(rt, peer) : undefined
     let claims = this.#claims.get(rt.config.database)
     if (claims === undefined) {
       claims = new WantClaims()
@@ -650,7 +655,8 @@ export class MindooNode {
       db: rt.db,
       served: rt.served,
       reconciler: (set, maxMessageBytes) => (role === 'initiator' ? createInitiator : createResponder)({ set }, { maxMessageBytes }),
-      seen: rt.config.direction === 'receive' ? seenOf(rt, peer) : undefined,
+      seen: seen?.set,
+      onSeen: seen === undefined ? undefined : async (added) => { await seen.persist(added) },
       claims,
       stats,
       logger: this.#log.child({ share: rt.config.id }),

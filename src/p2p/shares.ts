@@ -8,8 +8,9 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { MindooDB, MindooTenant } from '../core/index.js'
 import { InvalidArgumentError } from '../errors.js'
-import { createReconcileSet, type ReconcileSet } from '../sync/reconcile/index.js'
+import { createReconcileSet } from '../sync/reconcile/index.js'
 import { Refusals } from '../sync/refusals.js'
+import { SeenSet, seenIndexName } from '../sync/seen-index.js'
 import { ServedSet, type ServedSetStartInfo } from '../sync/served-set.js'
 import { ShareDisabledError, type SessionResult } from '../sync/session.js'
 import { filterIdentity, participantKeysOf, policyOf, topicIdOf, type ShareConfig } from '../sync/share.js'
@@ -72,6 +73,8 @@ export interface ShareTotals {
   bytesSent: number
   changesReceived: number
   bytesReceived: number
+  /** Bytes of reconciliation messages sent and received. */
+  reconcileBytes: number
   /** Changes rejected, by reason code. */
   rejected: Record<string, number>
   rounds: number
@@ -156,8 +159,10 @@ export interface ShareRuntime extends ScheduledShare<PartnerState> {
   recentRejections: Array<{ hash: string, code: string, at: number }>
   /** Changes refused on this share for reasons tied to their bytes, per peer (bounded; see src/sync/refusals.ts). */
   refusals: Refusals
-  /** Direction `receive`: per peer, what it revealed (in memory only: after a restart a peer sends its ids again). */
-  seen: Map<string, ReconcileSet>
+  /** Direction `receive`: per peer, what it revealed, read from disk on first use (see seen-index.ts). */
+  seen: Map<string, Promise<SeenSet>>
+  /** Opens a peer's persisted seen set (direction `receive`). */
+  openSeen: (peer: string) => Promise<SeenSet>
   lastSuccessAt?: number
   lastError?: { code: string, message: string, at: number }
 }
@@ -259,14 +264,16 @@ export class ShareRegistry {
       participants: participantKeysOf(config, tenant.getPublicInfo().signingPublicKey),
       partners,
       totals: {
-        changesSent: 0, bytesSent: 0, changesReceived: 0, bytesReceived: 0, rejected: {}, rounds: 0, roundsFailed: 0, errors: {},
+        changesSent: 0, bytesSent: 0, changesReceived: 0, bytesReceived: 0, reconcileBytes: 0, rejected: {}, rounds: 0, roundsFailed: 0, errors: {},
         live: { sessions: 0, announcementsSent: 0, announcementsReceived: 0, changesSent: 0, changesReceived: 0 }
       },
       sessions: new Set(),
       offGrow: () => {},
       recentRejections: [],
       refusals: new Refusals(),
-      seen: new Map()
+      seen: new Map(),
+      openSeen: async (peer) => await SeenSet.open(
+        tenant.openIndexState(config.database, seenIndexName(config.id, peer)), logger.child({ share: config.id, peer }))
     }
   }
 
@@ -319,12 +326,16 @@ export function abortSessions (rt: ShareRuntime): void {
   rt.sessions.clear()
 }
 
-/** The ReconcileSet of what `peer` revealed on a receive-only share (kept in memory, per share and peer). */
-export function seenOf (rt: ShareRuntime, peer: string): ReconcileSet {
+/**
+ * What `peer` revealed on a receive-only share, per share and peer: read from disk once (sessions asking at once
+ * share the read; a failed read is tried again by the next session).
+ */
+export async function seenOf (rt: ShareRuntime, peer: string): Promise<SeenSet> {
   let seen = rt.seen.get(peer)
   if (seen === undefined) {
-    seen = createReconcileSet()
+    seen = rt.openSeen(peer)
     rt.seen.set(peer, seen)
+    seen.catch(() => { if (rt.seen.get(peer) === seen) rt.seen.delete(peer) })
   }
-  return seen
+  return await seen
 }

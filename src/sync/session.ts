@@ -60,7 +60,7 @@ import {
   type SyncErrorCode, type SyncMessage, type WantMessage
 } from './messages.js'
 import type { WantClaims } from './claims.js'
-import { createReconcileSet, type ReconcileSession, type ReconcileSet } from './reconcile/index.js'
+import { createReconcileSet, type ReconcileItem, type ReconcileSession, type ReconcileSet } from './reconcile/index.js'
 import type { Refusals } from './refusals.js'
 import type { ServedSet } from './served-set.js'
 import type { ShareDirection } from './share.js'
@@ -79,8 +79,8 @@ export interface SessionStats {
   sent: (changes: number, bytes: number) => void
   received: (changes: number, bytes: number) => void
   rejected: (code: string, hash: string) => void
-  /** Reconciliation ended: how many changes the peer lacks and how many this side lacks (for progress). */
-  reconciled?: (peerLacks: number, weLack: number) => void
+  /** Reconciliation ended: how many changes the peer lacks and how many this side lacks (for progress), and the bytes of its messages. */
+  reconciled?: (peerLacks: number, weLack: number, bytes: number) => void
   /** The live phase started: what moves from now on moves on the long-lived session. */
   liveStarted?: () => void
   /** An announcement was sent (hashes in it, changes pushed with it) or received. */
@@ -110,6 +110,8 @@ export interface SessionComponents {
    * set (the peer then sends its whole id list).
    */
   seen?: ReconcileSet
+  /** Direction `receive`: called with what entered `seen` (to persist it); the session waits for it. */
+  onSeen?: (added: ReconcileItem[]) => Promise<void>
   claims: WantClaims
   stats?: SessionStats
   logger?: Logger
@@ -180,8 +182,9 @@ export interface SessionResult {
   /** Bytes of change data sent and received. */
   bytesSent: number
   bytesReceived: number
-  /** Reconciliation messages exchanged (both directions). */
+  /** Reconciliation messages exchanged (both directions), and their bytes. */
   reconcileMessages: number
+  reconcileBytes: number
   /** Changes of this side's served set the peer lacked when reconciliation ended (its lag). */
   peerLacked: number
 }
@@ -227,7 +230,7 @@ class SyncSession {
   readonly #idleMs: number
   #maxFrame: number
   #reconciler: ReconcileSession | undefined
-  readonly #result: SessionResult = { received: 0, sent: 0, rejected: {}, bytesSent: 0, bytesReceived: 0, reconcileMessages: 0, peerLacked: 0 }
+  readonly #result: SessionResult = { received: 0, sent: 0, rejected: {}, bytesSent: 0, bytesReceived: 0, reconcileMessages: 0, reconcileBytes: 0, peerLacked: 0 }
   /** Wants sent and not fully answered, oldest first (answers come in order). */
   readonly #outstanding: Outstanding[] = []
   /** Answer frames being verified and stored, oldest first (at most ANSWER_FRAMES_IN_FLIGHT). */
@@ -488,7 +491,8 @@ class SyncSession {
     const seen = this.#reconcileSet()
     const need = this.#rec.need
     const stored = await this.#c.db.getStore().hasMany(need.map((item) => item.id))
-    need.forEach((item, i) => { if (stored[i]) seen.insert(item.timestamp, item.id) })
+    const added = need.filter((item, i) => stored[i] && seen.insert(item.timestamp, item.id))
+    if (added.length > 0) await this.#c.onSeen?.(added)
   }
 
   /** Runs reconciliation until this side's reconciler is done (it knows then what the peer lacks and has). */
@@ -501,10 +505,11 @@ class SyncSession {
         this.#result.reconcileMessages++
       }
       if (reconciler.done) {
+        this.#result.reconcileBytes = reconciler.stats.bytesSent + reconciler.stats.bytesReceived
         // what the peer revealed it has is never announced back to it (phase 5)
         if (this.#init.direction !== 'serve') this.#notePeerHas(reconciler.need.map((item) => item.id))
         this.#result.peerLacked = this.#init.direction === 'receive' ? 0 : reconciler.have.length
-        this.#stats.reconciled?.(this.#result.peerLacked, this.#init.direction === 'serve' ? 0 : reconciler.need.length)
+        this.#stats.reconciled?.(this.#result.peerLacked, this.#init.direction === 'serve' ? 0 : reconciler.need.length, this.#result.reconcileBytes)
         return
       }
       const m = await this.#recv(options)

@@ -96,7 +96,7 @@ function shareStatus (t: { changesReceived?: number, changesSent?: number, bytes
     filter: 'all',
     servedSetSize: 10,
     partners: [{ peerId: PEER_B, tenantId: 'bob', connected: true, dial: true, reachable: true, rounds: 1, roundsFailed: 0, failures: 0, lag }],
-    totals: { changesReceived: 0, changesSent: 0, bytesReceived: 0, bytesSent: 0, rejected: {}, rounds: 0, roundsFailed: 0, errors: {}, ...t },
+    totals: { changesReceived: 0, changesSent: 0, bytesReceived: 0, bytesSent: 0, reconcileBytes: 0, rejected: {}, rounds: 0, roundsFailed: 0, errors: {}, ...t },
     recentRejections: []
   }
 }

@@ -1,5 +1,6 @@
 import { expect } from 'chai'
 import type { MindooDB } from '../../src/index.js'
+import { seenIndexName } from '../../src/sync/seen-index.js'
 import { createOrg, shareKey, shareWith, waitFor, type TestOrg } from '../utils/orgs.js'
 
 async function ids (db: MindooDB): Promise<string[]> {
@@ -133,6 +134,38 @@ describe('two nodes', () => {
     const dbB = await b.tenant.openDB('shared')
     expect(await dbB.getAllDocumentIds()).to.deep.equal([shared.getId()])
     for (const doc of [own, other]) expect(await dbB.getStore().getAllChangeHashesForDoc(doc.getId())).to.deep.equal([])
+  })
+
+  it('should reconcile a receive-only share over what the partner revealed before, across a restart', async () => {
+    // direction receive reconciles over the hashes the partner revealed (I1); kept on disk, a restart does not
+    // cost the partner's whole id list again (32 bytes per change)
+    const dbA = await a.tenant.openDB('shared', { defaultKeyId: 'k' })
+    for (let i = 0; i < 300; i++) await dbA.createDocument()
+    await a.node.addShare(shareWith([b], { direction: 'serve' }))
+    await b.node.addShare(shareWith([a], { direction: 'receive' }))
+    const [first] = await b.node.syncNow('shared')
+    expect(first.ok, JSON.stringify(first.error)).to.equal(true)
+    const dbB = await b.tenant.openDB('shared')
+    expect(await dbB.getStore().count()).to.equal(300)
+    const idList = 300 * 32
+    // the first rounds (this one and any the connection started) carried the id list
+    expect(b.node.status('shared')[0].totals.reconcileBytes).to.be.greaterThan(idList)
+
+    await b.restart()
+    const later = await dbA.createDocument()
+    const [second] = await b.node.syncNow('shared')
+    expect(second.ok, JSON.stringify(second.error)).to.equal(true)
+    expect(await dbB.getStore().has(later.getHeads()[0])).to.equal(true)
+    // every round since the restart: a few fingerprints and an id, not the list again
+    const totals = b.node.status('shared')[0].totals
+    expect(totals.changesReceived).to.equal(1)
+    expect(totals.reconcileBytes).to.be.greaterThan(0).and.lessThan(idList / 4)
+
+    // the seen sets go with the share
+    const { kv } = b.tenant.openIndexState('shared', seenIndexName('shared', a.node.peerId))
+    expect(await kv.keys().all()).to.not.deep.equal([])
+    await b.node.removeShare('shared')
+    expect(await kv.keys().all()).to.deep.equal([])
   })
 
   it('should leave no sockets behind when stopped', async () => {
