@@ -22,7 +22,9 @@ import type { MaterialiseJob, MaterialiseOutcome } from './materialise-pool.js'
  */
 try {
   setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), 19)
-} catch {}
+} catch {
+  // not Linux, or not allowed: the thread keeps the process's priority
+}
 
 /** The actor id of every copy built here: they are read, saved and dropped, never changed. */
 const READER_ACTOR = '00'.repeat(16)
