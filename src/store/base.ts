@@ -96,16 +96,19 @@ export abstract class BaseStore implements AppendOnlyStore {
       const seen = new Set<ChangeHash>()
       const added: ChangeHash[] = []
       const duplicates: ChangeHash[] = []
-      const entries: SequencedChange[] = []
-      let seq = this.#nextSeq()
+      const fresh: StoreChange[] = []
       accepted.forEach((change, i) => {
         if (stored[i] || seen.has(change.hash)) {
           duplicates.push(change.hash)
         } else {
           seen.add(change.hash)
-          added.push(change.hash)
-          entries.push({ seq: seq++, change })
+          fresh.push(change)
         }
+      })
+      let seq = this.#nextSeq()
+      const entries: SequencedChange[] = dependenciesFirst(fresh).map((change) => {
+        added.push(change.hash)
+        return { seq: seq++, change }
       })
       if (entries.length > 0) await this.#commit(entries)
       return { added, duplicates, rejected }
@@ -425,4 +428,53 @@ function checkAfterSeq (afterSeq: number): void {
   if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) {
     throw new InvalidArgumentError('afterSeq must be a non-negative integer')
   }
+}
+
+/**
+ * The changes in the order given, except that a change comes after those of the list it depends on
+ * (transitively): a reader in arrival order then never meets a change before a dependency stored with it. Stable,
+ * linear in the changes and their dependencies; no recursion, so a long chain cannot overflow the stack.
+ */
+export function dependenciesFirst (changes: readonly StoreChange[]): StoreChange[] {
+  const byHash = new Map<ChangeHash, StoreChange>()
+  for (const c of changes) byHash.set(c.hash, c)
+  // the common case: every dependency in the list comes before its dependent already
+  const before = new Set<ChangeHash>()
+  let ordered = true
+  for (const c of changes) {
+    if (c.deps.some((d) => byHash.has(d) && !before.has(d))) {
+      ordered = false
+      break
+    }
+    before.add(c.hash)
+  }
+  if (ordered) return [...changes]
+  const out: StoreChange[] = []
+  const placed = new Set<ChangeHash>()
+  for (const root of changes) {
+    if (placed.has(root.hash)) continue
+    // depth first: a change is placed once every dependency of it in the list is
+    const stack: Array<{ change: StoreChange, next: number }> = [{ change: root, next: 0 }]
+    const onStack = new Set<ChangeHash>([root.hash])
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]
+      const deps = top.change.deps
+      let pushed = false
+      while (top.next < deps.length) {
+        const dep = byHash.get(deps[top.next++])
+        // a cycle cannot be signed (a hash covers its dependencies), but a list may hold anything: break it
+        if (dep === undefined || placed.has(dep.hash) || onStack.has(dep.hash)) continue
+        stack.push({ change: dep, next: 0 })
+        onStack.add(dep.hash)
+        pushed = true
+        break
+      }
+      if (pushed) continue
+      stack.pop()
+      onStack.delete(top.change.hash)
+      placed.add(top.change.hash)
+      out.push(top.change)
+    }
+  }
+  return out
 }

@@ -69,7 +69,11 @@ export interface AppendEvent {
 export interface AppendOnlyStore {
   /** Stores one change after checking it. Resolves true if it was new, false if it was already stored. */
   append: (change: StoreChange, options?: AbortOptions) => Promise<boolean>
-  /** Checks each change; stores all that pass in one atomic batch; reports the rest individually. */
+  /**
+   * Checks each change; stores all that pass in one atomic batch; reports the rest individually. Within the batch
+   * a change is stored after those of the batch it depends on (so a reader in arrival order meets dependencies
+   * first), otherwise in the order given.
+   */
   appendMany: (changes: readonly StoreChange[], options?: AbortOptions) => Promise<AppendManyResult>
   has: (hash: ChangeHash) => Promise<boolean>
   /**

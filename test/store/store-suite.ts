@@ -322,6 +322,28 @@ export function runStoreTests (name: string, setup: () => Promise<StoreSetup>): 
         assert.deepStrictEqual(await arrival(store), changes.map((c, i) => [i + 1, c.hash]))
       })
 
+      it('should store a change after those of the batch it depends on, the rest in the order given', async () => {
+        // two documents: a chain a0 <- a1 <- a2 and a merge b2 of b0 and b1; one already stored dependency
+        const stored = makeChange(author, { docId: 'doc-s' })
+        await store.append(stored)
+        const a0 = makeChange(author, { docId: 'doc-a' })
+        const a1 = makeChange(author, { docId: 'doc-a', deps: [a0.hash] })
+        const a2 = makeChange(author, { docId: 'doc-a', deps: [a1.hash] })
+        const b0 = makeChange(author, { docId: 'doc-b' })
+        const b1 = makeChange(author, { docId: 'doc-b' })
+        const b2 = makeChange(author, { docId: 'doc-b', deps: [b0.hash, b1.hash] })
+        const s1 = makeChange(author, { docId: 'doc-s', deps: [stored.hash] })
+        const result = await store.appendMany([a2, b2, s1, a1, b1, a0, b0, a2])
+        const expected = [a0, a1, a2, b0, b1, b2, s1].map((c) => c.hash)
+        const order = (await arrival(store)).slice(1).map(([, hash]) => hash)
+        // every dependency in the batch comes first (a merge's in the order of its deps); otherwise the order
+        // given: a2's chain, then b2's, then s1
+        assert.deepStrictEqual(order, [a0.hash, a1.hash, a2.hash, ...b2.deps, b2.hash, s1.hash])
+        assert.deepStrictEqual([...result.added].sort(), [...expected].sort())
+        assert.deepStrictEqual(result.added, order)
+        assert.deepStrictEqual(result.duplicates, [a2.hash])
+      })
+
       it('should throw a TypeError when not given an array', async () => {
         await assert.rejects(store.appendMany(makeChange(author) as unknown as StoreChange[]), TypeError)
       })
