@@ -310,3 +310,10 @@ export const MATERIALISE_WORKER_CACHE_DOCS = 256
  */
 export const STORE_RECENT_CHANGES = 256
 export const STORE_RECENT_BYTES = 4 * 1024 * 1024
+
+/**
+ * Documents `MindooDB.dataAfter` keeps built (8), least recently used out first: a `types` write rule judges a
+ * frame's changes of one document one after the other, each on the document with the ones before it, and then
+ * pays one Automerge change per change instead of a load of the document per change.
+ */
+export const AFTER_DOCS_KEPT = 8

@@ -7,6 +7,7 @@ import {
   isChangeHash, isValidId, newDocId, payloadAad, signChange, type ChangeHash, type ChangeHeader, type DocId,
   type StoreChange
 } from '../store/change.js'
+import { AFTER_DOCS_KEPT } from '../limits.js'
 import type { AbortOptions, AppendManyResult, AppendOnlyStore } from '../store/types.js'
 import { silentLogger, type Logger } from '../util/logger.js'
 import { feedEntries } from './changefeed.js'
@@ -87,6 +88,11 @@ export class MindooDB {
   readonly #log: Logger
   readonly #trust: Trust
   readonly #cache: DocCache
+  /**
+   * The documents `dataAfter` built last, least recently used first: the stored state they start from (its
+   * heads), the received changes applied on top, in order, and the Automerge document (freed when dropped).
+   */
+  readonly #after = new Map<DocId, { base: string, applied: ChangeHash[], am: Automerge.Doc<DocData> }>()
   readonly #mat: Materialiser
   /** Key of new documents: `init.defaultKeyId` until set (and persisted) by setDefaultKeyId. */
   #defaultKeyId: string
@@ -298,6 +304,8 @@ export class MindooDB {
    * of what is stored, without storing or applying anything: `null` when the document does not exist here and the
    * changes do not create it, `undefined` when this side cannot tell (a key it lacks, a payload no key version
    * decrypts, or a dependency that is neither stored nor among `changes`). A write policy judges a change by it.
+   * Judging a frame's changes one after the other (`changes` the last call's plus one) costs one Automerge
+   * change each, not a load of the document each: the last documents built here are kept (AFTER_DOCS_KEPT).
    */
   async dataAfter (docId: DocId, changes: readonly StoreChange[]): Promise<DocData | null | undefined> {
     this.#checkOpen()
@@ -305,9 +313,12 @@ export class MindooDB {
     if (changes.some((c) => c.docId !== docId)) throw new InvalidArgumentError('every change must be of the document')
     if (this.#mat.pendingFor(docId)) await this.#mat.mutex.run(async () => { await this.#mat.materialiseDoc(docId) })
     const state = await this.#cache.load(docId)
-    const plaintexts: Uint8Array[] = []
+    const plaintexts: Array<Uint8Array | undefined> = []
     for (const change of changes) {
-      if (change.kind === 'delete') continue
+      if (change.kind === 'delete') {
+        plaintexts.push(undefined)
+        continue
+      }
       try {
         plaintexts.push(this.#tenant.keyring.decrypt(change.keyId, change.payload, payloadAad(change)))
       } catch (err) {
@@ -315,18 +326,36 @@ export class MindooDB {
         throw err
       }
     }
-    if (state === undefined && plaintexts.length === 0) return null
-    // a copy of its own: the cached document is never touched
-    let am = state === undefined ? Automerge.init<DocData>() : buildAm(state.snapshot, state.tail, this.#log, docId)
-    try {
-      // content Automerge refuses is skipped, as the materialiser skips it
-      am = applyAll(am, plaintexts, this.#log, docId)
-      // a change whose dependencies Automerge has not seen waits inside it, unapplied: the outcome is unknown
-      if (Automerge.getMissingDeps(am, []).length > 0) return undefined
-      return Automerge.toJS(am)
-    } finally {
-      Automerge.free(am)
+    if (state === undefined && plaintexts.every((p) => p === undefined)) return null
+    // from the copy built last when it is of the same stored state and had all but the last change applied; else
+    // a copy of its own (the cached document is never touched)
+    const base = state?.meta.heads.join() ?? ''
+    const hashes = changes.map((c) => c.hash)
+    const kept = this.#after.get(docId)
+    this.#after.delete(docId)
+    let am: Automerge.Doc<DocData>
+    let from = 0
+    if (kept !== undefined && kept.base === base && kept.applied.length === hashes.length - 1 && kept.applied.every((h, i) => h === hashes[i])) {
+      am = kept.am
+      from = kept.applied.length
+    } else {
+      if (kept !== undefined) Automerge.free(kept.am)
+      am = state === undefined ? Automerge.init<DocData>() : buildAm(state.snapshot, state.tail, this.#log, docId)
     }
+    // content Automerge refuses is skipped, as the materialiser skips it
+    am = applyAll(am, plaintexts.slice(from).filter((p): p is Uint8Array => p !== undefined), this.#log, docId)
+    // a change whose dependencies Automerge has not seen waits inside it, unapplied: the outcome is unknown
+    if (Automerge.getMissingDeps(am, []).length > 0) {
+      Automerge.free(am)
+      return undefined
+    }
+    this.#after.set(docId, { base, applied: hashes, am })
+    if (this.#after.size > AFTER_DOCS_KEPT) {
+      const [oldest, entry] = this.#after.entries().next().value as [DocId, { am: Automerge.Doc<DocData> }]
+      this.#after.delete(oldest)
+      Automerge.free(entry.am)
+    }
+    return Automerge.toJS(am)
   }
 
   /** Deletes a document: a signed tombstone change that every replica applies. */
@@ -386,6 +415,8 @@ export class MindooDB {
     })
     this.#store.setVerifier(undefined)
     this.#cache.clear()
+    for (const { am } of this.#after.values()) Automerge.free(am)
+    this.#after.clear()
   }
 
   // ------------------------------------------------------------------ internals

@@ -220,6 +220,49 @@ describe('core: materialiser', () => {
     expect(a.getData().b).to.equal(4)
   })
 
+  it('should judge a chain of received changes on the copy built for the one before, and never on a wrong copy', async () => {
+    const doc = await dbA.createDocument()
+    for (let n = 1; n <= 5; n++) await dbA.changeDoc(doc, (d) => { d.getData().n = n })
+    const id = doc.getId()
+    const changes = await allChanges(dbA)
+    const [creation, ...chain] = changes
+    expect(chain).to.have.length(5)
+    await dbB.receiveChanges([creation])
+    await dbB.whenMaterialised()
+    const nAfter = async (list: StoreChange[]): Promise<unknown> => (await dbB.dataAfter(id, list))?.n
+    // one after the other, as a write rule judges a frame: each on the copy of the one before
+    for (let k = 1; k <= 5; k++) expect(await nAfter(chain.slice(0, k))).to.equal(k)
+    // not a prefix of what the copy has: built anew
+    expect(await nAfter(chain.slice(0, 1))).to.equal(1)
+    expect(await nAfter(chain.slice(0, 3))).to.equal(3)
+    expect(await nAfter([chain[0], chain[2]])).to.equal(undefined) // chain[2] depends on chain[1]
+    expect(await nAfter(chain.slice(0, 2))).to.equal(2)
+    // what is stored moved on: built anew from it
+    await dbB.receiveChanges(chain.slice(0, 3))
+    await dbB.whenMaterialised()
+    expect(await nAfter(chain.slice(3, 4))).to.equal(4)
+    expect(await nAfter(chain.slice(3, 5))).to.equal(5)
+    expect(await nAfter([])).to.equal(3)
+    // another branch of the same length after the one kept: built anew (B, in a database of its own, writes two
+    // changes to the document concurrently with A's)
+    const other = await orgB.openDB('branch', { defaultKeyId: 'k' })
+    await other.trustPartner(orgA.getPublicInfo())
+    await other.receiveChanges([creation])
+    await other.whenMaterialised()
+    await other.changeDoc(id, (d) => { d.getData().m = 1 })
+    await other.changeDoc(id, (d) => { d.getData().m = 2 })
+    const branch = (await allChanges(other)).slice(1)
+    expect(await nAfter([chain[3]])).to.equal(4)
+    expect((await dbB.dataAfter(id, branch))?.m).to.equal(2)
+    // the stored state moved on by a change the kept copy lacks: built anew, with it
+    expect(await nAfter(chain.slice(3, 4))).to.equal(4)
+    await dbB.receiveChanges(branch.slice(0, 1))
+    await dbB.whenMaterialised()
+    const after = await dbB.dataAfter(id, chain.slice(3, 5))
+    expect(after?.n).to.equal(5)
+    expect(after?.m).to.equal(1)
+  })
+
   it('should materialise a queued document at once when it is read, ahead of the backlog', async () => {
     const ids = await makeDocs(300)
     const changes = await allChanges(dbA)
