@@ -5,8 +5,6 @@
  * Message in: `{ id, jobs: MaterialiseJob[] }`; out: `{ id, results: MaterialiseOutcome[] }` or `{ id, error }`.
  */
 import * as Automerge from '@automerge/automerge'
-import { readlinkSync } from 'node:fs'
-import { setPriority } from 'node:os'
 import { parentPort } from 'node:worker_threads'
 import { silentLogger } from '../util/logger.js'
 import { encodeData } from './data-codec.js'
@@ -14,17 +12,6 @@ import { MATERIALISE_WORKER_CACHE_DOCS } from '../limits.js'
 import type { DocData } from './doc.js'
 import { applyAll, buildAm } from './doc-state.js'
 import type { MaterialiseJob, MaterialiseOutcome } from './materialise-pool.js'
-
-/**
- * This thread runs at the lowest CPU priority (Linux: a thread has its own nice value, set through its id): the
- * receive path (main thread, verify workers) gets the cores first, and materialising takes what it leaves idle.
- * Elsewhere, or where it is not allowed, the thread keeps the process's priority.
- */
-try {
-  setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), 19)
-} catch {
-  // not Linux, or not allowed: the thread keeps the process's priority
-}
 
 /** The actor id of every copy built here: they are read, saved and dropped, never changed. */
 const READER_ACTOR = '00'.repeat(16)

@@ -7,7 +7,6 @@ import {
   createTenantFactory, type MindooDB, type MindooTenant, type StoreChange, type TenantFactory
 } from '../../src/index.js'
 import * as Automerge from '@automerge/automerge'
-import { readdirSync, readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { setMaterialiseMainBuildDocs, setMaterialiseWorkers } from '../../src/core/materialise-pool.js'
 import { MATERIALISE_MAIN_BUILD_DOCS, MATERIALISE_SNAPSHOT_AFTER_CHANGES } from '../../src/limits.js'
@@ -470,24 +469,6 @@ describe('core: materialiser', () => {
       expectRich((await dbB.getDocument(id)).getData())
       const changed = await dbB.changeDoc(id, (d) => { d.getData().count.increment(1) })
       expect(changed.getData().count.value).to.equal(6)
-    })
-
-    it('should run the materialise workers, and only them, at the lowest CPU priority', async function () {
-      if (process.platform !== 'linux') this.skip()
-      await dbB.receiveChanges(await allChanges(dbA))
-      await makeDocs(3)
-      await dbB.receiveChanges(await allChanges(dbA))
-      await dbB.whenMaterialised()
-      expect(dbB.getMaterialiseStats().offloaded).to.be.greaterThan(0)
-      // each thread's nice value: the 17th field after the command name in /proc/self/task/<tid>/stat
-      const threads = readdirSync('/proc/self/task').map((tid) => {
-        const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
-        return { tid: Number(tid), comm: readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim(), nice: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]) }
-      })
-      const low = threads.filter((t) => t.nice === 19)
-      expect(low.length).to.be.at.least(1)
-      expect(low.every((t) => t.comm === 'WorkerThread'), JSON.stringify(low)).to.equal(true)
-      expect(threads.find((t) => t.tid === process.pid)?.nice).to.equal(0)
     })
 
     it('should build a document a few changes at a time on its worker, and never from a copy that missed a change', async () => {
