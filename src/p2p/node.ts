@@ -19,7 +19,7 @@ import { silentLogger, type Logger } from '../util/logger.js'
 import { streamChannel } from './channel.js'
 import {
   DEFAULT_ANNOUNCE_INTERVAL_MS, DEFAULT_DISCOVERY_INTERVAL_MS, DEFAULT_MAX_FRAME_BYTES, DEFAULT_SYNC_INTERVAL_MS,
-  HELLO_TIMEOUT_MS, MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS, MAX_RECENT_REJECTIONS, MAX_RECONCILE_MESSAGE_BYTES, SYNC_PROTOCOL
+  HELLO_TIMEOUT_MS, MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS, MAX_RECENT_REJECTIONS, SYNC_PROTOCOL
 } from './constants.js'
 import { announceTopic, findTopicProviders } from './discovery.js'
 import { clip, NodeEvents } from './events.js'
@@ -669,7 +669,6 @@ export class MindooNode {
       topic: role === 'initiator' ? Buffer.from(rt.topicKey, 'hex') : undefined,
       peerMaxFrameBytes,
       maxFrameBytes: sessionFrameLimit(connection, this.#maxFrame),
-      reconcileMessageBytes: MAX_RECONCILE_MESSAGE_BYTES,
       refusals: rt.refusals,
       peerHas: partner?.peerHas,
       live: offerLive ? { ownAuthor, signal: liveSignal } : undefined,

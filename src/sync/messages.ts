@@ -10,8 +10,14 @@ import type { AbortOptions } from '../store/types.js'
  * short fingerprints); a version-1 peer is refused at the hello with VERSION_UNSUPPORTED instead of reconciling.
  */
 export const SYNC_PROTOCOL_VERSION = 2
+/**
+ * Offered by a side that accepts reconciliation messages of RECONCILE_LARGE_MESSAGE_BYTES: when both offer it,
+ * both use that size (else 64 KiB), so a large difference (a cold sync) takes a few round trips, not one per
+ * 64 KiB of ids.
+ */
+export const RECONCILE_LARGE_CAPABILITY = 'reconcile/large'
 /** Capabilities this implementation offers. */
-export const CAPABILITIES = ['reconcile/rbsr-2', 'want/batch'] as const
+export const CAPABILITIES = ['reconcile/rbsr-2', 'want/batch', RECONCILE_LARGE_CAPABILITY] as const
 /**
  * Offered in a hello or welcome by a side that wants this session to stay open after its transfer (the live
  * phase: `live`, `announce`, `ack`); the session goes live only when both sides offer it.

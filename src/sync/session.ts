@@ -56,7 +56,7 @@ import type { AbortOptions } from '../store/types.js'
 import { silentLogger, type Logger } from '../util/logger.js'
 import {
   isAck, isAnnounce, isChanges, isError, isLive, isReconcile, isWant, isWelcome, SYNC_PROTOCOL_VERSION,
-  CAPABILITIES, LIVE_ANNOUNCE_CAPABILITY, LIVE_CAPABILITY, type AnnounceMessage, type ChangesMessage, type MessageChannel,
+  CAPABILITIES, LIVE_ANNOUNCE_CAPABILITY, LIVE_CAPABILITY, RECONCILE_LARGE_CAPABILITY, type AnnounceMessage, type ChangesMessage, type MessageChannel,
   type SyncErrorCode, type SyncMessage, type WantMessage
 } from './messages.js'
 import type { WantClaims } from './claims.js'
@@ -191,6 +191,8 @@ export interface SessionResult {
 
 export const DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024
 export const DEFAULT_RECONCILE_MESSAGE_BYTES = 64 * 1024
+/** Reconciliation message size when both sides offer RECONCILE_LARGE_CAPABILITY (1 MiB: about 26,000 ids). */
+export const RECONCILE_LARGE_MESSAGE_BYTES = 1024 * 1024
 /** A session fails when the peer makes no progress for this long (see I5). */
 export const DEFAULT_IDLE_TIMEOUT_MS = 60_000
 /** Time allowed to tell a peer why its session ends. */
@@ -428,6 +430,7 @@ class SyncSession {
   }
 
   async #open (options: AbortOptions): Promise<void> {
+    let peerCaps: readonly string[]
     if (this.#init.role === 'initiator') {
       if (this.#init.topic === undefined) throw new TypeError('an initiator needs a topic')
       await this.#send({ type: 'hello', topic: this.#init.topic, version: SYNC_PROTOCOL_VERSION, capabilities: this.#capabilities(true), maxFrameBytes: this.#maxFrame }, options)
@@ -435,15 +438,18 @@ class SyncSession {
       if (!isWelcome(m)) throw new SyncProtocolError(`expected welcome, got ${m.type}`)
       this.#progress()
       this.#maxFrame = Math.min(this.#maxFrame, m.maxFrameBytes)
-      this.#agreeLive(m.capabilities)
+      peerCaps = m.capabilities
+      this.#agreeLive(peerCaps)
     } else {
-      const peerCaps = this.#init.peerCapabilities ?? []
+      peerCaps = this.#init.peerCapabilities ?? []
       await this.#send({ type: 'welcome', version: SYNC_PROTOCOL_VERSION, capabilities: this.#capabilities(peerCaps.includes(LIVE_CAPABILITY)), maxFrameBytes: this.#maxFrame }, options)
       this.#maxFrame = Math.min(this.#maxFrame, this.#init.peerMaxFrameBytes ?? this.#maxFrame)
       this.#agreeLive(peerCaps)
     }
-    // both sides now know both limits, so both pick the same reconciliation message size
-    const size = Math.min(this.#init.reconcileMessageBytes ?? DEFAULT_RECONCILE_MESSAGE_BYTES, this.#maxFrame - FRAME_OVERHEAD)
+    // both sides now know both limits and both capability lists, so both pick the same reconciliation message size
+    const large = peerCaps.includes(RECONCILE_LARGE_CAPABILITY)
+    const wanted = this.#init.reconcileMessageBytes ?? (large ? RECONCILE_LARGE_MESSAGE_BYTES : DEFAULT_RECONCILE_MESSAGE_BYTES)
+    const size = Math.min(wanted, this.#maxFrame - FRAME_OVERHEAD)
     this.#reconciler = this.#c.reconciler(this.#reconcileSet(), size)
   }
 
