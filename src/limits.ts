@@ -317,3 +317,12 @@ export const STORE_RECENT_BYTES = 4 * 1024 * 1024
  * pays one Automerge change per change instead of a load of the document per change.
  */
 export const AFTER_DOCS_KEPT = 8
+
+/**
+ * LevelDB's write buffer (memtable), 32 MiB against LevelDB's 4 MiB: a sync's writes reach the disk in fewer,
+ * larger tables. Measured here on the cold sync of 100,000 changes: B's CPU per change 512 -> 431 us, and the
+ * LevelDB threads' CPU per document received 100 -> 37 us. It costs up to twice this much memory while writing
+ * (the buffer, and the one being written out), and after a crash (not after a clean close, which writes the
+ * buffer out) the next open replays up to this much log.
+ */
+export const LEVEL_WRITE_BUFFER_BYTES = 32 * 1024 * 1024

@@ -1,8 +1,8 @@
-import { Level } from 'level'
+import type { Level } from 'level'
 import { createWrappedKey, randomKey, unwrapKey, type ScryptParams, type Signer } from '../crypto/index.js'
 import { ClosedError, InvalidArgumentError, KeyNotFoundError, LockedError, throwIfAborted } from '../errors.js'
 import { isValidId } from '../store/change.js'
-import { LevelStore } from '../store/level-store.js'
+import { closeLevel, LevelStore, newLevel } from '../store/level-store.js'
 import type { AbortOptions } from '../store/types.js'
 import type { Logger } from '../util/logger.js'
 import { Mutex } from '../util/mutex.js'
@@ -87,7 +87,7 @@ export class MindooTenant {
   /** Opens the tenant's LevelDB. Throws LockedError when another process has it open. */
   async open (): Promise<void> {
     if (this.#level !== undefined) return
-    const level = new Level<string, Uint8Array>(this.#components.levelPath, { valueEncoding: 'view' })
+    const level = newLevel(this.#components.levelPath)
     try {
       await level.open()
     } catch (err) {
@@ -300,7 +300,7 @@ export class MindooTenant {
       }
     }
     this.#dbs.clear()
-    await this.#level?.close()
+    if (this.#level !== undefined) await closeLevel(this.#level)
     this.#components.onClose()
   }
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -38,6 +38,24 @@ describe('LevelStore', () => {
 
   afterEach(async () => {
     await removeDir(dir)
+  })
+
+  it('should write out what its write buffer holds on close, so the next open replays no log', async () => {
+    const logBytes = async (): Promise<number> => {
+      let bytes = 0
+      for (const name of await readdir(dir)) if (name.endsWith('.log')) bytes += (await stat(join(dir, name))).size
+      return bytes
+    }
+    const store = await LevelStore.open(dir)
+    store.setVerifier(new TestVerifier([author]))
+    const changes = makeChanges(author, 200, 4)
+    await store.appendMany(changes)
+    assert.ok(await logBytes() > 200 * 64)
+    await store.close()
+    assert.equal(await logBytes(), 0)
+    const reopened = await LevelStore.open(dir)
+    assert.deepStrictEqual(await reopened.getAllChangeHashes(), changes.map((c) => c.hash))
+    await reopened.close()
   })
 
   it('should keep everything across a reopen and continue the seqs', async () => {
