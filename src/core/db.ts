@@ -335,7 +335,9 @@ export class MindooDB {
     this.#after.delete(docId)
     let am: Automerge.Doc<DocData>
     let from = 0
-    if (kept !== undefined && kept.base === base && kept.applied.length === hashes.length - 1 && kept.applied.every((h, i) => h === hashes[i])) {
+    const reusable = kept !== undefined && kept.base === base && kept.applied.length === hashes.length - 1 &&
+      kept.applied.every((h, i) => h === hashes[i])
+    if (kept !== undefined && reusable) {
       am = kept.am
       from = kept.applied.length
     } else {

@@ -34,8 +34,9 @@ import {
   ClosedError, DecryptionError, KeyMismatchError, MalformedChangeError
 } from '../errors.js'
 import {
-  MATERIALISE_CACHE_DOCS, MATERIALISE_DEFER_MAX_MS, MATERIALISE_DEFER_MIN_BACKLOG, MATERIALISE_DEFER_SHARE, MATERIALISE_DEFER_STEP_CHANGES, MATERIALISE_MAIN_BUILD_BYTES,
-  MATERIALISE_QUEUE_MAX, MATERIALISE_QUEUE_MAX_BYTES, MATERIALISE_RECEIVE_QUIET_MS, MATERIALISE_STEP_CHANGES
+  MATERIALISE_CACHE_DOCS, MATERIALISE_DEFER_MAX_MS, MATERIALISE_DEFER_MIN_BACKLOG, MATERIALISE_DEFER_SHARE,
+  MATERIALISE_DEFER_STEP_CHANGES, MATERIALISE_MAIN_BUILD_BYTES, MATERIALISE_QUEUE_MAX, MATERIALISE_QUEUE_MAX_BYTES,
+  MATERIALISE_RECEIVE_QUIET_MS, MATERIALISE_STEP_CHANGES
 } from '../limits.js'
 import { isCreation, payloadAad, type ChangeHash, type DocId, type StoreChange } from '../store/change.js'
 import type { AbortOptions, AppendEvent, AppendOnlyStore } from '../store/types.js'
@@ -167,7 +168,7 @@ export class Materialiser {
   #receivingSince = 0
   /** When the background's last step ended. */
   #lastStepAt = 0
-  /** How long that step took (ms). */
+  /** How long that step took (ms) if it was taken while deferring, else 0. */
   #lastStepMs = 0
   #offAppend: (() => void) | undefined
   #closed = false
@@ -305,14 +306,16 @@ export class Materialiser {
         while (!this.#closed && this.backlog() > 0) {
           await this.#yieldToReceive()
           if (this.#closed || this.backlog() === 0) break
-          // a step taken while deferring is small, and the next one waits from its end
-          const max = this.#deferring() ? MATERIALISE_DEFER_STEP_CHANGES : MATERIALISE_STEP_CHANGES
-          const started = Date.now()
+          // a step taken while deferring is small, and the next one waits from its end, longer after a long one
+          // (its own time: not the wait for the mutex, and not a step taken while not deferring)
+          const deferred = this.#deferring()
           await this.mutex.run(async () => {
-            if (!this.#closed) await this.catchUp({}, this.#store.getLastSeq(), max)
+            if (this.#closed) return
+            const started = Date.now()
+            await this.catchUp({}, this.#store.getLastSeq(), deferred ? MATERIALISE_DEFER_STEP_CHANGES : MATERIALISE_STEP_CHANGES)
+            this.#lastStepMs = deferred ? Date.now() - started : 0
           })
           this.#lastStepAt = Date.now()
-          this.#lastStepMs = this.#lastStepAt - started
           // let reads, local writes and the receive path in between steps
           await new Promise((resolve) => setImmediate(resolve))
         }
