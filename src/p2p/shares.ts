@@ -264,7 +264,8 @@ export class ShareRegistry {
       participants: participantKeysOf(config, tenant.getPublicInfo().signingPublicKey),
       partners,
       totals: {
-        changesSent: 0, bytesSent: 0, changesReceived: 0, bytesReceived: 0, reconcileBytes: 0, rejected: {}, rounds: 0, roundsFailed: 0, errors: {},
+        changesSent: 0, bytesSent: 0, changesReceived: 0, bytesReceived: 0, reconcileBytes: 0, rejected: {}, rounds: 0,
+        roundsFailed: 0, errors: {},
         live: { sessions: 0, announcementsSent: 0, announcementsReceived: 0, changesSent: 0, changesReceived: 0 }
       },
       sessions: new Set(),

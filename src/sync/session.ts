@@ -56,8 +56,8 @@ import type { AbortOptions } from '../store/types.js'
 import { silentLogger, type Logger } from '../util/logger.js'
 import {
   isAck, isAnnounce, isChanges, isError, isLive, isReconcile, isWant, isWelcome, SYNC_PROTOCOL_VERSION,
-  CAPABILITIES, LIVE_ANNOUNCE_CAPABILITY, LIVE_CAPABILITY, RECONCILE_LARGE_CAPABILITY, type AnnounceMessage, type ChangesMessage, type MessageChannel,
-  type SyncErrorCode, type SyncMessage, type WantMessage
+  CAPABILITIES, LIVE_ANNOUNCE_CAPABILITY, LIVE_CAPABILITY, RECONCILE_LARGE_CAPABILITY, type AnnounceMessage,
+  type ChangesMessage, type MessageChannel, type SyncErrorCode, type SyncMessage, type WantMessage
 } from './messages.js'
 import type { WantClaims } from './claims.js'
 import { createReconcileSet, type ReconcileItem, type ReconcileSession, type ReconcileSet } from './reconcile/index.js'
