@@ -185,7 +185,6 @@ export class ChunkedReconcileSet implements ReconcileSet {
   static sortedLoader (total: number): { add: (timestamps: ArrayLike<number>, ids: Uint8Array) => void, finish: () => ChunkedReconcileSet } {
     if (!Number.isSafeInteger(total) || total < 0) throw new TypeError('total must be a non-negative integer')
     const set = new ChunkedReconcileSet()
-    let chunk: Chunk | undefined
     return {
       add: (timestamps, ids) => {
         const count = timestamps.length
@@ -193,24 +192,17 @@ export class ChunkedReconcileSet implements ReconcileSet {
         if (set.#size + count > total) throw new TypeError('more items than announced')
         for (let k = 0; k < count; k++) {
           checkTimestamp(timestamps[k])
-          if (chunk !== undefined && chunk.n > 0 &&
-            compareItems(chunk.ts[chunk.n - 1], chunk.ids, (chunk.n - 1) * ID_BYTES, timestamps[k], ids, k * ID_BYTES) >= 0) {
+          const last = set.#chunks[set.#chunks.length - 1]
+          if (last !== undefined && last.n > 0 &&
+            compareItems(last.ts[last.n - 1], last.ids, (last.n - 1) * ID_BYTES, timestamps[k], ids, k * ID_BYTES) >= 0) {
             throw new TypeError('items out of order')
           }
-          if (chunk === undefined || chunk.n === CHUNK_LOAD_ITEMS) {
-            chunk = new Chunk(Math.min(CHUNK_LOAD_ITEMS, total - set.#size))
-            set.#chunks.push(chunk)
-          }
-          chunk.ts[chunk.n] = timestamps[k]
-          chunk.ids.set(ids.subarray(k * ID_BYTES, (k + 1) * ID_BYTES), chunk.n * ID_BYTES)
-          chunk.n++
-          set.#size++
+          set.#append(timestamps[k], ids, k, total - set.#size)
         }
       },
       finish: () => {
         if (set.#size !== total) throw new TypeError(`${set.#size} items of ${total}`)
-        for (const c of set.#chunks) c.recomputeSum()
-        set.#indexed = false
+        set.#loaded()
         return set
       }
     }
@@ -218,21 +210,34 @@ export class ChunkedReconcileSet implements ReconcileSet {
 
   #loadSorted (timestamps: ArrayLike<number>, ids: Uint8Array, order: Uint32Array | null): void {
     const count = timestamps.length
-    let chunk: Chunk | undefined
     let prev = -1
     for (let k = 0; k < count; k++) {
       const src = order === null ? k : order[k]
       if (prev >= 0 && compareItems(timestamps[prev], ids, prev * ID_BYTES, timestamps[src], ids, src * ID_BYTES) === 0) continue
-      if (chunk === undefined || chunk.n === CHUNK_LOAD_ITEMS) {
-        chunk = new Chunk(Math.min(CHUNK_LOAD_ITEMS, count - k))
-        this.#chunks.push(chunk)
-      }
-      chunk.ts[chunk.n] = timestamps[src]
-      chunk.ids.set(ids.subarray(src * ID_BYTES, (src + 1) * ID_BYTES), chunk.n * ID_BYTES)
-      chunk.n++
-      this.#size++
+      this.#append(timestamps[src], ids, src, count - k)
       prev = src
     }
+    this.#loaded()
+  }
+
+  /**
+   * Appends item `k` of packed `ids` after the last item of a set being loaded in order, opening a chunk when the
+   * last is full (sized for at most `remaining` more items).
+   */
+  #append (timestamp: number, ids: Uint8Array, k: number, remaining: number): void {
+    let chunk = this.#chunks[this.#chunks.length - 1]
+    if (chunk === undefined || chunk.n === CHUNK_LOAD_ITEMS) {
+      chunk = new Chunk(Math.min(CHUNK_LOAD_ITEMS, remaining))
+      this.#chunks.push(chunk)
+    }
+    chunk.ts[chunk.n] = timestamp
+    chunk.ids.set(ids.subarray(k * ID_BYTES, (k + 1) * ID_BYTES), chunk.n * ID_BYTES)
+    chunk.n++
+    this.#size++
+  }
+
+  /** Ends a load: the chunks' sums, and the index rebuilt on first use. */
+  #loaded (): void {
     for (const c of this.#chunks) c.recomputeSum()
     this.#indexed = false
   }
