@@ -647,17 +647,23 @@ class SyncSession {
     const good: StoreChange[] = []
     /** Changes a write rule could not judge yet (WRITE_UNDECIDED): judged again once the rest of the frame is. */
     let undecided: Array<{ change: StoreChange, why: ChangeRejectedError }> = []
+    /** Admits the change (into `good`) or refuses it; returns why when the write policy cannot judge it yet. */
+    const judge = async (change: StoreChange): Promise<WriteUndecidedError | undefined> => {
+      // the changes of this frame admitted so far: a change may depend on them (I2)
+      const denied = await this.#init.admit?.(change, good)
+      if (denied instanceof WriteUndecidedError) return denied
+      if (denied !== undefined) this.#refuseChange(denied, change.hash)
+      else good.push(change)
+      return undefined
+    }
     try {
       for (const change of taken) {
         if (!this.#init.participants.has(change.author)) {
           this.#refuseChange(new UntrustedAuthorError('author is not a participant of this share'), change.hash)
           continue
         }
-        // the changes of this frame admitted so far: a change may depend on them (I2)
-        const denied = await this.#init.admit?.(change, good)
-        if (denied instanceof WriteUndecidedError) undecided.push({ change, why: denied })
-        else if (denied !== undefined) this.#refuseChange(denied, change.hash)
-        else good.push(change)
+        const why = await judge(change)
+        if (why !== undefined) undecided.push({ change, why })
       }
       // a change the frame carried before what it depends on is judged again with the rest of the frame admitted,
       // for as long as that decides some
@@ -665,11 +671,9 @@ class SyncSession {
         progress = false
         const again: typeof undecided = []
         for (const { change } of undecided) {
-          const denied = await this.#init.admit?.(change, good)
-          if (denied instanceof WriteUndecidedError) again.push({ change, why: denied })
-          else if (denied !== undefined) this.#refuseChange(denied, change.hash)
-          else good.push(change)
-          progress ||= !(denied instanceof WriteUndecidedError)
+          const why = await judge(change)
+          if (why !== undefined) again.push({ change, why })
+          else progress = true
         }
         undecided = again
       }
