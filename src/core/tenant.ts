@@ -154,11 +154,7 @@ export class MindooTenant {
    * values under the tenant's own key, like the materialised documents.
    */
   openIndexState (database: string, name: string): IndexState {
-    const level = this.#checkOpen()
-    if (typeof database !== 'string' || !DB_NAME.test(database)) throw new InvalidArgumentError('invalid database name')
-    if (typeof name !== 'string' || name === '') throw new InvalidArgumentError('index name must be a non-empty string')
-    // sublevel names are limited to a few printable bytes: hex holds any name
-    const hex = Buffer.from(name).toString('hex')
+    const { level, hex } = this.#indexName(database, name)
     const kv = level.sublevel<string, Uint8Array>(['db', database, 'index', hex], { valueEncoding: 'view' }) as unknown as KV
     const aad = new TextEncoder().encode(`mindoodb/index/v1\0${database}\0${hex}`)
     const { keyring, localKeyId } = this.#context
@@ -174,14 +170,22 @@ export class MindooTenant {
    * named `<share>\0seen\0<peer>`).
    */
   async dropIndexStates (database: string, namePrefix: string): Promise<void> {
-    const level = this.#checkOpen()
-    if (typeof database !== 'string' || !DB_NAME.test(database)) throw new InvalidArgumentError('invalid database name')
-    if (typeof namePrefix !== 'string' || namePrefix === '') throw new InvalidArgumentError('index name prefix must be a non-empty string')
+    const { level, hex } = this.#indexName(database, namePrefix)
     // each index is a sublevel `!<hex of its name>!` of this one: the names with the prefix are one key range
     // ('g' sorts after every hex digit)
     const indexes = level.sublevel<string, Uint8Array>(['db', database, 'index'], { valueEncoding: 'view' })
-    const hex = Buffer.from(namePrefix).toString('hex')
     await indexes.clear({ gte: `!${hex}`, lt: `!${hex}g` })
+  }
+
+  /**
+   * The open LevelDB and the sublevel name of index `name` of `database` (hex: sublevel names are limited to a few
+   * printable bytes). Throws ClosedError, or InvalidArgumentError for a bad database or an empty name.
+   */
+  #indexName (database: string, name: string): { level: Level<string, Uint8Array>, hex: string } {
+    const level = this.#checkOpen()
+    if (typeof database !== 'string' || !DB_NAME.test(database)) throw new InvalidArgumentError('invalid database name')
+    if (typeof name !== 'string' || name === '') throw new InvalidArgumentError('index name must be a non-empty string')
+    return { level, hex: Buffer.from(name).toString('hex') }
   }
 
   /** Names of the databases this tenant has opened at least once. */
