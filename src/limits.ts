@@ -299,6 +299,14 @@ export const MATERIALISE_SNAPSHOT_AFTER_BYTES = 256 * 1024
 export const MATERIALISE_WORKERS_MAX = 4
 
 /**
+ * A worker of the verify or materialise pool that failed is replaced on a later job, no sooner than this long
+ * after it failed (1 s), doubled for each failure in a row up to WORKER_RESTART_MAX_MS (60 s); until then its
+ * jobs are done on the calling thread. Input that crashes a worker again and again costs a worker start a minute.
+ */
+export const WORKER_RESTART_BASE_MS = 1_000
+export const WORKER_RESTART_MAX_MS = 60_000
+
+/**
  * Documents each materialise worker keeps built (256), least recently used out first: a document that gets a few
  * changes at a time is then not loaded again on every batch.
  */

@@ -2,9 +2,9 @@
  * Automerge work of the materialiser on worker threads, one per core: for each document of a batch, a worker
  * loads its snapshot and tail in one Automerge call, returns the content as text (data-codec.ts) and, when the
  * snapshot-cache rule says so, a new snapshot. The main thread keeps the decisions, the LevelDB writes and their
- * order. Workers start on first use and are unref'd while idle: an idle pool never keeps the process alive. If a
- * worker cannot start or fails, the pool stops and the materialiser goes on without it (documents are then
- * loaded on the main thread when read).
+ * order. Workers start on first use and are unref'd while idle: an idle pool never keeps the process alive. While
+ * a worker that cannot start or failed waits to be replaced (WorkerPool, invariant 3), the materialiser goes on
+ * without the pool: documents are then loaded on the main thread when read.
  */
 import { availableParallelism } from 'node:os'
 import { MATERIALISE_MAIN_BUILD_DOCS, MATERIALISE_WORKERS_MAX } from '../limits.js'

@@ -3,7 +3,8 @@
  * verification; a batch goes to worker threads, one per core, so the calling thread (which also reads frames,
  * hashes, stores and materialises) goes on with other work meanwhile. Small batches are verified in place.
  * Workers start on first use and are unref'd while idle: an idle pool never keeps the process alive (WorkerPool).
- * A share whose worker cannot start or fails is verified on the calling thread.
+ * A share whose worker cannot start or fails is verified on the calling thread, and so are the batches sent while
+ * that worker waits to be replaced (WorkerPool, invariant 3).
  */
 import { availableParallelism } from 'node:os'
 import { WorkerPool } from '../util/worker-pool.js'

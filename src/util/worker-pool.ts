@@ -8,80 +8,114 @@
  * 2. Every job is answered exactly once: with the worker's reply, or with undefined when the worker cannot start
  *    or fails before it replies ('error', 'exit' or a reply that cannot be read). A reply to a job already
  *    answered is dropped.
- * 3. A worker that cannot start or fails breaks the pool: later jobs are answered undefined at once, and no
- *    worker is started again.
+ * 3. A worker that cannot start or fails is replaced, on the first job sent to its slot once a delay has passed:
+ *    `restartBaseMs` after the failure, doubled for each failure of the slot in a row (a reply ends the row), at
+ *    most `restartMaxMs`. Jobs sent to the slot before then are answered undefined at once, and the pool is not
+ *    `usable`. So input that crashes a worker again and again costs a worker start per `restartMaxMs`.
+ * 4. `terminate` ends the pool: its workers stop as if they failed (2), and no worker starts again.
  *
  * The wire: a job `req` is posted as `{ ...req, id }`, and the worker answers `{ ...res, id }` with the same id.
  */
 import { Worker } from 'node:worker_threads'
+import { WORKER_RESTART_BASE_MS, WORKER_RESTART_MAX_MS } from '../limits.js'
+
+export interface WorkerPoolInit {
+  /** Delay before a failed worker is replaced, ms (invariant 3). Default WORKER_RESTART_BASE_MS. */
+  restartBaseMs?: number
+  /** Longest such delay, ms. Default WORKER_RESTART_MAX_MS. */
+  restartMaxMs?: number
+  /** The clock the delays are measured with, ms. Default Date.now. */
+  now?: () => number
+}
+
+/** One worker's place in the pool: the worker running in it, or when the next one may start. */
+interface Slot {
+  worker?: Worker
+  /** Jobs out on `worker`, by id. */
+  pending: Map<number, (res: unknown) => void>
+  /** Failures in a row (invariant 3). */
+  failures: number
+  /** When a worker may start in this slot again, on the `now` clock. */
+  restartAt: number
+}
 
 export class WorkerPool<Req extends object, Res extends object> {
-  readonly #workers: Worker[] = []
-  /** Jobs out per worker, by id. */
-  readonly #pending: Array<Map<number, (res: Res | undefined) => void>> = []
+  readonly #slots: Slot[]
+  readonly #restartBaseMs: number
+  readonly #restartMaxMs: number
+  readonly #now: () => number
   #nextId = 0
-  #broken = false
+  #terminated = false
+  #restarts = 0
 
   /** `size` workers at most, each running `script` (a file: or data: URL). */
-  constructor (readonly script: URL, readonly size: number) {
+  constructor (readonly script: URL, readonly size: number, init: WorkerPoolInit = {}) {
     if (!Number.isSafeInteger(size) || size < 0) throw new TypeError('size must be a non-negative integer')
+    this.#slots = Array.from({ length: size }, () => ({ pending: new Map(), failures: 0, restartAt: 0 }))
+    this.#restartBaseMs = init.restartBaseMs ?? WORKER_RESTART_BASE_MS
+    this.#restartMaxMs = init.restartMaxMs ?? WORKER_RESTART_MAX_MS
+    this.#now = init.now ?? Date.now
   }
 
-  /** Whether jobs can be sent: the pool has workers and none has failed (invariant 3). */
+  /** Whether jobs can be sent now: the pool has workers, is not terminated, and no slot waits to restart (3). */
   get usable (): boolean {
-    return !this.#broken && this.size > 0
+    if (this.#terminated || this.size === 0) return false
+    const now = this.#now()
+    return this.#slots.every((s) => s.worker !== undefined || now >= s.restartAt)
+  }
+
+  /** Workers started to replace failed ones so far. */
+  get restarts (): number {
+    return this.#restarts
   }
 
   /** Sends `req` to worker `i`; resolves with its reply, or undefined when there is none (invariant 2). */
   async run (i: number, req: Req): Promise<Res | undefined> {
     if (!Number.isSafeInteger(i) || i < 0 || i >= this.size) throw new TypeError(`worker ${i} is not in 0..${this.size - 1}`)
-    return await this.#run(i, req)
-  }
-
-  /**
-   * Terminates the workers started so far, as a crash would: the jobs they hold are answered undefined and the
-   * pool is broken (invariants 2, 3). Resolves once they have exited.
-   */
-  async terminate (): Promise<void> {
-    this.#broken = true
-    await Promise.all(this.#workers.map(async (w) => await w.terminate()))
-  }
-
-  async #run (i: number, req: Req): Promise<Res | undefined> {
-    const w = this.#worker(i)
+    const slot = this.#slots[i]
+    const w = slot.worker ?? this.#start(slot)
     if (w === undefined) return undefined
-    const pending = this.#pending[i]
     const id = this.#nextId++
     return await new Promise((resolve) => {
       w.postMessage({ ...req, id })
-      if (pending.size === 0) w.ref() // invariant 1
-      pending.set(id, resolve)
+      if (slot.pending.size === 0) w.ref() // invariant 1
+      slot.pending.set(id, resolve as (res: unknown) => void)
     })
   }
 
-  #worker (i: number): Worker | undefined {
-    if (this.#broken) return undefined
-    return this.#workers[i] ?? this.#start(i)
+  /**
+   * Terminates the workers started so far, as a crash would: the jobs they hold are answered undefined, and no
+   * worker starts again (invariants 2, 4). Resolves once they have exited.
+   */
+  async terminate (): Promise<void> {
+    this.#terminated = true
+    await Promise.all(this.#slots.map(async (s) => await s.worker?.terminate()))
   }
 
-  #start (i: number): Worker | undefined {
+  /** Starts a worker in the slot, unless the pool is terminated or the slot's restart delay runs (3, 4). */
+  #start (slot: Slot): Worker | undefined {
+    if (this.#terminated || this.#now() < slot.restartAt) return undefined
     let w: Worker
     try {
       w = new Worker(this.script)
     } catch {
-      this.#broken = true // invariant 3
+      this.#failed(slot)
       return undefined
     }
-    const pending = new Map<number, (res: Res | undefined) => void>()
+    if (slot.failures > 0) this.#restarts++
+    const pending = new Map<number, (res: unknown) => void>()
     w.on('message', (m: Res & { id: number }) => {
       const resolve = pending.get(m.id)
       if (resolve === undefined) return // invariant 2: answered already
       pending.delete(m.id)
       if (pending.size === 0) w.unref()
+      slot.failures = 0 // invariant 3: a reply ends the row
       resolve(m)
     })
     const fail = (): void => {
-      this.#broken = true // invariant 3
+      if (slot.worker !== w) return // 'error' and then 'exit': one failure
+      slot.worker = undefined
+      this.#failed(slot)
       for (const resolve of pending.values()) resolve(undefined) // invariant 2
       pending.clear()
       w.unref()
@@ -94,8 +128,14 @@ export class WorkerPool<Req extends object, Res extends object> {
       void w.terminate()
     })
     w.unref() // invariant 1; after the listeners, since a first 'message' listener refs the worker
-    this.#workers[i] = w
-    this.#pending[i] = pending
+    slot.worker = w
+    slot.pending = pending
     return w
+  }
+
+  /** Counts a failure of the slot and sets when it may start a worker again (invariant 3). */
+  #failed (slot: Slot): void {
+    slot.failures++
+    slot.restartAt = this.#now() + Math.min(this.#restartMaxMs, this.#restartBaseMs * 2 ** (slot.failures - 1))
   }
 }

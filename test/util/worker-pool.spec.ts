@@ -1,7 +1,8 @@
 /**
  * The worker pool the verify and materialise pools run on: every job is answered once, with its own reply
- * whatever order a worker replies in, or with undefined when its worker fails or cannot start; a failure breaks
- * the pool; an idle pool does not keep the process alive, a job out does.
+ * whatever order a worker replies in, or with undefined when its worker fails or cannot start; a failed worker
+ * is replaced after a delay that doubles per failure in a row; an idle pool does not keep the process alive, a
+ * job out does.
  */
 import { expect } from 'chai'
 import { execFile } from 'node:child_process'
@@ -51,22 +52,54 @@ describe('util: worker pool', () => {
   })
 
   for (const op of ['exit', 'throw'] as const) {
-    it(`should answer every job a worker holds with undefined when it fails (${op}), and take no more`, async () => {
+    it(`should answer every job a worker holds with undefined when it fails (${op}), and replace it after a delay`, async () => {
+      let now = 0
+      pool = new WorkerPool<Req, Res>(SCRIPT, 2, { restartBaseMs: 1000, restartMaxMs: 4000, now: () => now })
       const answered = pool.run(1, { op: 'echo', n: 10 })
       const held = [1, 2].map(async (n) => await pool.run(0, { op: 'hold', n }))
       const failed = pool.run(0, { op })
       expect(await Promise.all([...held, failed])).to.deep.equal([undefined, undefined, undefined])
       expect(pool.usable).to.equal(false)
-      // the other worker's reply is kept; a job sent now is answered undefined at once
+      // the other worker goes on; the failed one's slot answers undefined at once until its delay has passed
       expect((await answered)?.n).to.equal(10)
-      expect(await pool.run(1, { op: 'echo', n: 11 })).to.equal(undefined)
+      expect((await pool.run(1, { op: 'echo', n: 11 }))?.n).to.equal(11)
+      now = 999
+      expect(await pool.run(0, { op: 'echo', n: 12 })).to.equal(undefined)
+      now = 1000
+      expect(pool.usable).to.equal(true)
+      expect((await pool.run(0, { op: 'echo', n: 13 }))?.n).to.equal(13)
+      expect(pool.restarts).to.equal(1)
     })
   }
 
-  it('should answer undefined when a worker cannot start', async () => {
-    pool = new WorkerPool<Req, Res>(new URL('./no-such-worker.js', import.meta.url), 1)
+  it('should double the delay for each failure in a row, up to its maximum, and start over after a reply', async () => {
+    let now = 0
+    pool = new WorkerPool<Req, Res>(SCRIPT, 1, { restartBaseMs: 1000, restartMaxMs: 3000, now: () => now })
+    /** Fails the worker, then finds the first whole second at which a job is answered again. */
+    const delayAfterFailure = async (): Promise<number> => {
+      expect(await pool.run(0, { op: 'exit' })).to.equal(undefined)
+      const failedAt = now
+      while (!pool.usable) now += 1000
+      return now - failedAt
+    }
+    expect(await delayAfterFailure()).to.equal(1000)
+    expect(await delayAfterFailure()).to.equal(2000)
+    expect(await delayAfterFailure()).to.equal(3000)
+    expect(await delayAfterFailure()).to.equal(3000)
+    expect((await pool.run(0, { op: 'echo', n: 1 }))?.n).to.equal(1)
+    expect(await delayAfterFailure()).to.equal(1000)
+    expect(pool.restarts).to.equal(4)
+  })
+
+  it('should answer undefined when a worker cannot start, and try again after the delay', async () => {
+    let now = 0
+    pool = new WorkerPool<Req, Res>(new URL('./no-such-worker.js', import.meta.url), 1, { now: () => now })
     expect(await pool.run(0, { op: 'echo', n: 1 })).to.equal(undefined)
     expect(pool.usable).to.equal(false)
+    now += 60_000
+    expect(pool.usable).to.equal(true)
+    expect(await pool.run(0, { op: 'echo', n: 1 })).to.equal(undefined)
+    expect(pool.restarts).to.equal(1)
   })
 
   it('should answer undefined to a job out when terminated', async () => {
@@ -74,6 +107,9 @@ describe('util: worker pool', () => {
     await pool.terminate()
     expect(await held).to.equal(undefined)
     expect(pool.usable).to.equal(false)
+    // terminated for good: no worker starts again
+    expect(await pool.run(1, { op: 'echo', n: 2 })).to.equal(undefined)
+    expect(pool.restarts).to.equal(0)
   })
 
   it('should refuse a worker index out of range', async () => {
