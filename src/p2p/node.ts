@@ -10,7 +10,7 @@ import type { AbortOptions } from '../store/types.js'
 import { SyncRemoteError, type MessageChannel } from '../sync/messages.js'
 import { createInitiator, createResponder } from '../sync/reconcile/index.js'
 import { WantClaims } from '../sync/claims.js'
-import { seenIndexPrefix } from '../sync/seen-index.js'
+import { seenIndexName, seenIndexPrefix } from '../sync/seen-index.js'
 import { runSession, type LiveSession, type SessionResult, type SessionStats } from '../sync/session.js'
 import { validateShare, type ShareConfig, type ShareUpdate } from '../sync/share.js'
 import { createWritePolicy } from '../sync/write-policy.js'
@@ -291,6 +291,12 @@ export class MindooNode {
     const rt = this.#shares.get(id)
     const next = validateShare({ ...rt.config, ...update, id })
     await this.#removeShare(id)
+    // the seen sets of partners it no longer receives from (all of them when it no longer only receives, or
+    // moves to another database) go: nothing reads them again, and they hold what those partners revealed
+    const kept = next.direction === 'receive' && next.database === rt.config.database ? new Set(next.partners.map((p) => p.peerId)) : new Set()
+    for (const p of rt.config.partners) {
+      if (!kept.has(p.peerId)) await this.#init.tenant.openIndexState(rt.config.database, seenIndexName(id, p.peerId)).kv.clear()
+    }
     await this.addShare(next)
     await this.#hangUpDenied()
   }

@@ -161,9 +161,24 @@ describe('two nodes', () => {
     expect(totals.changesReceived).to.equal(1)
     expect(totals.reconcileBytes).to.be.greaterThan(0).and.lessThan(idList / 4)
 
-    // the seen sets go with the share
+    // a partner's seen set goes when the share no longer only receives, when the partner leaves it, and with the
+    // share
     const { kv } = b.tenant.openIndexState('shared', seenIndexName('shared', a.node.peerId))
+    const { partners } = b.node.getShare('shared')
+    const seenAgain = async (): Promise<void> => {
+      const [round] = await b.node.syncNow('shared')
+      expect(round.ok, JSON.stringify(round.error)).to.equal(true)
+      expect(await kv.keys().all()).to.not.deep.equal([])
+    }
     expect(await kv.keys().all()).to.not.deep.equal([])
+    await b.node.updateShare('shared', { direction: 'both' })
+    expect(await kv.keys().all()).to.deep.equal([])
+    await b.node.updateShare('shared', { direction: 'receive' })
+    await seenAgain()
+    await b.node.updateShare('shared', { partners: [] })
+    expect(await kv.keys().all()).to.deep.equal([])
+    await b.node.updateShare('shared', { partners })
+    await seenAgain()
     await b.node.removeShare('shared')
     expect(await kv.keys().all()).to.deep.equal([])
   })
