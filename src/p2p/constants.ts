@@ -22,6 +22,12 @@ export const DEFAULT_DISCOVERY_INTERVAL_MS = 60_000
 /** Wait this long after a change before starting live rounds, so bursts share one round. */
 export const DEFAULT_LIVE_DEBOUNCE_MS = 5
 /**
+ * When a partner connects, the side that dialled starts the round at once; the side that was dialled starts one
+ * only if no session with the partner began within this time (2 s): one round per connection, not one from each
+ * side.
+ */
+export const DEFAULT_CONNECT_GRACE_MS = 2_000
+/**
  * The limits of the node and its connections live in src/limits.ts (with why each value is safe); re-exported
  * here for the code that reads them beside the defaults.
  */

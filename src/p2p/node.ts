@@ -491,9 +491,11 @@ export class MindooNode {
   #onPeerConnect (peerId: PeerId): void {
     const id = peerId.toString()
     this.#emitPartner('partner.connected', id)
+    // the side that dialled leads the round the connection calls for (S5 in scheduler.ts)
+    const dialled = this.#libp2p?.getConnections(peerId).some((c) => c.direction === 'outbound') ?? false
     for (const rt of this.#shares.values()) {
       const p = rt.partners.get(id)
-      if (p !== undefined && rt.config.enabled) void this.#scheduler.request(rt, p)
+      if (p !== undefined) this.#scheduler.connected(rt, p, dialled)
     }
   }
 
@@ -509,6 +511,7 @@ export class MindooNode {
     const controller = new AbortController()
     const slot: SessionSlot = { controller, live: false }
     rt.sessions.add(controller)
+    this.#scheduler.began(p)
     p.rounds++
     rt.totals.rounds++
     p.lastRoundAt = Date.now()
@@ -693,6 +696,8 @@ export class MindooNode {
     const inbound = await this.#gate.accept(stream, connection)
     if (inbound === undefined) return
     const { rt, remote, channel, peerMaxFrameBytes, capabilities } = inbound
+    const partner = rt.partners.get(remote)
+    if (partner !== undefined) this.#scheduler.began(partner)
     // nat: the inbound session receives its connection (frame limit, RELAY_LIMIT, no live phase over a limited one)
     const controller = new AbortController()
     const slot: SessionSlot = { controller, live: false }

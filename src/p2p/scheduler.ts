@@ -14,8 +14,13 @@
  * S3. Live triggers run rounds only with connected partners, and coalesce: many triggers before the debounce
  *     delay passes make one round per partner.
  * S4. Nothing is scheduled for a disabled share or a stopped scheduler.
+ * S5. A partner that connects gets one round, not one from each side (a session moves changes both ways): the
+ *     side that dialled leads and runs it at once, unless a round with the partner runs already (most often the
+ *     round that dialled: it covers the new connection); the side that was dialled runs it only if no session
+ *     with the partner began within `connectGraceMs` (the dialler's round, or any other), and the partner is
+ *     still connected.
  */
-import { DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, DEFAULT_LIVE_DEBOUNCE_MS } from './constants.js'
+import { DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, DEFAULT_CONNECT_GRACE_MS, DEFAULT_LIVE_DEBOUNCE_MS } from './constants.js'
 
 /** Time and timers, injected so that tests can drive them. */
 export interface Clock {
@@ -45,6 +50,10 @@ export interface ScheduledPartner {
   running?: Promise<ScheduledResult>
   again: boolean
   retryTimer?: unknown
+  /** The round this side runs after a connection if the partner starts none (S5). */
+  connectTimer?: unknown
+  /** When the last session with the partner began, either side's (S5). */
+  sessionAt?: number
 }
 
 /** What the scheduler keeps per share. */
@@ -85,6 +94,8 @@ export interface RoundSchedulerInit {
   liveDebounceMs?: number
   /** Periodic catch-up interval, ms; 0 disables. Default 0 (the node passes its own). */
   intervalMs?: number
+  /** Default DEFAULT_CONNECT_GRACE_MS (S5). */
+  connectGraceMs?: number
 }
 
 export class RoundScheduler<S extends ScheduledShare<P>, P extends ScheduledPartner, R extends ScheduledResult> {
@@ -130,8 +141,30 @@ export class RoundScheduler<S extends ScheduledShare<P>, P extends ScheduledPart
     share.liveTimer = undefined
     for (const p of share.partners.values()) {
       this.#clock.clearTimeout(p.retryTimer)
-      p.retryTimer = undefined
+      this.#clock.clearTimeout(p.connectTimer)
+      p.retryTimer = p.connectTimer = undefined
     }
+  }
+
+  /** The partner connected: a round now if this side leads, else one later if the partner starts none (S5). */
+  connected (share: S, p: P, leads: boolean): void {
+    if (!this.#started || !this.#c.enabled(share)) return // (S4)
+    if (leads) {
+      if (p.running === undefined) void this.request(share, p)
+      return
+    }
+    const at = this.#clock.now()
+    this.#clock.clearTimeout(p.connectTimer)
+    p.connectTimer = this.#clock.setTimeout(() => {
+      p.connectTimer = undefined
+      if ((p.sessionAt ?? -Infinity) >= at || p.running !== undefined || !this.#c.connected(p.peerId)) return
+      void this.request(share, p)
+    }, this.#init.connectGraceMs ?? DEFAULT_CONNECT_GRACE_MS)
+  }
+
+  /** A session with the partner began, started by either side (S5); a round skipped for want of a connection is none. */
+  began (p: P): void {
+    p.sessionAt = this.#clock.now()
   }
 
   /** The periodic catch-up: a round with every partner not backing off (S2). */

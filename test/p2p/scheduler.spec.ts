@@ -1,39 +1,6 @@
 import { expect } from 'chai'
-import { RoundScheduler, type Clock, type ScheduledPartner, type ScheduledResult, type ScheduledShare } from '../../src/p2p/scheduler.js'
-
-/** A clock whose time moves only when the test says so; timers fire in time order. */
-class FakeClock implements Clock {
-  time = 1_000_000
-  #next = 1
-  readonly timers = new Map<number, { at: number, fn: () => void, every?: number }>()
-
-  now = (): number => this.time
-  setTimeout = (fn: () => void, ms: number): unknown => this.#add(fn, ms)
-  setInterval = (fn: () => void, ms: number): unknown => this.#add(fn, ms, ms)
-  clearTimeout = (h: unknown): void => { this.timers.delete(h as number) }
-  clearInterval = (h: unknown): void => { this.timers.delete(h as number) }
-
-  #add (fn: () => void, ms: number, every?: number): number {
-    const id = this.#next++
-    this.timers.set(id, { at: this.time + ms, fn, every })
-    return id
-  }
-
-  /** Moves time on by `ms`, firing every timer due on the way. */
-  advance (ms: number): void {
-    const end = this.time + ms
-    while (true) {
-      const due = [...this.timers.entries()].filter(([, t]) => t.at <= end).sort((a, b) => a[1].at - b[1].at)[0]
-      if (due === undefined) break
-      const [id, t] = due
-      this.time = t.at
-      if (t.every !== undefined) t.at += t.every
-      else this.timers.delete(id)
-      t.fn()
-    }
-    this.time = end
-  }
-}
+import { RoundScheduler, type ScheduledPartner, type ScheduledResult, type ScheduledShare } from '../../src/p2p/scheduler.js'
+import { FakeClock } from '../utils/clock.js'
 
 interface P extends ScheduledPartner { running?: Promise<ScheduledResult> }
 interface S extends ScheduledShare<P> { enabled: boolean }
@@ -74,7 +41,7 @@ describe('round scheduler (injected clock)', () => {
       notRun: () => ({ ok: false }),
       enabled: (s) => s.enabled,
       connected: () => connected
-    }, { backoffBaseMs: 1000, backoffMaxMs: 8000, liveDebounceMs: 5, intervalMs: 30_000 })
+    }, { backoffBaseMs: 1000, backoffMaxMs: 8000, liveDebounceMs: 5, intervalMs: 30_000, connectGraceMs: 2000 })
     scheduler.start(() => [share])
   })
 
@@ -173,6 +140,52 @@ describe('round scheduler (injected clock)', () => {
     await Promise.all([second, third])
     await flush()
     expect(runs).to.equal(2)
+  })
+
+  it('should run a round at once when this side dialled a partner, unless one runs already', async () => {
+    scheduler.connected(share, partner, true)
+    await flush()
+    expect(runs).to.equal(1)
+    holdRounds = true
+    const running = scheduler.request(share, partner)
+    await flush()
+    scheduler.connected(share, partner, true)
+    gates.shift()?.()
+    await running
+    await flush()
+    expect(runs).to.equal(2) // the running round covered the connection: none after it
+    expect(clock.timers.size).to.equal(1) // the periodic interval only
+  })
+
+  it('should leave the round to the partner that dialled, and run it only if none began in time', async () => {
+    // the partner dialled and starts a session within the grace time: this side runs none
+    scheduler.connected(share, partner, false)
+    clock.advance(1999)
+    scheduler.began(partner)
+    clock.advance(1)
+    await flush()
+    expect(runs).to.equal(0)
+    // the partner starts none (its share is disabled, say): this side runs the round after the grace time
+    scheduler.connected(share, partner, false)
+    clock.advance(1999)
+    await flush()
+    expect(runs).to.equal(0)
+    clock.advance(1)
+    await flush()
+    expect(runs).to.equal(1)
+    // gone again before the grace time ended: no round (the next connection calls for one)
+    scheduler.connected(share, partner, false)
+    connected = false
+    clock.advance(2000)
+    await flush()
+    expect(runs).to.equal(1)
+    // nothing left behind for a stopped scheduler, and nothing scheduled for a disabled share
+    scheduler.connected(share, partner, false)
+    scheduler.forget(share)
+    share.enabled = false
+    scheduler.connected(share, partner, false)
+    scheduler.connected(share, partner, true)
+    expect(clock.timers.size).to.equal(1) // the periodic interval only
   })
 
   it('should run the periodic catch-up every interval and nothing for a disabled share', async () => {

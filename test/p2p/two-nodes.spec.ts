@@ -1,6 +1,8 @@
 import { expect } from 'chai'
 import type { MindooDB } from '../../src/index.js'
 import { seenIndexName } from '../../src/sync/seen-index.js'
+import { DEFAULT_CONNECT_GRACE_MS } from '../../src/p2p/constants.js'
+import { FakeClock } from '../utils/clock.js'
 import { createOrg, shareKey, shareWith, waitFor, type TestOrg } from '../utils/orgs.js'
 
 async function ids (db: MindooDB): Promise<string[]> {
@@ -39,6 +41,25 @@ describe('two nodes', () => {
     expect(await dbA.getStore().count()).to.equal(102)
     expect((await dbA.getDocument(fromB.getId())).getData().by).to.equal('b')
   })
+  it('should run one round for a new connection: the dialler\'s, none from the side it dialled', async () => {
+    // b's rounds are scheduled on a clock the test moves: the grace time passes when the test says so
+    const clock = new FakeClock()
+    await b.restart({ clock })
+    const dbA = await a.tenant.openDB('shared', { defaultKeyId: 'k' })
+    for (let i = 0; i < 20; i++) await dbA.createDocument()
+    // b never dials a (its round is skipped while they are not connected); a dials b when its share starts
+    const base = shareWith([a])
+    await b.node.addShare({ ...base, partners: base.partners.map((p) => ({ ...p, dial: false })) })
+    await a.node.addShare(shareWith([b]))
+    const dbB = await b.tenant.openDB('shared')
+    await waitFor(async () => await dbB.getStore().count() === 20, 'a\'s changes to reach b')
+    // (what b received from a is announced on the long-lived session, not by a round of b's)
+    await waitFor(() => b.node.status('shared')[0].partners[0].live !== undefined, 'the long-lived session to open')
+    // the connection calls for a round on b too; a's session began within the grace time, so b runs none
+    clock.advance(DEFAULT_CONNECT_GRACE_MS)
+    expect(b.node.status('shared')[0].totals.rounds).to.equal(0)
+  })
+
   it('should sync incrementally and not re-send anything after a restart of either side', async () => {
     // the round path (with long-lived sessions, a change made while a round runs may also be pushed: see live.spec)
     await a.restart({ live: false })
