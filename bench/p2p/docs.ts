@@ -207,6 +207,16 @@ export async function benchDocs (spec: DocsSpec, opts: DocsOptions, runDir: stri
         : floor(readRate, DOCS_FLOORS.readBackImmutableDocsPerSec, `read back >= 2 x PouchDB (${POUCHDB_DOCS_PER_SEC}/s)`)
     ]
     const status = b.node.status('shared')[0]
+    // what each floor leaves per document for both processes on this machine's cores, against the work this run
+    // measured as unavoidable: B's per-change primitives (one thread), A's serving, and for reading back the
+    // Automerge bound of one thread
+    const aUs = cpuA * 1000 / n
+    const primitivesUs = (parts: string[]): number => changesPerDoc * parts.reduce((sum, part) => sum + primitive[part], 0)
+    const budget = (rate: number, unavoidableUs: number): Record<string, number> => {
+      const budgetUs = cores * 1e6 / rate
+      return { budgetUs: Math.round(budgetUs), unavoidableUs: Math.round(unavoidableUs), leftUs: Math.round(budgetUs - unavoidableUs) }
+    }
+    const bUs = (byKind: Record<string, number>): number => Math.round(Object.values(byKind).reduce((sum, ms) => sum + ms, 0) * 1000 / n)
     return {
       docs: n,
       body: spec.body === 'text'
@@ -229,6 +239,17 @@ export async function benchDocs (spec: DocsSpec, opts: DocsOptions, runDir: stri
         automerge: { ...am, what: 'Automerge.load of each document\'s changes + toJSON, one worker thread per core' }
       },
       floors,
+      budget: {
+        note: 'CPU per document that each floor leaves to both processes (cores x 1e6 / floor, in us), the part of it this ' +
+          'run measured as unavoidable (B: signature check, SHA-256 and LevelDB put per change, plus AES-GCM decrypt and ' +
+          'the one-thread Automerge load per document when read back; A: its CPU per document), and what is left for ' +
+          'everything else (Noise, Yamux, framing, scheduling, GC); bUs*: what B spent per document in all',
+        stored: budget(DOCS_FLOORS.storedDocsPerSec, primitivesUs(['verifyUs', 'sha256Us', 'levelBatchedPutUs']) + aUs),
+        readBack: budget(floors[1].floor, primitivesUs(['verifyUs', 'sha256Us', 'levelBatchedPutUs', 'aesGcmDecryptUs']) +
+          1e6 / am.perThreadMeanDocsPerSec + aUs),
+        bUsUntilStored: bUs(threadsStored),
+        bUsUntilReadBack: bUs(threadsB)
+      },
       cpu: {
         bDocsPerCpuSec: Math.round(n / (cpuB / 1000)),
         note: 'CPU time of each process from addShare until read back (all threads; 1.0 = one core busy); bDocsPerCpuSec: ' +
