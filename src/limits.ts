@@ -53,7 +53,7 @@ export const REFUSALS_PER_PEER = 10_000
 /** Peers whose refusals are remembered at once (least recently used dropped first). */
 export const REFUSALS_MAX_PEERS = 256
 
-// ---------------------------------------------------------------- live sessions (src/sync/session.ts, live phase)
+// ---------------------------------------------------------------- live sessions (src/sync/live-phase.ts)
 //
 // After its first reconciliation with a partner a session may stay open (the live phase): each side announces
 // what enters its served set and may push small changes with the announcement. A pushed change is checked like

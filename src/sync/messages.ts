@@ -113,6 +113,9 @@ export const isLive = (m: SyncMessage): m is LiveMessage => m.type === 'live'
 export const isAnnounce = (m: SyncMessage): m is AnnounceMessage => m.type === 'announce'
 export const isAck = (m: SyncMessage): m is AckMessage => m.type === 'ack'
 
+/** Bytes kept free below a frame limit for the frame's encoding around its content. */
+export const FRAME_OVERHEAD = 64
+
 /**
  * A bidirectional, ordered channel of sync messages (one libp2p stream in production). `receive` resolves
  * `undefined` when the peer closed its side.

@@ -11,12 +11,12 @@
  *    in flight, so a slow receiver slows the sender) and answers the other's wants with `changes` frames. A want
  *    is answered only with changes of the served set: a hash outside it is neither sent nor acknowledged.
  * 4. Close: once both sides sent `want{done}` and answered every want, each closes its side.
- * 5. Live (only when both sides offered LIVE_CAPABILITY): instead of closing, each side sends `live` and the
- *    stream stays open. Each side announces what enters its served set (`announce`; its own small changes pushed
- *    with it), never a hash the peer revealed or announced (`peerHas`); the receiver stores the pushed changes,
- *    asks for the others it lacks with one `want`, and `ack`s; one announcement is unacknowledged at a time, and
- *    what grows meanwhile goes out in the next one (bursts coalesce). Either side ends the phase by closing its
- *    side; the owner resumes with a reconciliation when it wants.
+ * 5. Live (only when both sides offered LIVE_CAPABILITY; live-phase.ts): instead of closing, each side sends `live`
+ *    and the stream stays open. Each side announces what enters its served set (`announce`; its own small changes
+ *    pushed with it), never a hash the peer revealed or announced (`peerHas`); the receiver stores the pushed
+ *    changes, asks for the others it lacks with one `want`, and `ack`s; one announcement is unacknowledged at a
+ *    time, and what grows meanwhile goes out in the next one (bursts coalesce). Either side ends the phase by
+ *    closing its side; the owner resumes with a reconciliation when it wants.
  *
  * Invariants (cited where enforced):
  * I1. No hash outside this side's served set is ever sent (reconciliation runs over the served set; wants are
@@ -35,64 +35,39 @@
  *     when it arrives); a bounded number of frames that move nothing (SESSION_MAX_NOOP_FRAMES) ends it. Every wait (a receive, a send blocked by the
  *     peer not reading, another session's claim) has a deadline and honours the abort signal.
  * I6. Reconciliation work is bounded by the set's size and what was found (the reconciler's BUDGET).
- * I7. Live: only hashes of the served set are announced or pushed (checked again when sent, I1); a pushed change
- *     goes through the same checks as an answer to a want (I2: it must be one of the announcement's hashes);
- *     pushes are bounded per change and per frame (PushLimitError), and wasted pushes (refused or already
- *     stored) by a token bucket (PushFloodError); an announcement of hashes this side has costs a lookup each,
- *     as a want does; a wait for an `ack` or an answer has the idle deadline, an idle live session with nothing
- *     outstanding may stay open.
+ * I7. Live: only the served set is announced or pushed, a push is checked like an answer and bounded, and the
+ *     live phase's waits have deadlines; stated in full, and enforced, in live-phase.ts.
  */
 import type { MindooDB } from '../core/index.js'
 import {
-  InternalError, MindooError, PushFloodError, PushLimitError, ReconcileProtocolError, SessionIdleError, ShareDisabledError,
-  SyncProtocolError, SyncRemoteError, UnrequestedChangeError, UntrustedAuthorError, WriteUndecidedError, type ChangeRejectedError
+  InternalError, MindooError, ReconcileProtocolError, SessionIdleError, ShareDisabledError, SyncProtocolError,
+  SyncRemoteError, UnrequestedChangeError, UntrustedAuthorError, WriteUndecidedError, type ChangeRejectedError
 } from '../errors.js'
-import {
-  LIVE_MAX_ANNOUNCE_HASHES, LIVE_MAX_PENDING, LIVE_MAX_PUSH_BYTES, LIVE_MAX_PUSH_CHANGE_BYTES, LIVE_PEER_HAS_MAX,
-  ANSWER_FRAMES_IN_FLIGHT, LIVE_WASTE_BURST, LIVE_WASTE_REFILL_PER_S, SESSION_CLAIM_WAIT_MS, SESSION_MAX_NOOP_FRAMES
-} from '../limits.js'
-import { decodeChange, encodeChange, readChangeTime, type ChangeHash, type StoreChange } from '../store/change.js'
+import { ANSWER_FRAMES_IN_FLIGHT, SESSION_CLAIM_WAIT_MS, SESSION_MAX_NOOP_FRAMES } from '../limits.js'
+import { decodeChange, readChangeTime, type ChangeHash, type StoreChange } from '../store/change.js'
 import type { AbortOptions } from '../store/types.js'
 import { silentLogger, type Logger } from '../util/logger.js'
 import {
-  isAck, isAnnounce, isChanges, isError, isLive, isReconcile, isWant, isWelcome, SYNC_PROTOCOL_VERSION,
-  CAPABILITIES, LIVE_ANNOUNCE_CAPABILITY, LIVE_CAPABILITY, RECONCILE_LARGE_CAPABILITY, type AnnounceMessage,
-  type ChangesMessage, type MessageChannel, type SyncErrorCode, type SyncMessage, type WantMessage
+  isChanges, isError, isLive, isReconcile, isWant, isWelcome, SYNC_PROTOCOL_VERSION, CAPABILITIES, FRAME_OVERHEAD,
+  LIVE_ANNOUNCE_CAPABILITY, LIVE_CAPABILITY, RECONCILE_LARGE_CAPABILITY, type ChangesMessage, type MessageChannel,
+  type SyncErrorCode, type SyncMessage, type WantMessage
 } from './messages.js'
 import type { WantClaims } from './claims.js'
+import { LivePhase, notePeerHas, type LiveHost, type LiveInit, type LiveSession, type LiveStats } from './live-phase.js'
 import { createReconcileSet, type ReconcileItem, type ReconcileSession, type ReconcileSet } from './reconcile/index.js'
 import type { Refusals } from './refusals.js'
 import type { ServedSet } from './served-set.js'
 import type { ShareDirection } from './share.js'
 
-/** The hash of a change's bytes, or undefined when they are not a change (the store then says why). */
-function hashOf (bytes: Uint8Array): ChangeHash | undefined {
-  try {
-    return decodeChange(bytes).hash
-  } catch {
-    return undefined
-  }
-}
+export type { LiveInit, LiveSession }
 
-/** Counters a session reports into (the share's status). */
-export interface SessionStats {
+/** Counters a session reports into (the share's status); the live phase's are in LiveStats. */
+export interface SessionStats extends LiveStats {
   sent: (changes: number, bytes: number) => void
   received: (changes: number, bytes: number) => void
   rejected: (code: string, hash: string) => void
   /** Reconciliation ended: how many changes the peer lacks and how many this side lacks (for progress), and the bytes of its messages. */
   reconciled?: (peerLacks: number, weLack: number, bytes: number) => void
-  /** The live phase started: what moves from now on moves on the long-lived session. */
-  liveStarted?: () => void
-  /** An announcement was sent (hashes in it, changes pushed with it) or received. */
-  announced?: (direction: 'sent' | 'received', hashes: number, pushed: number) => void
-}
-
-/** A session in its live phase (see phase 5), as handed to `SessionComponents.onLive`. */
-export interface LiveSession {
-  /** Settles when the live phase ends: resolves when it ended gracefully, rejects with the reason otherwise. */
-  readonly ended: Promise<void>
-  /** Ends the live phase gracefully: nothing more is announced, and this side closes once its answers are sent. */
-  close: () => void
 }
 
 export interface SessionComponents {
@@ -160,18 +135,6 @@ export interface SessionInit {
   peerCapabilities?: readonly string[]
 }
 
-export interface LiveInit {
-  /** This tenant's signing key: only its own changes are pushed; relayed ones are announced by hash. */
-  ownAuthor: string
-  /** The clock of the waste bucket (I7). Default Date.now. */
-  now?: () => number
-  /**
-   * Ends the live phase (the share disabled, the node stopping). Default: the signal `run` was given; pass one
-   * when that signal only bounds the run (a caller's deadline).
-   */
-  signal?: AbortSignal
-}
-
 export interface SessionResult {
   /** Changes received and stored. */
   received: number
@@ -199,7 +162,6 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 60_000
 const GOODBYE_TIMEOUT_MS = 2_000
 /** Time allowed to find the peer's error frame after a failed write (the reader may first store frames already received). */
 const PEER_REASON_WAIT_MS = 5_000
-const FRAME_OVERHEAD = 64
 
 const noStats: SessionStats = { sent: () => {}, received: () => {}, rejected: () => {} }
 
@@ -246,29 +208,10 @@ class SyncSession {
   #idleAt = 0
   /** Frames that moved nothing since the last progress (I5). */
   #noops = 0
-  /** Both sides offered the live phase; this side announces / is announced to. */
-  #liveAgreed = false
-  #liveAnnounce = false
-  #liveAnnounced = false
+  /** Both sides offered the live phase (phase 5): made at the opening exchange, started after the transfer. */
+  #live: LivePhase | undefined
   /** The peer sent `live`: its transfer is over. */
   #peerLive = false
-  #liveStarted = false
-  /** Hashes that entered the served set and wait to be announced; true: may be pushed (grew during the live phase). */
-  readonly #livePending = new Map<ChangeHash, boolean>()
-  #liveOff: (() => void) | undefined
-  #flushScheduled = false
-  #flushing: Promise<void> = Promise.resolve()
-  #awaitingAck = false
-  #liveClosing: Promise<void> | undefined
-  #liveServer: Promise<void> = Promise.resolve()
-  /** Aborts the live phase's reads: a missed deadline (I7) or a failure outside the reader. */
-  readonly #liveAbort = new AbortController()
-  #liveTimer: NodeJS.Timeout | undefined
-  #waste = { tokens: LIVE_WASTE_BURST, at: 0 }
-  /** More grew than LIVE_MAX_PENDING: the live phase ends as soon as it starts. */
-  #liveOverflowed = false
-  /** The live phase's abort options (the caller's signal and #liveAbort). */
-  #liveOptions: AbortOptions = {}
 
   constructor (components: SessionComponents, init: SessionInit) {
     this.#c = components
@@ -294,12 +237,13 @@ class SyncSession {
       await this.#fetch(options)
       await this.#rememberSeen()
       await server
-      if (this.#liveAgreed) {
+      const live = this.#live
+      if (live !== undefined) {
         // phase 5: instead of closing, say so and wait for the peer's end of its transfer
         await this.#send({ type: 'live' }, options)
         await reader
         if (this.#peerLive) {
-          this.#startLive(options)
+          live.start(options)
           return this.#result
         }
       }
@@ -315,10 +259,15 @@ class SyncSession {
       throw err
     } finally {
       // claims still held (a failed want, a taken-over hash) are released for the other sessions
-      for (const o of this.#outstanding.splice(0)) this.#c.claims.release(o.hashes, this.#owner)
+      this.#releaseWants()
       // a session that did not go live stops following the served set
-      if (!this.#liveStarted) this.#liveOff?.()
+      if (this.#live?.started === false) this.#live.unfollow()
     }
+  }
+
+  /** Releases the claims of the wants not answered, for the other sessions (I4). */
+  #releaseWants (): void {
+    for (const o of this.#outstanding.splice(0)) this.#c.claims.release(o.hashes, this.#owner)
   }
 
   /** The peer made progress: the idle deadline moves on and the no-op count restarts (I5). */
@@ -468,11 +417,59 @@ class SyncSession {
    * starts, by hash only for what grew before it), if the peer wants announcements and this side serves.
    */
   #agreeLive (peerCaps: readonly string[]): void {
-    this.#liveAgreed = this.#init.live !== undefined && peerCaps.includes(LIVE_CAPABILITY)
-    if (!this.#liveAgreed) return
-    this.#liveAnnounced = this.#init.direction !== 'serve'
-    this.#liveAnnounce = this.#init.direction !== 'receive' && peerCaps.includes(LIVE_ANNOUNCE_CAPABILITY)
-    if (this.#liveAnnounce) this.#liveOff = this.#c.served.onGrow((hashes) => { this.#grew(hashes) })
+    const { live, direction, peer, refusals, peerHas } = this.#init
+    if (live === undefined || !peerCaps.includes(LIVE_CAPABILITY)) return
+    const { channel, db, served, claims, onLive } = this.#c
+    this.#live = new LivePhase({ session: this.#liveHost(), channel, db, served, claims, stats: this.#stats, logger: this.#log, onLive }, {
+      ...live,
+      peer,
+      owner: this.#owner,
+      refusals,
+      peerHas,
+      sendsAnnouncements: direction !== 'receive' && peerCaps.includes(LIVE_ANNOUNCE_CAPABILITY),
+      receivesAnnouncements: direction !== 'serve',
+      maxFrameBytes: this.#maxFrame,
+      idleTimeoutMs: this.#idleMs
+    })
+  }
+
+  /** What the live phase shares with the transfer: this session lends it (phase 5). */
+  #liveHost (): LiveHost {
+    return {
+      send: (message, options) => this.#send(message, options),
+      close: (options) => this.#bounded(options, async (signal) => { await this.#c.channel.close({ signal }) }, Date.now() + this.#idleMs),
+      progress: () => { this.#progress() },
+      noop: () => { this.#noop() },
+      onWant: (m) => { this.#onWant(m) },
+      onChanges: (m) => this.#onChanges(m),
+      serve: (options) => {
+        // the peer's transfer ended with its `want{done}`: in the live phase it asks again
+        this.#peerDone = false
+        return this.#serve(options)
+      },
+      endServe: () => {
+        this.#peerDone = true
+        this.#serveWake?.()
+      },
+      store: (wanted, frame) => this.#store(wanted, frame),
+      received: () => this.#result.received,
+      sent: (changes, bytes) => { this.#sent(changes, bytes) },
+      expect: (hashes) => {
+        this.#outstanding.push({ hashes: new Set(hashes), asked: hashes.length, received: 0, resolve: () => {}, reject: () => {} })
+      },
+      outstanding: () => this.#outstanding.length,
+      drainStoring: () => this.#drainStoring(),
+      releaseWants: () => { this.#releaseWants() },
+      failed: () => this.#failed,
+      fail: async (err) => {
+        this.#fail(err)
+        await Promise.allSettled(this.#storing.splice(0))
+      },
+      end: async (err) => {
+        this.#fail(err)
+        await this.#goodbye(err)
+      }
+    }
   }
 
   /** The set reconciled over: the served set, or with direction `receive` only what the peer revealed (I1). */
@@ -513,7 +510,7 @@ class SyncSession {
       if (reconciler.done) {
         this.#result.reconcileBytes = reconciler.stats.bytesSent + reconciler.stats.bytesReceived
         // what the peer revealed it has is never announced back to it (phase 5)
-        if (this.#init.direction !== 'serve') this.#notePeerHas(reconciler.need.map((item) => item.id))
+        if (this.#init.direction !== 'serve') notePeerHas(this.#init.peerHas, reconciler.need.map((item) => item.id))
         this.#result.peerLacked = this.#init.direction === 'receive' ? 0 : reconciler.have.length
         this.#stats.reconciled?.(this.#result.peerLacked, this.#init.direction === 'serve' ? 0 : reconciler.need.length, this.#result.reconcileBytes)
         return
@@ -545,7 +542,7 @@ class SyncSession {
         if (isError(m)) throw new SyncRemoteError(m.code, m.message)
         if (isWant(m)) this.#onWant(m)
         else if (isChanges(m)) await this.#onChanges(m)
-        else if (isLive(m) && this.#liveAgreed && this.#peerDone && this.#outstanding.length === 0) {
+        else if (isLive(m) && this.#live !== undefined && this.#peerDone && this.#outstanding.length === 0) {
           // the peer's transfer is over; the live phase reads from here on (phase 5)
           this.#peerLive = true
           break
@@ -594,7 +591,7 @@ class SyncSession {
     // The peer is not idle while this side stores what it sent: the idle deadline counts from this frame (its
     // progress, which resets the count of frames that moved nothing, is known once it is stored)
     this.#idleAt = Math.max(this.#idleAt, Date.now() + this.#idleMs)
-    const stored = this.#store(o, m.changes).then((asked) => {
+    const stored = this.#store(o.hashes, m.changes).then((asked) => {
       // progress: a change asked for arrived, or the answer ended (unrequested changes alone are no progress)
       if (asked > 0 || m.last) this.#progress()
       else this.#noop()
@@ -618,10 +615,11 @@ class SyncSession {
   }
 
   /**
-   * Verifies, admits and stores one frame of a want's answer (I2); bad changes are rejected one by one. Returns
-   * how many of the frame's changes were asked for.
+   * Verifies, admits and stores one frame of a want's answer, or an announcement's pushes (I2): only changes
+   * among `wanted` (taken out of it); bad changes are rejected one by one. Returns how many of the frame's
+   * changes were asked for.
    */
-  async #store (o: Outstanding, frame: Uint8Array[]): Promise<number> {
+  async #store (wanted: Set<ChangeHash>, frame: Uint8Array[]): Promise<number> {
     const { db, claims } = this.#c
     // first, before anything is awaited: the frame's changes leave the want, so that this session failing
     // while the frame is being stored never gives back the claim of a change it is storing (I4); they are
@@ -637,11 +635,11 @@ class SyncSession {
         this.#reject(err as MindooError, '')
         continue
       }
-      if (!o.hashes.has(change.hash)) {
+      if (!wanted.has(change.hash)) {
         this.#reject(new UnrequestedChangeError('a change that was not asked for'), change.hash)
         continue
       }
-      o.hashes.delete(change.hash)
+      wanted.delete(change.hash)
       taken.push(change)
     }
     const good: StoreChange[] = []
@@ -742,12 +740,17 @@ class SyncSession {
         }
         frame.push(bytes)
         frameBytes += bytes.length + 8
-        this.#result.sent++
-        this.#result.bytesSent += bytes.length
-        this.#stats.sent(1, bytes.length)
+        this.#sent(1, bytes.length)
       }
       await this.#send({ type: 'changes', changes: frame, last: true }, options)
     }
+  }
+
+  /** Changes sent: counted in the result and the stats. */
+  #sent (changes: number, bytes: number): void {
+    this.#result.sent += changes
+    this.#result.bytesSent += bytes
+    this.#stats.sent(changes, bytes)
   }
 
   /** Asks for what this side lacks, a bounded number of wants at a time (I3, I4). */
@@ -825,280 +828,5 @@ class SyncSession {
     }
     if (this.#failed !== undefined) throw this.#failed
     return released
-  }
-  // ---------------------------------------------------------------- live phase (phase 5, I7)
-
-  /** Notes hashes the peer has, so they are never announced to it; bounded, oldest dropped first. */
-  #notePeerHas (hashes: Iterable<ChangeHash>): void {
-    const has = this.#init.peerHas
-    if (has === undefined) return
-    for (const h of hashes) {
-      has.delete(h)
-      has.add(h)
-    }
-    if (has.size <= LIVE_PEER_HAS_MAX) return
-    let drop = has.size - LIVE_PEER_HAS_MAX
-    for (const h of has) {
-      if (drop-- <= 0) break
-      has.delete(h)
-    }
-  }
-
-  /** The served set grew: note what the peer does not have, to announce it (no echo: I7). */
-  #grew (hashes: ChangeHash[]): void {
-    if (this.#liveClosing !== undefined || this.#failed !== undefined) return
-    const has = this.#init.peerHas
-    for (const h of hashes) {
-      // the peer sent or announced it: never back to it (kept: another session with the peer may ask too)
-      if (has?.has(h) === true) continue
-      this.#livePending.set(h, this.#liveStarted)
-    }
-    if (this.#livePending.size > LIVE_MAX_PENDING) {
-      // a backlog this large moves cheaper by reconciliation: end the live phase (once it started: a transfer
-      // in progress goes on), the owner resumes with a round
-      this.#log.info({ pending: this.#livePending.size }, 'live backlog too large; ending the live phase')
-      this.#livePending.clear()
-      this.#liveOff?.()
-      this.#liveOverflowed = true
-      if (this.#liveStarted) void this.#closeLive(this.#liveOptions).catch(() => {})
-      return
-    }
-    this.#scheduleFlush()
-  }
-
-  /** Flushes what grew on the next turn of the event loop, unless an announcement awaits its ack (bursts coalesce). */
-  #scheduleFlush (): void {
-    if (!this.#liveStarted || this.#flushScheduled || this.#awaitingAck || this.#livePending.size === 0) return
-    if (this.#liveClosing !== undefined || this.#failed !== undefined) return
-    // one flush at a time: it ends by scheduling the next if more grew meanwhile
-    this.#flushScheduled = true
-    setImmediate(() => {
-      this.#flushing = this.#flush().catch((err: unknown) => { this.#liveAbort.abort(err) }).finally(() => {
-        this.#flushScheduled = false
-        this.#scheduleFlush()
-      })
-    })
-  }
-
-  /** Announces what grew since the last announcement: served-set changes only (I1, I7), the own small ones pushed. */
-  async #flush (): Promise<void> {
-    if (this.#awaitingAck || this.#liveClosing !== undefined || this.#failed !== undefined) return
-    const batch: Array<[ChangeHash, boolean]> = []
-    for (const entry of this.#livePending) {
-      batch.push(entry)
-      this.#livePending.delete(entry[0])
-      if (batch.length >= LIVE_MAX_ANNOUNCE_HASHES) break
-    }
-    if (batch.length === 0) return
-    const { db, served } = this.#c
-    const changes = await db.getStore().getChanges(batch.map(([h]) => h))
-    const hashes: Uint8Array[] = []
-    const pushed: Uint8Array[] = []
-    // the frame stays below both frame limits: hashes, then pushes within what is left
-    let room = Math.min(LIVE_MAX_PUSH_BYTES, this.#maxFrame - FRAME_OVERHEAD - batch.length * 40)
-    let pushedBytes = 0
-    for (let i = 0; i < changes.length; i++) {
-      const change = changes[i]
-      // checked again now: a document filter may have dropped it since it grew (I1)
-      if (!served.includes(change)) continue
-      hashes.push(Buffer.from(change.hash, 'hex'))
-      if (!batch[i][1] || change.author !== this.#init.live?.ownAuthor) continue
-      const bytes = encodeChange(change)
-      if (bytes.length > LIVE_MAX_PUSH_CHANGE_BYTES || bytes.length + 8 > room) continue
-      pushed.push(bytes)
-      room -= bytes.length + 8
-      pushedBytes += bytes.length
-    }
-    if (hashes.length > 0) {
-      this.#awaitingAck = true
-      this.#watch()
-      await this.#send({ type: 'announce', hashes, changes: pushed }, this.#liveOptions)
-      this.#stats.announced?.('sent', hashes.length, pushed.length)
-      if (pushed.length > 0) {
-        this.#result.sent += pushed.length
-        this.#result.bytesSent += pushedBytes
-        this.#stats.sent(pushed.length, pushedBytes)
-      }
-    }
-  }
-
-  /** Arms the deadline while this side waits for the peer (an ack, an answer, its end); disarms it otherwise (I7). */
-  #watch (reset = false): void {
-    const waiting = this.#awaitingAck || this.#outstanding.length > 0 || this.#liveClosing !== undefined
-    if (reset || !waiting) {
-      clearTimeout(this.#liveTimer)
-      this.#liveTimer = undefined
-    }
-    if (waiting && this.#liveTimer === undefined) {
-      this.#liveTimer = setTimeout(() => { this.#liveAbort.abort(new SessionIdleError(`peer made no progress for ${this.#idleMs} ms`)) }, this.#idleMs)
-    }
-  }
-
-  /** Takes tokens from the waste bucket (I7): a partner that wastes more than it allows is cut off. */
-  #wasted (n: number): void {
-    if (n <= 0) return
-    const now = (this.#init.live?.now ?? Date.now)()
-    const w = this.#waste
-    w.tokens = Math.min(LIVE_WASTE_BURST, w.tokens + (w.at === 0 ? 0 : (now - w.at) * LIVE_WASTE_REFILL_PER_S / 1000))
-    w.at = now
-    w.tokens -= n
-    if (w.tokens < 0) throw new PushFloodError('too many pushed changes that were refused or already stored')
-  }
-
-  /** Starts phase 5: a live reader, the server answering the peer's wants, and the first flush. */
-  #startLive (options: AbortOptions): void {
-    this.#liveStarted = true
-    this.#peerDone = false
-    this.#stats.liveStarted?.()
-    const outer = this.#init.live?.signal ?? options.signal
-    const signal = outer === undefined ? this.#liveAbort.signal : AbortSignal.any([outer, this.#liveAbort.signal])
-    const live: AbortOptions = { signal }
-    this.#liveOptions = live
-    const reader = this.#readLive(live)
-    this.#liveServer = this.#serve(live)
-    reader.catch(() => {})
-    this.#liveServer.catch(() => {})
-    const ended = (async (): Promise<void> => {
-      try {
-        await reader
-        await this.#closeLive(live)
-      } catch (caught) {
-        const err = outer?.aborted === true ? outer.reason as Error : caught as Error
-        this.#fail(err)
-        await this.#goodbye(err)
-        throw err
-      } finally {
-        this.#liveOff?.()
-        clearTimeout(this.#liveTimer)
-        for (const o of this.#outstanding.splice(0)) this.#c.claims.release(o.hashes, this.#owner)
-      }
-    })()
-    ended.catch(() => {})
-    if (this.#liveOverflowed) void this.#closeLive(live).catch(() => {})
-    this.#scheduleFlush()
-    this.#c.onLive?.({ ended, close: () => { void this.#closeLive(live).catch(() => {}) } })
-  }
-
-  /** Ends the live phase gracefully: no more announcements, the answers in progress go out, then this side closes. */
-  async #closeLive (options: AbortOptions): Promise<void> {
-    this.#liveClosing ??= (async () => {
-      this.#liveOff?.()
-      this.#livePending.clear()
-      this.#peerDone = true
-      this.#serveWake?.()
-      this.#watch()
-      await this.#liveServer
-      await this.#flushing
-      await this.#bounded(options, async (signal) => { await this.#c.channel.close({ signal }) }, Date.now() + this.#idleMs)
-    })()
-    await this.#liveClosing
-  }
-
-  /** Reads the live phase's frames until the peer ends its side. */
-  async #readLive (options: AbortOptions): Promise<void> {
-    try {
-      while (true) {
-        const m = await this.#c.channel.receive(options)
-        if (m === undefined) break
-        if (isError(m)) throw new SyncRemoteError(m.code, m.message)
-        if (isChanges(m)) {
-          await this.#onChanges(m)
-          this.#watch(true)
-        } else if (this.#liveClosing !== undefined) {
-          // closing: announcements and wants are no longer answered; only our own wants' answers are taken
-          this.#noop()
-        } else if (isAnnounce(m)) {
-          await this.#onAnnounce(m, options)
-        } else if (isAck(m)) {
-          if (!this.#awaitingAck) throw new SyncProtocolError('ack without an announcement')
-          this.#awaitingAck = false
-          this.#progress()
-          this.#watch(true)
-          this.#scheduleFlush()
-        } else if (isWant(m) && !m.done) {
-          this.#onWant(m)
-        } else {
-          throw new SyncProtocolError(`unexpected ${m.type} frame in the live phase`)
-        }
-      }
-      // the peer ended: what it did not answer is not being fetched any more (the next round asks again)
-      await this.#drainStoring()
-      for (const o of this.#outstanding.splice(0)) {
-        this.#c.claims.release(o.hashes, this.#owner)
-        o.resolve()
-      }
-    } catch (err) {
-      this.#fail(err as Error)
-      await Promise.allSettled(this.#storing.splice(0))
-      throw err
-    } finally {
-      this.#peerDone = true
-      this.#serveWake?.()
-    }
-  }
-
-  /** An announcement: pushed changes are stored like answers (I2, I7), the rest it lacks asked for, then `ack`. */
-  async #onAnnounce (m: AnnounceMessage, options: AbortOptions): Promise<void> {
-    if (!this.#liveAnnounced) throw new SyncProtocolError('an announcement this side did not ask for')
-    let pushedBytes = 0
-    for (const c of m.changes) {
-      if (c.length > LIVE_MAX_PUSH_CHANGE_BYTES) throw new PushLimitError(`a pushed change of ${c.length} bytes`)
-      pushedBytes += c.length
-    }
-    if (pushedBytes > LIVE_MAX_PUSH_BYTES) throw new PushLimitError(`${pushedBytes} bytes pushed in one announcement`)
-    this.#stats.announced?.('received', m.hashes.length, m.changes.length)
-    const hashes = m.hashes.map((h) => Buffer.from(h).toString('hex'))
-    this.#notePeerHas(hashes)
-    const store = this.#c.db.getStore()
-    const { peer, refusals } = this.#init
-    // what may be pushed: the announcement's hashes this side lacks, less those refused from this peer before
-    const offered = new Set<ChangeHash>()
-    const stored = new Set<ChangeHash>()
-    const candidates = hashes.filter((h) => refusals?.has(peer, h) !== true)
-    const have = await store.hasMany(candidates)
-    candidates.forEach((h, i) => { (have[i] ? stored : offered).add(h) })
-    // claimed at once, so that a round running meanwhile waits for this announcement instead of asking too (I4);
-    // a hash another session is fetching is left to it
-    const { mine } = this.#c.claims.claim([...offered], this.#owner)
-    try {
-      await this.#settleAnnounced(m, offered, stored, mine, options)
-    } catch (err) {
-      this.#c.claims.release(mine, this.#owner)
-      throw err
-    }
-    await this.#send({ type: 'ack' }, options)
-    this.#progress()
-  }
-
-  /** Stores an announcement's pushes and asks for the rest this side lacks (its claims taken, `mine`). */
-  async #settleAnnounced (m: AnnounceMessage, offered: Set<ChangeHash>, stored: Set<ChangeHash>, mine: ChangeHash[], options: AbortOptions): Promise<void> {
-    const store = this.#c.db.getStore()
-    if (m.changes.length > 0) {
-      // an announced change this side has already is a late push (it came another way first, e.g. through a
-      // relay that announced it sooner): skipped unverified and uncounted
-      const fresh = m.changes.filter((bytes) => !stored.has(hashOf(bytes) ?? ''))
-      // a push is an answer to a want for the announcement's hashes: the same checks, one by one (I2); the
-      // store releases the claims of what it settles
-      const pushed: Outstanding = { hashes: new Set(offered), asked: fresh.length, received: fresh.length, resolve: () => {}, reject: () => {} }
-      const before = this.#result.received
-      await this.#store(pushed, fresh)
-      // refused, unannounced or stored meanwhile: wasted (I7)
-      this.#wasted(fresh.length - (this.#result.received - before))
-      // what the push delivered (stored or refused) is settled
-      for (const h of offered) {
-        if (!pushed.hashes.has(h)) offered.delete(h)
-      }
-    }
-    // the rest this side lacks is asked for in one want (claimed above); what arrived meanwhile is released
-    const lacking: ChangeHash[] = []
-    const settled: ChangeHash[] = []
-    const have = await store.hasMany(mine)
-    mine.forEach((h, i) => { (offered.has(h) && !have[i] ? lacking : settled).push(h) })
-    this.#c.claims.release(settled, this.#owner)
-    if (lacking.length > 0) {
-      this.#outstanding.push({ hashes: new Set(lacking), asked: lacking.length, received: 0, resolve: () => {}, reject: () => {} })
-      this.#watch()
-      await this.#send({ type: 'want', hashes: lacking.map((h) => Buffer.from(h, 'hex')), done: false }, options)
-    }
   }
 }
