@@ -32,8 +32,9 @@
  *     back only once its change is stored or refused, or was never sent: a session that fails while frames are
  *     being stored keeps their claims until they are.
  * I5. Idle means no progress: only frames that move the session on reset the idle deadline (an answer frame
- *     when it arrives); a bounded number of frames that move nothing (SESSION_MAX_NOOP_FRAMES) ends it. Every wait (a receive, a send blocked by the
- *     peer not reading, another session's claim) has a deadline and honours the abort signal.
+ *     when it arrives); a bounded number of frames that move nothing (SESSION_MAX_NOOP_FRAMES) ends it. Every
+ *     wait (a receive, a send blocked by the peer not reading, another session's claim) has a deadline and
+ *     honours the abort signal.
  * I6. Reconciliation work is bounded by the set's size and what was found (the reconciler's BUDGET).
  * I7. Live: only the served set is announced or pushed, a push is checked like an answer and bounded, and the
  *     live phase's waits have deadlines; stated in full, and enforced, in live-phase.ts.
@@ -174,12 +175,12 @@ interface Outstanding {
   reject: (err: Error) => void
 }
 
+export { ShareDisabledError, SessionIdleError, UnrequestedChangeError }
+
 /**
  * Runs one session to its end. Resolves with what moved; rejects with SyncRemoteError when the peer refused,
  * SyncProtocolError on a broken frame sequence, or the channel's error.
  */
-export { ShareDisabledError, SessionIdleError, UnrequestedChangeError }
-
 export async function runSession (components: SessionComponents, init: SessionInit, options: AbortOptions = {}): Promise<SessionResult> {
   return await new SyncSession(components, init).run(options)
 }
