@@ -84,11 +84,10 @@ export interface LiveHost {
   endServe: () => void
   /**
    * Verifies, admits and stores the changes of `frame` that are among `wanted` (I2), taking them out of it; the
-   * others are rejected. The claims of what it settles are released (I4). Returns how many were among `wanted`.
+   * others are rejected. The claims of what it settles are released (I4). Returns how many were among `wanted`
+   * (`taken`), and how many of those this call stored (`added`: not refused, and not stored before or meanwhile).
    */
-  store: (wanted: Set<ChangeHash>, frame: Uint8Array[]) => Promise<number>
-  /** Changes received and stored so far in this session. */
-  received: () => number
+  store: (wanted: Set<ChangeHash>, frame: Uint8Array[]) => Promise<{ taken: number, added: number }>
   /** Changes sent (into the result and the stats). */
   sent: (changes: number, bytes: number) => void
   /** A want for `hashes` (claimed) is about to be sent: its answer is taken like the transfer's. */
@@ -332,10 +331,10 @@ export class LivePhase {
       // a push is an answer to a want for the announcement's hashes: the same checks, one by one (I2); the
       // store releases the claims of what it settles
       const pushed = new Set(offered)
-      const before = this.#session.received()
-      await this.#session.store(pushed, fresh)
-      // refused, unannounced or stored meanwhile: wasted (I7)
-      this.#wasted(fresh.length - (this.#session.received() - before))
+      const { added } = await this.#session.store(pushed, fresh)
+      // refused, unannounced or stored meanwhile: wasted (I7); counted from this call alone, so an answer frame
+      // stored meanwhile does not hide waste
+      this.#wasted(fresh.length - added)
       // what the push delivered (stored or refused) is settled
       for (const h of offered) {
         if (!pushed.has(h)) offered.delete(h)

@@ -453,7 +453,6 @@ class SyncSession {
         this.#serveWake?.()
       },
       store: (wanted, frame) => this.#store(wanted, frame),
-      received: () => this.#result.received,
       sent: (changes, bytes) => { this.#sent(changes, bytes) },
       expect: (hashes) => {
         this.#outstanding.push({ hashes: new Set(hashes), asked: hashes.length, received: 0, resolve: () => {}, reject: () => {} })
@@ -592,9 +591,9 @@ class SyncSession {
     // The peer is not idle while this side stores what it sent: the idle deadline counts from this frame (its
     // progress, which resets the count of frames that moved nothing, is known once it is stored)
     this.#idleAt = Math.max(this.#idleAt, Date.now() + this.#idleMs)
-    const stored = this.#store(o.hashes, m.changes).then((asked) => {
+    const stored = this.#store(o.hashes, m.changes).then(({ taken }) => {
       // progress: a change asked for arrived, or the answer ended (unrequested changes alone are no progress)
-      if (asked > 0 || m.last) this.#progress()
+      if (taken > 0 || m.last) this.#progress()
       else this.#noop()
     })
     stored.catch(() => {}) // awaited below, or settled before the session ends on a failure
@@ -620,7 +619,7 @@ class SyncSession {
    * among `wanted` (taken out of it); bad changes are rejected one by one. Returns how many of the frame's
    * changes were asked for.
    */
-  async #store (wanted: Set<ChangeHash>, frame: Uint8Array[]): Promise<number> {
+  async #store (wanted: Set<ChangeHash>, frame: Uint8Array[]): Promise<{ taken: number, added: number }> {
     const { db, claims } = this.#c
     // first, before anything is awaited: the frame's changes leave the want, so that this session failing
     // while the frame is being stored never gives back the claim of a change it is storing (I4); they are
@@ -644,6 +643,7 @@ class SyncSession {
       taken.push(change)
     }
     const good: StoreChange[] = []
+    let added = 0
     /** Changes a write rule could not judge yet (WRITE_UNDECIDED): judged again once the rest of the frame is. */
     let undecided: Array<{ change: StoreChange, why: ChangeRejectedError }> = []
     /** Admits the change (into `good`) or refuses it; returns why when the write policy cannot judge it yet. */
@@ -680,7 +680,8 @@ class SyncSession {
       if (good.length > 0) {
         const result = await db.receiveChanges(good)
         for (const r of result.rejected) this.#reject(r.error, r.hash)
-        this.#result.received += result.added.length
+        added = result.added.length
+        this.#result.received += added
         this.#stats.received(result.added.length, bytes)
         this.#result.bytesReceived += bytes
       }
@@ -688,7 +689,7 @@ class SyncSession {
       // stored, refused, or left where a failure stopped: none of them is being fetched by this session any more
       claims.release(taken.map((c) => c.hash), this.#owner)
     }
-    return taken.length
+    return { taken: taken.length, added }
   }
 
   /** Rejects a change this session claimed, and gives its claim back. */
