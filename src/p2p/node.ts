@@ -13,7 +13,7 @@ import { WantClaims } from '../sync/claims.js'
 import { seenIndexName, seenIndexPrefix } from '../sync/seen-index.js'
 import { runSession, type LiveSession, type SessionResult, type SessionStats } from '../sync/session.js'
 import { validateShare, type ShareConfig, type ShareUpdate } from '../sync/share.js'
-import { createWritePolicy } from '../sync/write-policy.js'
+import { createWritePolicy, readsStore } from '../sync/write-policy.js'
 import { LIVE_SESSIONS_PER_PEER } from '../limits.js'
 import { silentLogger, type Logger } from '../util/logger.js'
 import { streamChannel } from './channel.js'
@@ -654,6 +654,8 @@ export class MindooNode {
     // the live phase outlives the round's caller (its deadline): it ends with the share or the node only
     const liveSignal = AbortSignal.any([slot.controller.signal, this.#stopping.signal])
     const seen = rt.config.direction === 'receive' ? await seenOf(rt, peer) : undefined
+    // every author's write policy on this share, by signing key
+    const writers = new Map([...rt.config.partners, ...rt.config.participants ?? []].map((p) => [p.tenant.signingPublicKey, p.write]))
     let claims = this.#claims.get(rt.config.database)
     if (claims === undefined) {
       claims = new WantClaims()
@@ -682,12 +684,8 @@ export class MindooNode {
       peerHas: partner?.peerHas,
       live: offerLive ? { ownAuthor, signal: liveSignal } : undefined,
       peerCapabilities,
-      admit: createWritePolicy({
-        served: rt.served,
-        db: rt.db,
-        ownAuthor,
-        participants: new Map([...rt.config.partners, ...rt.config.participants ?? []].map((p) => [p.tenant.signingPublicKey, p.write]))
-      })
+      admit: createWritePolicy({ served: rt.served, db: rt.db, ownAuthor, participants: writers }),
+      admitReadsStore: readsStore(writers)
     }, { signal })
   }
 

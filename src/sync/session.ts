@@ -44,7 +44,7 @@ import {
   InternalError, MindooError, ReconcileProtocolError, SessionIdleError, ShareDisabledError, SyncProtocolError,
   SyncRemoteError, UnrequestedChangeError, UntrustedAuthorError, WriteUndecidedError, type ChangeRejectedError
 } from '../errors.js'
-import { ANSWER_FRAMES_IN_FLIGHT, SESSION_CLAIM_WAIT_MS, SESSION_MAX_NOOP_FRAMES } from '../limits.js'
+import { ANSWER_FRAMES_IN_FLIGHT, SESSION_CLAIM_WAIT_MS, SESSION_MAX_NOOP_FRAMES, WANTS_IN_FLIGHT } from '../limits.js'
 import { decodeChange, readChangeTime, type ChangeHash, type StoreChange } from '../store/change.js'
 import type { AbortOptions } from '../store/types.js'
 import { silentLogger, type Logger } from '../util/logger.js'
@@ -116,12 +116,17 @@ export interface SessionInit {
   maxFrameBytes?: number
   /** Hashes per want. Default 256. */
   wantBatch?: number
-  /** Wants in flight. Default 2. */
+  /** Wants in flight. Default WANTS_IN_FLIGHT. */
   pipeline?: number
   /** Changes refused before for reasons tied to their bytes, per peer: not asked for again from that peer. */
   refusals?: Refusals
   /** The share's write policy, called per received change after the participant check and before the store. */
   admit?: AdmitChange
+  /**
+   * `admit` reads what is stored (a `types` rule): each answer frame is judged once the frames before it are
+   * stored, so that a change is judged with what it depends on. Otherwise frames are judged as they arrive.
+   */
+  admitReadsStore?: boolean
   /** The session fails when the peer sends nothing for this long, ms. Default 60 000. */
   idleTimeoutMs?: number
   /**
@@ -171,6 +176,8 @@ interface Outstanding {
   hashes: Set<ChangeHash>
   asked: number
   received: number
+  /** Its answer frames being verified and stored. */
+  storing: Array<Promise<void>>
   resolve: () => void
   reject: (err: Error) => void
 }
@@ -200,6 +207,8 @@ class SyncSession {
   readonly #outstanding: Outstanding[] = []
   /** Answer frames being verified and stored, oldest first (at most ANSWER_FRAMES_IN_FLIGHT). */
   readonly #storing: Array<Promise<void>> = []
+  /** Settles when the last frame given to #store is stored or refused (see SessionInit.admitReadsStore). */
+  #lastStore: Promise<void> = Promise.resolve()
   /** Wants received and not answered yet. */
   readonly #toServe: WantMessage[] = []
   #serveWake: (() => void) | undefined
@@ -455,7 +464,7 @@ class SyncSession {
       store: (wanted, frame) => this.#store(wanted, frame),
       sent: (changes, bytes) => { this.#sent(changes, bytes) },
       expect: (hashes) => {
-        this.#outstanding.push({ hashes: new Set(hashes), asked: hashes.length, received: 0, resolve: () => {}, reject: () => {} })
+        this.#outstanding.push({ hashes: new Set(hashes), asked: hashes.length, received: 0, storing: [], resolve: () => {}, reject: () => {} })
       },
       outstanding: () => this.#outstanding.length,
       drainStoring: () => this.#drainStoring(),
@@ -598,14 +607,20 @@ class SyncSession {
     })
     stored.catch(() => {}) // awaited below, or settled before the session ends on a failure
     this.#storing.push(stored)
+    o.storing.push(stored)
+    if (m.last) {
+      // the answer is whole: the next frame answers the next want, and what the peer did not send is not being
+      // fetched any more (what it sent leaves the want as its frame's storing begins: I4). The want is done once
+      // its frames are stored; the reader does not wait for that, so the next answer is verified meanwhile
+      this.#outstanding.shift()
+      this.#c.claims.release(o.hashes, this.#owner)
+      void Promise.allSettled(o.storing).then((settled) => {
+        const failed = settled.find((r) => r.status === 'rejected')
+        if (failed === undefined) o.resolve()
+        else o.reject(failed.reason as Error)
+      })
+    }
     if (this.#storing.length >= ANSWER_FRAMES_IN_FLIGHT) await this.#storing.shift()
-    if (!m.last) return
-    // the want is answered once every frame of its answer is stored
-    await this.#drainStoring()
-    this.#outstanding.shift()
-    // what the peer did not send is not being fetched any more
-    this.#c.claims.release(o.hashes, this.#owner)
-    o.resolve()
   }
 
   /** Waits for every answer frame in flight; the first failure is thrown once all have settled. */
@@ -642,6 +657,9 @@ class SyncSession {
       wanted.delete(change.hash)
       taken.push(change)
     }
+    const previous = this.#lastStore
+    let settled = (): void => {}
+    this.#lastStore = new Promise((resolve) => { settled = resolve })
     const good: StoreChange[] = []
     let added = 0
     /** Changes a write rule could not judge yet (WRITE_UNDECIDED): judged again once the rest of the frame is. */
@@ -656,6 +674,7 @@ class SyncSession {
       return undefined
     }
     try {
+      if (this.#init.admitReadsStore === true) await previous
       for (const change of taken) {
         if (!this.#init.participants.has(change.author)) {
           this.#refuseChange(new UntrustedAuthorError('author is not a participant of this share'), change.hash)
@@ -688,6 +707,7 @@ class SyncSession {
     } finally {
       // stored, refused, or left where a failure stopped: none of them is being fetched by this session any more
       claims.release(taken.map((c) => c.hash), this.#owner)
+      settled()
     }
     return { taken: taken.length, added }
   }
@@ -759,7 +779,7 @@ class SyncSession {
   async #fetch (options: AbortOptions): Promise<void> {
     const { db, claims } = this.#c
     const batch = this.#init.wantBatch ?? 256
-    const pipeline = this.#init.pipeline ?? 2
+    const pipeline = this.#init.pipeline ?? WANTS_IN_FLIGHT
     const { peer, refusals } = this.#init
     let need = this.#init.direction === 'serve' ? [] : this.#rec.need.map((item) => item.id)
     const inFlight: Array<Promise<void>> = []
@@ -799,7 +819,7 @@ class SyncSession {
         }
         if (hashes.length === 0) continue
         const done = new Promise<void>((resolve, reject) => {
-          this.#outstanding.push({ hashes: new Set(hashes), asked: hashes.length, received: 0, resolve, reject })
+          this.#outstanding.push({ hashes: new Set(hashes), asked: hashes.length, received: 0, storing: [], resolve, reject })
         })
         done.catch(() => {}) // observed below; this only keeps an early failure from going unhandled
         inFlight.push(done)

@@ -40,6 +40,11 @@ export interface WritePolicyInit {
 /** The default: documents the author created and documents this share serves to it. */
 export const DEFAULT_WRITE_POLICY: Exclude<WritePolicy, 'none'> = { created: true, served: true }
 
+/** Whether a policy of `participants` reads what is stored to judge a change (a `types` rule). */
+export function readsStore (participants: ReadonlyMap<string, WritePolicy | undefined>): boolean {
+  return [...participants.values()].some((policy) => policy !== undefined && policy !== 'none' && policy.types !== undefined)
+}
+
 /** Builds the session's `admit` for one share. */
 export function createWritePolicy (init: WritePolicyInit): AdmitChange {
   const { served, db, ownAuthor, participants } = init
