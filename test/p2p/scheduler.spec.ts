@@ -158,27 +158,25 @@ describe('round scheduler (injected clock)', () => {
   })
 
   it('should leave the round to the partner that dialled, and run it only if none began in time', async () => {
+    /** Rounds run so far, once the clock moved on by `ms` and what that started has run. */
+    const runsAfter = async (ms: number): Promise<number> => {
+      clock.advance(ms)
+      await flush()
+      return runs
+    }
     // the partner dialled and starts a session within the grace time: this side runs none
     scheduler.connected(share, partner, false)
     clock.advance(1999)
     scheduler.began(partner)
-    clock.advance(1)
-    await flush()
-    expect(runs).to.equal(0)
+    expect(await runsAfter(1)).to.equal(0)
     // the partner starts none (its share is disabled, say): this side runs the round after the grace time
     scheduler.connected(share, partner, false)
-    clock.advance(1999)
-    await flush()
-    expect(runs).to.equal(0)
-    clock.advance(1)
-    await flush()
-    expect(runs).to.equal(1)
+    expect(await runsAfter(1999)).to.equal(0)
+    expect(await runsAfter(1)).to.equal(1)
     // gone again before the grace time ended: no round (the next connection calls for one)
     scheduler.connected(share, partner, false)
     connected = false
-    clock.advance(2000)
-    await flush()
-    expect(runs).to.equal(1)
+    expect(await runsAfter(2000)).to.equal(1)
     // nothing left behind for a stopped scheduler, and nothing scheduled for a disabled share
     scheduler.connected(share, partner, false)
     scheduler.forget(share)
