@@ -291,13 +291,14 @@ export class MindooNode {
     const rt = this.#shares.get(id)
     const next = validateShare({ ...rt.config, ...update, id })
     await this.#removeShare(id)
+    await this.addShare(next)
     // the seen sets of partners it no longer receives from (all of them when it no longer only receives, or
-    // moves to another database) go: nothing reads them again, and they hold what those partners revealed
+    // moves to another database) go: nothing reads them again (the new share opens those it keeps), and they
+    // hold what those partners revealed
     const kept = next.direction === 'receive' && next.database === rt.config.database ? new Set(next.partners.map((p) => p.peerId)) : new Set()
     for (const p of rt.config.partners) {
       if (!kept.has(p.peerId)) await this.#init.tenant.openIndexState(rt.config.database, seenIndexName(id, p.peerId)).kv.clear()
     }
-    await this.addShare(next)
     await this.#hangUpDenied()
   }
 
