@@ -27,7 +27,9 @@
  *    open the walk simply resumes.
  * 6. A walk writes its batches in order, one at a time; while one is built on the workers and written, the next
  *    is applied here and sees the unwritten one's document states, applied changes and waiters as if they were
- *    written (`#unwritten`). A failed write ends the walk; the disk is the truth again (`#forget`).
+ *    written (`#unwritten`). A full batch goes to the workers at once (its states are its own copies), but is
+ *    handed off (changefeed positions, progress, `#unwritten`) only once the one before is written. A failed
+ *    write ends the walk; the disk is the truth again (`#forget`).
  */
 import type * as Automerge from '@automerge/automerge'
 import {
@@ -347,9 +349,12 @@ export class Materialiser {
       seq = next
       if (batch.ops.length >= FLUSH_OPS || batch.dirty.size >= MATERIALISE_CACHE_DOCS) {
         // a full batch is built on the workers and written while the next one is applied here; the one before
-        // is written first (writes stay in order, and one batch at a time is unwritten)
+        // is written first (writes stay in order, and one batch at a time is unwritten), while the workers
+        // already build this one
+        const built = this.#build(batch)
+        built.catch(() => {}) // awaited by #write
         if (writing !== undefined) this.#collect(result, await writing)
-        writing = this.#write(this.#handOff(batch, seq))
+        writing = this.#write(this.#handOff(batch, seq), built)
         writing.catch(() => {}) // awaited above or below
         batch = new Batch()
       }
@@ -730,10 +735,10 @@ export class Materialiser {
    * Brings the batch's documents up to date (loaded ones here, the others on the workers), saves the snapshots
    * that are due, and writes it with its progress atomically (invariant 5); then updates the cache and notifies.
    */
-  async #write (batch: Batch): Promise<Batch> {
+  async #write (batch: Batch, built?: Promise<void>): Promise<Batch> {
     const meta = batch.meta as Meta
     try {
-      await this.#build(batch)
+      await (built ?? this.#build(batch))
       const ops = batch.ops
       for (const [docId, state] of batch.dirty) ops.push({ type: 'put', key: 'doc!' + docId, value: this.#cache.seal(state) })
       ops.push({ type: 'put', key: 'meta', value: enc.encode(JSON.stringify(meta)) })
