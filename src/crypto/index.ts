@@ -107,12 +107,28 @@ export function importSecretKey (key: Uint8Array): KeyObject {
   return createSecretKey(key)
 }
 
+/** IVs drawn from the system's CSPRNG at once (256): one draw per 256 encryptions instead of one each. */
+const IV_POOL_BYTES = IV_BYTES * 256
+let ivPool = Buffer.alloc(0)
+let ivAt = 0
+
+/** A fresh random IV, never handed out twice (each pool is a new buffer, read once front to back). */
+function freshIv (): Buffer {
+  if (ivAt + IV_BYTES > ivPool.length) {
+    ivPool = randomBytes(IV_POOL_BYTES)
+    ivAt = 0
+  }
+  const iv = ivPool.subarray(ivAt, ivAt + IV_BYTES)
+  ivAt += IV_BYTES
+  return iv
+}
+
 /**
  * Encrypts with AES-256-GCM under a fresh random IV; returns `IV || ciphertext || tag`. `aad`, when given, is
  * authenticated but not encrypted: decrypting needs the same bytes.
  */
 export function encrypt (key: Uint8Array | KeyObject, plaintext: Uint8Array, aad?: Uint8Array): Uint8Array {
-  const iv = randomBytes(IV_BYTES)
+  const iv = freshIv()
   const cipher = createCipheriv('aes-256-gcm', key, iv)
   if (aad !== undefined) cipher.setAAD(aad)
   const body = cipher.update(plaintext)
