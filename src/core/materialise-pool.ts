@@ -38,11 +38,14 @@ export interface MaterialiseOutcome {
 interface Request { jobs: MaterialiseJob[] }
 interface Reply { results?: MaterialiseOutcome[], error?: string }
 
+/** Materialise workers that could not start or failed in this process (all pools). */
+let failures = 0
+
 class MaterialisePool {
   readonly #workers: WorkerPool<Request, Reply>
 
   constructor (readonly size: number) {
-    this.#workers = new WorkerPool(new URL('./materialise-worker.js', import.meta.url), size)
+    this.#workers = new WorkerPool(new URL('./materialise-worker.js', import.meta.url), size, { onFailure: () => { failures++ } })
   }
 
   get usable (): boolean {
@@ -74,6 +77,11 @@ function workerOf (docId: string, size: number): number {
 }
 
 let pool: MaterialisePool | undefined
+
+/** Materialise workers that could not start or failed since the process started. */
+export function materialiseWorkerFailures (): number {
+  return failures
+}
 let workers: number | undefined
 let mainBuildDocs = MATERIALISE_MAIN_BUILD_DOCS
 

@@ -30,11 +30,14 @@ function verifyHere (checks: SignatureCheck[]): boolean[] {
   return checks.map((c) => verifySignature(c.publicKey, c.data, c.signature))
 }
 
+/** Verify workers that could not start or failed in this process (all pools). */
+let failures = 0
+
 class VerifyPool {
   readonly #workers: WorkerPool<VerifyRequest, VerifyReply>
 
   constructor (readonly size: number) {
-    this.#workers = new WorkerPool(new URL('./verify-worker.js', import.meta.url), size)
+    this.#workers = new WorkerPool(new URL('./verify-worker.js', import.meta.url), size, { onFailure: () => { failures++ } })
   }
 
   async verify (checks: SignatureCheck[]): Promise<boolean[]> {
@@ -57,6 +60,11 @@ class VerifyPool {
 }
 
 let pool: VerifyPool | undefined
+
+/** Verify workers that could not start or failed since the process started (a pool terminated by tests: not). */
+export function verifyWorkerFailures (): number {
+  return failures
+}
 
 /** Verifies many signatures, in parallel on the machine's cores when the batch is large enough. */
 export async function verifySignatures (checks: SignatureCheck[]): Promise<boolean[]> {

@@ -8,6 +8,8 @@ import { timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
+import { materialiseWorkerFailures } from '../core/materialise-pool.js'
+import { verifyWorkerFailures } from '../crypto/verify-pool.js'
 import type { MindooNode } from '../p2p/index.js'
 import { LOCAL_HOST } from './constants.js'
 
@@ -111,6 +113,17 @@ export function createShareMetrics (node: () => MindooNode | undefined, registry
     collect () {
       this.reset()
       for (const b of backlog()) this.set({ database: b.database }, b.backlog)
+    }
+  })
+  new Counter({
+    name: 'mindoodb_worker_failures_total',
+    help: 'Worker threads that could not start or failed, by pool (verify, materialise); each is replaced after a delay, its work done on the main thread meanwhile.',
+    labelNames: ['pool'],
+    registers: [registry],
+    collect () {
+      this.reset()
+      this.inc({ pool: 'verify' }, verifyWorkerFailures())
+      this.inc({ pool: 'materialise' }, materialiseWorkerFailures())
     }
   })
   new Gauge({

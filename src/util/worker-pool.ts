@@ -13,6 +13,7 @@
  *    most `restartMaxMs`. Jobs sent to the slot before then are answered undefined at once, and the pool is not
  *    `usable`. So input that crashes a worker again and again costs a worker start per `restartMaxMs`.
  * 4. `terminate` ends the pool: its workers stop as if they failed (2), and no worker starts again.
+ * 5. `onFailure` is called once for each worker that could not start or failed, never for one `terminate` stopped.
  *
  * The wire: a job `req` is posted as `{ ...req, id }`, and the worker answers `{ ...res, id }` with the same id.
  */
@@ -26,6 +27,8 @@ export interface WorkerPoolInit {
   restartMaxMs?: number
   /** The clock the delays are measured with, ms. Default Date.now. */
   now?: () => number
+  /** Called for each worker that could not start or failed (invariant 5): for the operator's counters. */
+  onFailure?: () => void
 }
 
 /** One worker's place in the pool: the worker running in it, or when the next one may start. */
@@ -44,6 +47,7 @@ export class WorkerPool<Req extends object, Res extends object> {
   readonly #restartBaseMs: number
   readonly #restartMaxMs: number
   readonly #now: () => number
+  readonly #onFailure: () => void
   #nextId = 0
   #terminated = false
   #restarts = 0
@@ -55,6 +59,7 @@ export class WorkerPool<Req extends object, Res extends object> {
     this.#restartBaseMs = init.restartBaseMs ?? WORKER_RESTART_BASE_MS
     this.#restartMaxMs = init.restartMaxMs ?? WORKER_RESTART_MAX_MS
     this.#now = init.now ?? Date.now
+    this.#onFailure = init.onFailure ?? (() => {})
   }
 
   /** Whether jobs can be sent now: the pool has workers, is not terminated, and no slot waits to restart (3). */
@@ -133,8 +138,10 @@ export class WorkerPool<Req extends object, Res extends object> {
     return w
   }
 
-  /** Counts a failure of the slot and sets when it may start a worker again (invariant 3). */
+  /** Counts a failure of the slot and sets when it may start a worker again (invariants 3, 5). */
   #failed (slot: Slot): void {
+    if (this.#terminated) return
+    this.#onFailure()
     slot.failures++
     slot.restartAt = this.#now() + Math.min(this.#restartMaxMs, this.#restartBaseMs * 2 ** (slot.failures - 1))
   }

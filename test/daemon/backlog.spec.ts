@@ -8,6 +8,8 @@ import { expect } from 'chai'
 import { Registry } from 'prom-client'
 import { BacklogWatch, backlogChangedEnough } from '../../src/daemon/backlog.js'
 import { EVENTS_BACKLOG_MIN_DELTA } from '../../src/daemon/constants.js'
+import { materialiseWorkerFailures } from '../../src/core/materialise-pool.js'
+import { verifyWorkerFailures } from '../../src/crypto/verify-pool.js'
 import { createShareMetrics } from '../../src/daemon/metrics.js'
 
 describe('daemon: materialisation backlog events and gauge', () => {
@@ -59,5 +61,13 @@ describe('daemon: materialisation backlog events and gauge', () => {
     text = await registry.metrics()
     expect(text).to.match(/^mindoodb_materialise_backlog_changes\{database="orders"\} 0$/m)
     expect(text).to.not.include('database="notes"')
+  })
+
+  it('should serve the worker failures of this process by pool, as counters', async () => {
+    const text = await createShareMetrics(() => undefined, new Registry()).metrics()
+    expect(text).to.match(/^# TYPE mindoodb_worker_failures_total counter$/m)
+    for (const [pool, failures] of [['verify', verifyWorkerFailures()], ['materialise', materialiseWorkerFailures()]]) {
+      expect(text).to.match(new RegExp(`^mindoodb_worker_failures_total\\{pool="${pool}"\\} ${failures}$`, 'm'))
+    }
   })
 })

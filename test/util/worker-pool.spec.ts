@@ -54,7 +54,8 @@ describe('util: worker pool', () => {
   for (const op of ['exit', 'throw'] as const) {
     it(`should answer every job a worker holds with undefined when it fails (${op}), and replace it after a delay`, async () => {
       let now = 0
-      pool = new WorkerPool<Req, Res>(SCRIPT, 2, { restartBaseMs: 1000, restartMaxMs: 4000, now: () => now })
+      let failures = 0
+      pool = new WorkerPool<Req, Res>(SCRIPT, 2, { restartBaseMs: 1000, restartMaxMs: 4000, now: () => now, onFailure: () => { failures++ } })
       const answered = pool.run(1, { op: 'echo', n: 10 })
       const held = [1, 2].map(async (n) => await pool.run(0, { op: 'hold', n }))
       const failed = pool.run(0, { op })
@@ -69,6 +70,7 @@ describe('util: worker pool', () => {
       expect(pool.usable).to.equal(true)
       expect((await pool.run(0, { op: 'echo', n: 13 }))?.n).to.equal(13)
       expect(pool.restarts).to.equal(1)
+      expect(failures).to.equal(1) // one worker failed ('error' and 'exit' of it count once)
     })
   }
 
@@ -102,7 +104,9 @@ describe('util: worker pool', () => {
     expect(pool.restarts).to.equal(1)
   })
 
-  it('should answer undefined to a job out when terminated', async () => {
+  it('should answer undefined to a job out when terminated, and count no failure', async () => {
+    let failures = 0
+    pool = new WorkerPool<Req, Res>(SCRIPT, 2, { onFailure: () => { failures++ } })
     const held = pool.run(0, { op: 'hold', n: 1 })
     await pool.terminate()
     expect(await held).to.equal(undefined)
@@ -110,6 +114,7 @@ describe('util: worker pool', () => {
     // terminated for good: no worker starts again
     expect(await pool.run(1, { op: 'echo', n: 2 })).to.equal(undefined)
     expect(pool.restarts).to.equal(0)
+    expect(failures).to.equal(0)
   })
 
   it('should refuse a worker index out of range', async () => {
