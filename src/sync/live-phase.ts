@@ -10,7 +10,7 @@
  * serving wants, the counters, the session's failure) the session lends it through LiveHost; the rest of the
  * phase's state is its own.
  *
- * Invariant I7 of the session (I1..I6 are in session.ts), cited where enforced:
+ * Invariant I7 of the session (I2 and I4 are in intake.ts, the others in session.ts), cited where enforced:
  * I7. Live: only hashes of the served set are announced or pushed (checked again when sent, I1); a pushed change
  *     goes through the same checks as an answer to a want (I2: it must be one of the announcement's hashes);
  *     pushes are bounded per change and per frame (PushLimitError), and wasted pushes (refused or already

@@ -9,7 +9,8 @@
  *    that they lack.
  * 3. Transfer, in both directions at once: each side asks for what it lacks with `want` frames (a bounded number
  *    in flight, so a slow receiver slows the sender) and answers the other's wants with `changes` frames. A want
- *    is answered only with changes of the served set: a hash outside it is neither sent nor acknowledged.
+ *    is answered only with changes of the served set: a hash outside it is neither sent nor acknowledged. Asking
+ *    and storing the answers is the session's Intake (intake.ts).
  * 4. Close: once both sides sent `want{done}` and answered every want, each closes its side.
  * 5. Live (only when both sides offered LIVE_CAPABILITY; live-phase.ts): instead of closing, each side sends `live`
  *    and the stream stays open. Each side announces what enters its served set (`announce`; its own small changes
@@ -22,15 +23,11 @@
  * I1. No hash outside this side's served set is ever sent (reconciliation runs over the served set; wants are
  *     answered from it only). With direction `receive` reconciliation runs over `seen`, which holds only hashes
  *     this peer itself revealed, so nothing of the local set is revealed; error frames carry fixed texts only.
- * I2. A received change is stored only if it was asked for in this session, its author is a participant of the
- *     share, the share's write policy admits it (`admit`), and the store verifies its hash and signature; a bad
- *     change is rejected alone, the rest go on. Refusals tied to a change's bytes are remembered per peer
- *     (`refusals`); a peer's refusals never keep this side from fetching the change from another peer.
- * I3. At most `pipeline` wants are outstanding; frames sent stay below the peer's frame limit.
- * I4. A hash that another session of the same database is already fetching is not asked for again, unless that
- *     session holds it longer than SESSION_CLAIM_WAIT_MS (then this session asks its own peer). A claim is given
- *     back only once its change is stored or refused, or was never sent: a session that fails while frames are
- *     being stored keeps their claims until they are.
+ * I2. A received change is stored only if it was asked for in this session, by a participant, admitted by the
+ *     write policy and verified by the store; stated in full, and enforced, in intake.ts.
+ * I3. At most `pipeline` wants are outstanding (intake.ts); frames sent stay below the peer's frame limit.
+ * I4. A hash another session of the same database is fetching is not asked for again, unless it is held past
+ *     SESSION_CLAIM_WAIT_MS; claims are given back only once settled; stated in full, and enforced, in intake.ts.
  * I5. Idle means no progress: only frames that move the session on reset the idle deadline (an answer frame
  *     when it arrives); a bounded number of frames that move nothing (SESSION_MAX_NOOP_FRAMES) ends it. Every
  *     wait (a receive, a send blocked by the peer not reading, another session's claim) has a deadline and
@@ -41,26 +38,27 @@
  */
 import type { MindooDB } from '../core/index.js'
 import {
-  InternalError, MindooError, ReconcileProtocolError, SessionIdleError, ShareDisabledError, SyncProtocolError,
-  SyncRemoteError, UnrequestedChangeError, UntrustedAuthorError, WriteUndecidedError, type ChangeRejectedError
+  InternalError, ReconcileProtocolError, SessionIdleError, ShareDisabledError, SyncProtocolError, SyncRemoteError,
+  UnrequestedChangeError
 } from '../errors.js'
-import { ANSWER_FRAMES_IN_FLIGHT, SESSION_CLAIM_WAIT_MS, SESSION_MAX_NOOP_FRAMES, WANTS_IN_FLIGHT } from '../limits.js'
-import { decodeChange, readChangeTime, type ChangeHash, type StoreChange } from '../store/change.js'
+import { SESSION_MAX_NOOP_FRAMES } from '../limits.js'
+import { readChangeTime, type ChangeHash } from '../store/change.js'
 import type { AbortOptions } from '../store/types.js'
 import { silentLogger, type Logger } from '../util/logger.js'
 import {
   isChanges, isError, isLive, isReconcile, isWant, isWelcome, SYNC_PROTOCOL_VERSION, CAPABILITIES, FRAME_OVERHEAD,
-  LIVE_ANNOUNCE_CAPABILITY, LIVE_CAPABILITY, RECONCILE_LARGE_CAPABILITY, type ChangesMessage, type MessageChannel,
-  type SyncErrorCode, type SyncMessage, type WantMessage
+  LIVE_ANNOUNCE_CAPABILITY, LIVE_CAPABILITY, RECONCILE_LARGE_CAPABILITY, type MessageChannel, type SyncErrorCode,
+  type SyncMessage, type WantMessage
 } from './messages.js'
 import type { WantClaims } from './claims.js'
+import { Intake, type AdmitChange, type IntakeHost } from './intake.js'
 import { LivePhase, notePeerHas, type LiveHost, type LiveInit, type LiveSession, type LiveStats } from './live-phase.js'
 import { createReconcileSet, type ReconcileItem, type ReconcileSession, type ReconcileSet } from './reconcile/index.js'
 import type { Refusals } from './refusals.js'
 import type { ServedSet } from './served-set.js'
 import type { ShareDirection } from './share.js'
 
-export type { LiveInit, LiveSession }
+export type { AdmitChange, LiveInit, LiveSession }
 
 /** Counters a session reports into (the share's status); the live phase's are in LiveStats. */
 export interface SessionStats extends LiveStats {
@@ -94,9 +92,6 @@ export interface SessionComponents {
   /** Called when the session enters its live phase (run() then resolves; the phase goes on). */
   onLive?: (live: LiveSession) => void
 }
-
-/** The write policy of a share: why a received change may not be stored, or undefined when it may. */
-export type AdmitChange = (change: StoreChange, earlier?: readonly StoreChange[]) => ChangeRejectedError | undefined | Promise<ChangeRejectedError | undefined>
 
 export interface SessionInit {
   role: 'initiator' | 'responder'
@@ -171,17 +166,6 @@ const PEER_REASON_WAIT_MS = 5_000
 
 const noStats: SessionStats = { sent: () => {}, received: () => {}, rejected: () => {} }
 
-interface Outstanding {
-  /** Hashes asked for and not received yet. */
-  hashes: Set<ChangeHash>
-  asked: number
-  received: number
-  /** Its answer frames being verified and stored. */
-  storing: Array<Promise<void>>
-  resolve: () => void
-  reject: (err: Error) => void
-}
-
 export { ShareDisabledError, SessionIdleError, UnrequestedChangeError }
 
 /**
@@ -203,12 +187,8 @@ class SyncSession {
   #maxFrame: number
   #reconciler: ReconcileSession | undefined
   readonly #result: SessionResult = { received: 0, sent: 0, rejected: {}, bytesSent: 0, bytesReceived: 0, reconcileMessages: 0, reconcileBytes: 0, peerLacked: 0 }
-  /** Wants sent and not fully answered, oldest first (answers come in order). */
-  readonly #outstanding: Outstanding[] = []
-  /** Answer frames being verified and stored, oldest first (at most ANSWER_FRAMES_IN_FLIGHT). */
-  readonly #storing: Array<Promise<void>> = []
-  /** Settles when the last frame given to #store is stored or refused (see SessionInit.admitReadsStore). */
-  #lastStore: Promise<void> = Promise.resolve()
+  /** Asks for what this side lacks and stores the answers (phases 3 and 5; I2, I3, I4). */
+  readonly #intake: Intake
   /** Wants received and not answered yet. */
   readonly #toServe: WantMessage[] = []
   #serveWake: (() => void) | undefined
@@ -230,6 +210,10 @@ class SyncSession {
     this.#stats = components.stats ?? noStats
     this.#maxFrame = init.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES
     this.#idleMs = init.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS
+    const { peer, participants, refusals, admit, admitReadsStore, wantBatch, pipeline } = init
+    this.#intake = new Intake({ session: this.#intakeHost(), db: components.db, claims: components.claims, logger: this.#log }, {
+      peer, owner: this.#owner, participants, refusals, admit, admitReadsStore, wantBatch, pipeline, idleTimeoutMs: this.#idleMs
+    })
   }
 
   async run (options: AbortOptions): Promise<SessionResult> {
@@ -244,7 +228,7 @@ class SyncSession {
       const server = this.#serve(options)
       reader.catch(() => {})
       server.catch(() => {})
-      await this.#fetch(options)
+      await this.#intake.fetch(this.#init.direction === 'serve' ? [] : this.#rec.need.map((item) => item.id), options)
       await this.#rememberSeen()
       await server
       const live = this.#live
@@ -269,15 +253,10 @@ class SyncSession {
       throw err
     } finally {
       // claims still held (a failed want, a taken-over hash) are released for the other sessions
-      this.#releaseWants()
+      this.#intake.releaseWants()
       // a session that did not go live stops following the served set
       if (this.#live?.started === false) this.#live.unfollow()
     }
-  }
-
-  /** Releases the claims of the wants not answered, for the other sessions (I4). */
-  #releaseWants (): void {
-    for (const o of this.#outstanding.splice(0)) this.#c.claims.release(o.hashes, this.#owner)
   }
 
   /** The peer made progress: the idle deadline moves on and the no-op count restarts (I5). */
@@ -451,7 +430,7 @@ class SyncSession {
       progress: () => { this.#progress() },
       noop: () => { this.#noop() },
       onWant: (m) => { this.#onWant(m) },
-      onChanges: (m) => this.#onChanges(m),
+      onChanges: (m) => this.#intake.onChanges(m),
       serve: (options) => {
         // the peer's transfer ended with its `want{done}`: in the live phase it asks again
         this.#peerDone = false
@@ -461,22 +440,41 @@ class SyncSession {
         this.#peerDone = true
         this.#serveWake?.()
       },
-      store: (wanted, frame) => this.#store(wanted, frame),
+      store: (wanted, frame) => this.#intake.store(wanted, frame),
       sent: (changes, bytes) => { this.#sent(changes, bytes) },
-      expect: (hashes) => {
-        this.#outstanding.push({ hashes: new Set(hashes), asked: hashes.length, received: 0, storing: [], resolve: () => {}, reject: () => {} })
-      },
-      outstanding: () => this.#outstanding.length,
-      drainStoring: () => this.#drainStoring(),
-      releaseWants: () => { this.#releaseWants() },
+      expect: (hashes) => { this.#intake.expect(hashes) },
+      outstanding: () => this.#intake.outstanding,
+      drainStoring: () => this.#intake.drainStoring(),
+      releaseWants: () => { this.#intake.releaseWants() },
       failed: () => this.#failed,
       fail: async (err) => {
         this.#fail(err)
-        await Promise.allSettled(this.#storing.splice(0))
+        await this.#intake.settle()
       },
       end: async (err) => {
         this.#fail(err)
         await this.#goodbye(err)
+      }
+    }
+  }
+
+  /** What the intake shares with the rest of the session: this session lends it (phases 3 and 5). */
+  #intakeHost (): IntakeHost {
+    return {
+      send: (message, options) => this.#send(message, options),
+      progress: () => { this.#progress() },
+      noop: () => { this.#noop() },
+      arrived: () => { this.#idleAt = Math.max(this.#idleAt, Date.now() + this.#idleMs) },
+      bounded: (options, fn, deadline) => this.#bounded(options, fn, deadline),
+      failed: () => this.#failed,
+      received: (changes, bytes) => {
+        this.#result.received += changes
+        this.#result.bytesReceived += bytes
+        this.#stats.received(changes, bytes)
+      },
+      rejected: (code, hash) => {
+        this.#result.rejected[code] = (this.#result.rejected[code] ?? 0) + 1
+        this.#stats.rejected(code, hash)
       }
     }
   }
@@ -535,10 +533,7 @@ class SyncSession {
 
   #fail (err: Error): void {
     this.#failed ??= err
-    for (const o of this.#outstanding.splice(0)) {
-      this.#c.claims.release(o.hashes, this.#owner)
-      o.reject(err)
-    }
+    this.#intake.fail(err)
     this.#serveWake?.()
   }
 
@@ -550,18 +545,18 @@ class SyncSession {
         if (m === undefined) break
         if (isError(m)) throw new SyncRemoteError(m.code, m.message)
         if (isWant(m)) this.#onWant(m)
-        else if (isChanges(m)) await this.#onChanges(m)
-        else if (isLive(m) && this.#live !== undefined && this.#peerDone && this.#outstanding.length === 0) {
+        else if (isChanges(m)) await this.#intake.onChanges(m)
+        else if (isLive(m) && this.#live !== undefined && this.#peerDone && this.#intake.outstanding === 0) {
           // the peer's transfer is over; the live phase reads from here on (phase 5)
           this.#peerLive = true
           break
         } else throw new SyncProtocolError(`unexpected ${m.type} frame during transfer`)
       }
-      if (!this.#peerDone || this.#outstanding.length > 0) throw new SyncProtocolError('peer closed the session early')
+      if (!this.#peerDone || this.#intake.outstanding > 0) throw new SyncProtocolError('peer closed the session early')
     } catch (err) {
       this.#fail(err as Error)
       // a session ends with nothing of it still writing
-      await Promise.allSettled(this.#storing.splice(0))
+      await this.#intake.settle()
       throw err
     } finally {
       this.#serveWake?.()
@@ -582,149 +577,6 @@ class SyncSession {
     }
     if (m.done) this.#peerDone = true
     this.#serveWake?.()
-  }
-
-  /** Stores each answer frame as it arrives (memory stays at one frame), completing the want on its last. */
-  async #onChanges (m: ChangesMessage): Promise<void> {
-    const o = this.#outstanding[0]
-    if (o === undefined) throw new SyncProtocolError('changes that were not asked for')
-    if (m.changes.length === 0 && !m.last) {
-      this.#noop() // (I5)
-      return
-    }
-    o.received += m.changes.length
-    // a few extra changes are rejected one by one (UNREQUESTED); a flood ends the session
-    if (o.received > 2 * o.asked + 16) throw new SyncProtocolError('far more changes than asked for')
-    // the next frame is read, decoded and verified while this one is still being verified or written: the
-    // signature checks run on the verify pool's threads, and this thread does not wait for them frame by frame.
-    // The peer is not idle while this side stores what it sent: the idle deadline counts from this frame (its
-    // progress, which resets the count of frames that moved nothing, is known once it is stored)
-    this.#idleAt = Math.max(this.#idleAt, Date.now() + this.#idleMs)
-    const stored = this.#store(o.hashes, m.changes).then(({ taken }) => {
-      // progress: a change asked for arrived, or the answer ended (unrequested changes alone are no progress)
-      if (taken > 0 || m.last) this.#progress()
-      else this.#noop()
-    })
-    stored.catch(() => {}) // awaited below, or settled before the session ends on a failure
-    this.#storing.push(stored)
-    o.storing.push(stored)
-    if (m.last) {
-      // the answer is whole: the next frame answers the next want, and what the peer did not send is not being
-      // fetched any more (what it sent leaves the want as its frame's storing begins: I4). The want is done once
-      // its frames are stored; the reader does not wait for that, so the next answer is verified meanwhile
-      this.#outstanding.shift()
-      this.#c.claims.release(o.hashes, this.#owner)
-      void Promise.allSettled(o.storing).then((settled) => {
-        const failed = settled.find((r) => r.status === 'rejected')
-        if (failed === undefined) o.resolve()
-        else o.reject(failed.reason as Error)
-      })
-    }
-    if (this.#storing.length >= ANSWER_FRAMES_IN_FLIGHT) await this.#storing.shift()
-  }
-
-  /** Waits for every answer frame in flight; the first failure is thrown once all have settled. */
-  async #drainStoring (): Promise<void> {
-    const failed = (await Promise.allSettled(this.#storing.splice(0))).find((r) => r.status === 'rejected')
-    if (failed !== undefined) throw failed.reason
-  }
-
-  /**
-   * Verifies, admits and stores one frame of a want's answer, or an announcement's pushes (I2): only changes
-   * among `wanted` (taken out of it); bad changes are rejected one by one. Returns how many of the frame's
-   * changes were asked for.
-   */
-  async #store (wanted: Set<ChangeHash>, frame: Uint8Array[]): Promise<{ taken: number, added: number }> {
-    const { db, claims } = this.#c
-    // first, before anything is awaited: the frame's changes leave the want, so that this session failing
-    // while the frame is being stored never gives back the claim of a change it is storing (I4); they are
-    // released once stored or refused
-    const taken: StoreChange[] = []
-    let bytes = 0
-    for (const bytesIn of frame) {
-      bytes += bytesIn.length
-      let change: StoreChange
-      try {
-        change = decodeChange(bytesIn)
-      } catch (err) {
-        this.#reject(err as MindooError, '')
-        continue
-      }
-      if (!wanted.has(change.hash)) {
-        this.#reject(new UnrequestedChangeError('a change that was not asked for'), change.hash)
-        continue
-      }
-      wanted.delete(change.hash)
-      taken.push(change)
-    }
-    const previous = this.#lastStore
-    let settled = (): void => {}
-    this.#lastStore = new Promise((resolve) => { settled = resolve })
-    const good: StoreChange[] = []
-    let added = 0
-    /** Changes a write rule could not judge yet (WRITE_UNDECIDED): judged again once the rest of the frame is. */
-    let undecided: Array<{ change: StoreChange, why: ChangeRejectedError }> = []
-    /** Admits the change (into `good`) or refuses it; returns why when the write policy cannot judge it yet. */
-    const judge = async (change: StoreChange): Promise<WriteUndecidedError | undefined> => {
-      // the changes of this frame admitted so far: a change may depend on them (I2)
-      const denied = await this.#init.admit?.(change, good)
-      if (denied instanceof WriteUndecidedError) return denied
-      if (denied !== undefined) this.#refuseChange(denied, change.hash)
-      else good.push(change)
-      return undefined
-    }
-    try {
-      if (this.#init.admitReadsStore === true) await previous
-      for (const change of taken) {
-        if (!this.#init.participants.has(change.author)) {
-          this.#refuseChange(new UntrustedAuthorError('author is not a participant of this share'), change.hash)
-          continue
-        }
-        const why = await judge(change)
-        if (why !== undefined) undecided.push({ change, why })
-      }
-      // a change the frame carried before what it depends on is judged again with the rest of the frame admitted,
-      // for as long as that decides some
-      for (let progress = true; progress && undecided.length > 0;) {
-        progress = false
-        const again: typeof undecided = []
-        for (const { change } of undecided) {
-          const why = await judge(change)
-          if (why !== undefined) again.push({ change, why })
-          else progress = true
-        }
-        undecided = again
-      }
-      for (const { change, why } of undecided) this.#refuseChange(why, change.hash)
-      if (good.length > 0) {
-        const result = await db.receiveChanges(good)
-        for (const r of result.rejected) this.#reject(r.error, r.hash)
-        added = result.added.length
-        this.#result.received += added
-        this.#stats.received(result.added.length, bytes)
-        this.#result.bytesReceived += bytes
-      }
-    } finally {
-      // stored, refused, or left where a failure stopped: none of them is being fetched by this session any more
-      claims.release(taken.map((c) => c.hash), this.#owner)
-      settled()
-    }
-    return { taken: taken.length, added }
-  }
-
-  /** Rejects a change this session claimed, and gives its claim back. */
-  #refuseChange (err: ChangeRejectedError, hash: ChangeHash): void {
-    this.#reject(err, hash)
-    this.#c.claims.release([hash], this.#owner)
-  }
-
-  #reject (err: MindooError, hash: string): void {
-    const code = err instanceof MindooError ? err.code : 'MALFORMED_CHANGE'
-    this.#result.rejected[code] = (this.#result.rejected[code] ?? 0) + 1
-    this.#stats.rejected(code, hash)
-    // only reasons tied to the change's bytes are remembered, and only for this peer (I2)
-    this.#init.refusals?.add(this.#init.peer, hash, code)
-    this.#log.warn({ hash, code }, 'change rejected')
   }
 
   /** Answers wants in order, from the served set only (I1), in frames below the frame limit (I3). */
@@ -773,82 +625,5 @@ class SyncSession {
     this.#result.sent += changes
     this.#result.bytesSent += bytes
     this.#stats.sent(changes, bytes)
-  }
-
-  /** Asks for what this side lacks, a bounded number of wants at a time (I3, I4). */
-  async #fetch (options: AbortOptions): Promise<void> {
-    const { db, claims } = this.#c
-    const batch = this.#init.wantBatch ?? 256
-    const pipeline = this.#init.pipeline ?? WANTS_IN_FLIGHT
-    const { peer, refusals } = this.#init
-    let need = this.#init.direction === 'serve' ? [] : this.#rec.need.map((item) => item.id)
-    const inFlight: Array<Promise<void>> = []
-    const store = db.getStore()
-    const claimWaitMs = Math.min(SESSION_CLAIM_WAIT_MS, Math.floor(this.#idleMs / 2))
-    // hashes another session was fetching are waited for, then asked for here if that session failed or held
-    // them past the claim deadline (I4)
-    let takeOver = false
-    for (let attempt = 0; attempt < 3 && need.length > 0; attempt++) {
-      const busy: ChangeHash[] = []
-      let i = 0
-      while (i < need.length) {
-        if (this.#failed !== undefined) throw this.#failed
-        // one batched read for a want's worth of hashes (those refused before by this peer are not asked again)
-        const next: ChangeHash[] = []
-        while (i < need.length && next.length < batch) {
-          const h = need[i++]
-          if (refusals?.has(peer, h) !== true) next.push(h)
-        }
-        const stored = await store.hasMany(next, options)
-        const candidates = next.filter((_h, k) => !stored[k])
-        let hashes: ChangeHash[]
-        if (takeOver || attempt === 2) {
-          // hashes still claimed were held past the deadline (or on the last attempt): ask this peer for them too
-          hashes = claims.takeOver(candidates, this.#owner)
-        } else {
-          const claimed = claims.claim(candidates, this.#owner)
-          busy.push(...claimed.busy)
-          hashes = claimed.mine
-        }
-        // refused by this peer while the batched read ran (another session asked for it first, and got it
-        // refused): not asked again, its claim given back
-        const refusedMeanwhile = hashes.filter((h) => refusals?.has(peer, h) === true)
-        if (refusedMeanwhile.length > 0) {
-          claims.release(refusedMeanwhile, this.#owner)
-          hashes = hashes.filter((h) => refusals?.has(peer, h) !== true)
-        }
-        if (hashes.length === 0) continue
-        const done = new Promise<void>((resolve, reject) => {
-          this.#outstanding.push({ hashes: new Set(hashes), asked: hashes.length, received: 0, storing: [], resolve, reject })
-        })
-        done.catch(() => {}) // observed below; this only keeps an early failure from going unhandled
-        inFlight.push(done)
-        await this.#send({ type: 'want', hashes: hashes.map((h) => Buffer.from(h, 'hex')), done: false }, options)
-        if (inFlight.length >= pipeline) await inFlight.shift()
-      }
-      await Promise.all(inFlight.splice(0))
-      if (busy.length > 0) takeOver = !await this.#awaitClaims(busy, claimWaitMs, options)
-      need = busy
-    }
-    await this.#send({ type: 'want', hashes: [], done: true }, options)
-  }
-
-  /**
-   * Waits for other sessions to release `hashes`, at most `ms` and never past an abort or this session's failure
-   * (I4, I5). Returns false when the deadline passed first.
-   */
-  async #awaitClaims (hashes: ChangeHash[], ms: number, options: AbortOptions): Promise<boolean> {
-    let released = true
-    try {
-      await this.#bounded(options, async (signal) => {
-        await Promise.all(hashes.map(async (h) => { await this.#c.claims.released(h, { signal }) }))
-      }, Date.now() + ms)
-    } catch (err) {
-      if (!(err instanceof SessionIdleError)) throw err
-      // past the deadline: the caller asks its own peer for what is still claimed
-      released = false
-    }
-    if (this.#failed !== undefined) throw this.#failed
-    return released
   }
 }
