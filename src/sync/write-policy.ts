@@ -23,7 +23,7 @@ import { plainValue } from '../core/values.js'
 import { DocumentNotFoundError, WriteDeniedError, WriteUndecidedError, type ChangeRejectedError } from '../errors.js'
 import { docCreatedBy, type ChangeHash, type DocId, type StoreChange } from '../store/change.js'
 import type { ServedSet } from './served-set.js'
-import type { AdmitChange } from './session.js'
+import type { AdmitChange } from './intake.js'
 import type { WritePolicy } from './share.js'
 
 export interface WritePolicyInit {
