@@ -27,6 +27,9 @@ export const ANSWER_FRAMES_IN_FLIGHT = 4
 /** Wants one session keeps outstanding (4): the partner reads and sends the next answers while these are stored. */
 export const WANTS_IN_FLIGHT = 4
 
+/** Hashes one want asks for (256): one batched read of the store on each side. */
+export const WANT_HASHES = 256
+
 /**
  * The longest a session waits for a hash another session of the same database is fetching (WantClaims), ms,
  * before it asks its own peer for it. Kept below half the idle timeout, so neither side of this session goes idle

@@ -24,7 +24,7 @@ import {
   MindooError, SessionIdleError, SyncProtocolError, UnrequestedChangeError, UntrustedAuthorError, WriteUndecidedError,
   type ChangeRejectedError
 } from '../errors.js'
-import { ANSWER_FRAMES_IN_FLIGHT, SESSION_CLAIM_WAIT_MS, WANTS_IN_FLIGHT } from '../limits.js'
+import { ANSWER_FRAMES_IN_FLIGHT, SESSION_CLAIM_WAIT_MS, WANT_HASHES, WANTS_IN_FLIGHT } from '../limits.js'
 import { decodeChange, type ChangeHash, type StoreChange } from '../store/change.js'
 import type { AbortOptions } from '../store/types.js'
 import type { Logger } from '../util/logger.js'
@@ -75,7 +75,7 @@ export interface IntakeInit {
   admit?: AdmitChange
   /** `admit` reads what is stored: frames are judged in order (see `SessionInit.admitReadsStore`). */
   admitReadsStore?: boolean
-  /** Hashes per want. Default 256. */
+  /** Hashes per want. Default WANT_HASHES. */
   wantBatch?: number
   /** Wants in flight. Default WANTS_IN_FLIGHT. */
   pipeline?: number
@@ -287,7 +287,7 @@ export class Intake {
    */
   async fetch (need: ChangeHash[], options: AbortOptions): Promise<void> {
     const { db, claims } = this.#c
-    const batch = this.#init.wantBatch ?? 256
+    const batch = this.#init.wantBatch ?? WANT_HASHES
     const pipeline = this.#init.pipeline ?? WANTS_IN_FLIGHT
     const { peer, refusals, owner } = this.#init
     const inFlight: Array<Promise<void>> = []

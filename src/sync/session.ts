@@ -109,7 +109,7 @@ export interface SessionInit {
   reconcileMessageBytes?: number
   /** Largest frame this side sends and accepts. Default 4 MiB. */
   maxFrameBytes?: number
-  /** Hashes per want. Default 256. */
+  /** Hashes per want. Default WANT_HASHES. */
   wantBatch?: number
   /** Wants in flight. Default WANTS_IN_FLIGHT. */
   pipeline?: number
