@@ -16,7 +16,7 @@ import type { IndexState } from '../core/tenant.js'
 import type { AbortOptions } from '../store/types.js'
 import type { Logger } from '../util/logger.js'
 import { createReconcileSet, type ReconcileItem, type ReconcileSet } from './reconcile/index.js'
-import { CHECKPOINT_MIN_WORK, CHECKPOINT_SIZE_DIVISOR, packSet, ServedIndexStore } from './served-index.js'
+import { CHECKPOINT_MIN_WORK, CHECKPOINT_SIZE_DIVISOR, packSet, replayItems, ServedIndexStore } from './served-index.js'
 
 /** The prefix of the index names of a share's partners: `tenant.dropIndexStates` of it drops them all. */
 export function seenIndexPrefix (shareId: string): string {
@@ -54,10 +54,7 @@ export class SeenSet {
     let pos = loaded.pos
     let work = 0
     for (const record of loaded.journal) {
-      for (const [added, timestamp, id] of record.items) {
-        if (added === 1) set.insert(timestamp, id)
-        else set.delete(timestamp, id)
-      }
+      replayItems(set, record.items)
       work += record.items.length
       pos = record.pos
     }

@@ -56,6 +56,14 @@ export interface JournalRecord {
   docs: Array<[0 | 1, DocId]>
 }
 
+/** Applies a journal record's item operations (1: added, 0: removed) to `set`, as a restart replays them. */
+export function replayItems (set: ReconcileSet, items: JournalRecord['items']): void {
+  for (const [op, time, hash] of items) {
+    if (op === 1) set.insert(time, hash)
+    else set.delete(time, hash)
+  }
+}
+
 interface CheckpointMeta {
   pos: number
   /** Last journal seq the checkpoint covers. */

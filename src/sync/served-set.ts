@@ -7,7 +7,7 @@ import { silentLogger, type Logger } from '../util/logger.js'
 import { Mutex } from '../util/mutex.js'
 import type { ReconcileSet } from './reconcile/index.js'
 import {
-  CHECKPOINT_MIN_WORK, CHECKPOINT_SIZE_DIVISOR, ServedIndexStore, packSet, type JournalRecord
+  CHECKPOINT_MIN_WORK, CHECKPOINT_SIZE_DIVISOR, ServedIndexStore, packSet, replayItems, type JournalRecord
 } from './served-index.js'
 import type { FilterPolicy, ShareDirection } from './share.js'
 
@@ -249,10 +249,7 @@ export class ServedSet {
 
   /** Applies a journal record to the set (restart). */
   #replay (record: JournalRecord): void {
-    for (const [op, time, hash] of record.items) {
-      if (op === 1) this.#index.insert(time, hash)
-      else this.#index.delete(time, hash)
-    }
+    replayItems(this.#index, record.items)
     for (const [op, docId] of record.docs) {
       if (op === 1) this.#matching.add(docId)
       else this.#matching.delete(docId)
