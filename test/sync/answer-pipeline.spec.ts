@@ -7,12 +7,11 @@
 import { expect } from 'chai'
 import type { MindooDB, MindooTenant } from '../../src/index.js'
 import type { StoreChange } from '../../src/store/change.js'
-import { WantClaims } from '../../src/sync/claims.js'
-import { createChannelPair, type MessageChannel } from '../../src/sync/messages.js'
-import { createInitiator, createReconcileSet, createResponder } from '../../src/sync/reconcile/index.js'
-import { ServedSet } from '../../src/sync/served-set.js'
-import { runSession, type SessionResult } from '../../src/sync/session.js'
+import { createChannelPair } from '../../src/sync/messages.js'
+import type { ServedSet } from '../../src/sync/served-set.js'
+import type { SessionResult } from '../../src/sync/session.js'
 import { waitFor } from '../utils/orgs.js'
+import { initiate, mapChannel, respond, servedSetOf } from '../utils/sessions.js'
 import { testFactory, twoTenantsSharingKey } from '../utils/tmp.js'
 
 const DOCS = 40
@@ -62,42 +61,25 @@ describe('sync session: storing the answers', function () {
   /** B fetches A's changes with small wants; `admitReadsStore` as given. */
   async function session (admitReadsStore: boolean): Promise<[SessionResult, SessionResult]> {
     const [ca, cb] = createChannelPair(64)
-    const counting: MessageChannel = {
-      send: async (m, options) => { await cb.send(m, options) },
-      receive: async (options) => {
-        const m = await cb.receive(options)
-        if (m?.type === 'changes') frames++
+    const counting = mapChannel(cb, {
+      receive: (m) => {
+        if (m.type === 'changes') frames++
         return m
-      },
-      close: async (options) => { await cb.close(options) },
-      abort: (err) => { cb.abort(err) }
-    }
-    const setOf = async (db: MindooDB): Promise<ServedSet> => {
-      const set = new ServedSet({ db, index: createReconcileSet() }, { policy: { mode: 'all' }, direction: 'both', ownAuthor: '' })
-      await set.start()
-      served.push(set)
-      return set
-    }
-    const [servedA, servedB] = [await setOf(dbA), await setOf(dbB)]
-    const responder = (async () => {
-      const hello = await ca.receive()
-      return await runSession({
-        channel: ca, db: dbA, served: servedA, claims: new WantClaims(), reconciler: (set, maxMessageBytes) => createResponder({ set }, { maxMessageBytes })
-      }, { role: 'responder', peer: 'b', direction: 'both', participants: new Set(), peerCapabilities: hello?.type === 'hello' ? hello.capabilities : [] })
-    })()
-    const initiator = runSession({
-      channel: counting, db: dbB, served: servedB, claims: new WantClaims(), reconciler: (set, maxMessageBytes) => createInitiator({ set }, { maxMessageBytes })
-    }, {
-      role: 'initiator',
-      peer: 'a',
-      direction: 'both',
-      participants: new Set([a.getPublicInfo().signingPublicKey]),
-      topic: new Uint8Array(32),
-      wantBatch: WANT_BATCH,
-      admit: (_change: StoreChange) => { admitted++; return undefined },
-      admitReadsStore
+      }
     })
-    return await Promise.all([responder, initiator])
+    const [servedA, servedB] = [await servedSetOf(dbA, 'both', served), await servedSetOf(dbB, 'both', served)]
+    return await Promise.all([
+      respond(ca, dbA, servedA, { peer: 'b', direction: 'both', participants: new Set() }),
+      initiate(counting, dbB, servedB, {
+        peer: 'a',
+        direction: 'both',
+        participants: new Set([a.getPublicInfo().signingPublicKey]),
+        topic: new Uint8Array(32),
+        wantBatch: WANT_BATCH,
+        admit: (_change: StoreChange) => { admitted++; return undefined },
+        admitReadsStore
+      })
+    ])
   }
 
   it('should store the next answer while the one before is still being stored', async () => {

@@ -6,26 +6,18 @@
 import { expect } from 'chai'
 import { randomBytes } from 'node:crypto'
 import type { MindooDB } from '../../src/index.js'
-import { WantClaims } from '../../src/sync/claims.js'
 import { createChannelPair, RECONCILE_LARGE_CAPABILITY, type MessageChannel, type SyncMessage } from '../../src/sync/messages.js'
-import { createInitiator, createReconcileSet, createResponder, type ReconcileSet } from '../../src/sync/reconcile/index.js'
-import { ServedSet } from '../../src/sync/served-set.js'
-import { runSession, type SessionResult } from '../../src/sync/session.js'
+import { createReconcileSet, type ReconcileSet } from '../../src/sync/reconcile/index.js'
+import type { ServedSet } from '../../src/sync/served-set.js'
+import type { SessionResult } from '../../src/sync/session.js'
+import { initiate, mapChannel, respond, servedSetOf } from '../utils/sessions.js'
 import { testFactory, twoTenantsSharingKey } from '../utils/tmp.js'
 
 /** A channel that drops RECONCILE_LARGE_CAPABILITY from the hello and welcome passing through it. */
 function withoutLarge (channel: MessageChannel): MessageChannel {
   const strip = (m: SyncMessage): SyncMessage =>
     m.type === 'hello' || m.type === 'welcome' ? { ...m, capabilities: m.capabilities.filter((c) => c !== RECONCILE_LARGE_CAPABILITY) } : m
-  return {
-    send: async (m, options) => { await channel.send(strip(m), options) },
-    receive: async (options) => {
-      const m = await channel.receive(options)
-      return m === undefined ? undefined : strip(m)
-    },
-    close: async (options) => { await channel.close(options) },
-    abort: (err) => { channel.abort(err) }
-  }
+  return mapChannel(channel, { send: strip, receive: strip })
 }
 
 describe('sync session: the reconciliation message size', function () {
@@ -55,22 +47,9 @@ describe('sync session: the reconciliation message size', function () {
   async function session (seen: ReconcileSet, large: boolean): Promise<[SessionResult, SessionResult]> {
     const [ca, cb] = createChannelPair(64)
     const channelB = large ? cb : withoutLarge(cb)
-    const setOf = async (db: MindooDB, direction: 'serve' | 'receive'): Promise<ServedSet> => {
-      const set = new ServedSet({ db, index: createReconcileSet() }, { policy: { mode: 'all' }, direction, ownAuthor: '' })
-      await set.start()
-      served.push(set)
-      return set
-    }
-    const [servedA, servedB] = [await setOf(dbA, 'serve'), await setOf(dbB, 'receive')]
-    const responder = (async () => {
-      const hello = await ca.receive()
-      return await runSession({
-        channel: ca, db: dbA, served: servedA, claims: new WantClaims(), reconciler: (set, maxMessageBytes) => createResponder({ set }, { maxMessageBytes })
-      }, { role: 'responder', peer: 'b', direction: 'serve', participants: new Set(), peerCapabilities: hello?.type === 'hello' ? hello.capabilities : [] })
-    })()
-    const initiator = runSession({
-      channel: channelB, db: dbB, served: servedB, seen, claims: new WantClaims(), reconciler: (set, maxMessageBytes) => createInitiator({ set }, { maxMessageBytes })
-    }, { role: 'initiator', peer: 'a', direction: 'receive', participants: new Set(), topic: new Uint8Array(32) })
+    const [servedA, servedB] = [await servedSetOf(dbA, 'serve', served), await servedSetOf(dbB, 'receive', served)]
+    const responder = respond(ca, dbA, servedA, { peer: 'b', direction: 'serve', participants: new Set() })
+    const initiator = initiate(channelB, dbB, servedB, { peer: 'a', direction: 'receive', participants: new Set(), topic: new Uint8Array(32) }, seen)
     return await Promise.all([responder, initiator])
   }
 
