@@ -68,7 +68,6 @@ export const KEY_PASSWORD = 'bench-shared-key'
 export const TOPIC_SECRET = 'bench-p2p-topic-secret-0123456789'
 /** Bumped when the way A's cached database is built changes. */
 export const CACHE_FORMAT = 3
-export const DER_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
 export const NAIVE_PROTOCOL = '/mindoodb-bench/naive/1.0.0'
 
 /**
