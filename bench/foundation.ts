@@ -5,9 +5,9 @@
  *     fresh database that trusts the sender; `appendMany` in batches into another fresh database; then
  *     materialising them (`db.syncStoreChanges`).
  * (b) the bound: the same changes through the bare primitives, in the same process: Ed25519 verify (libsodium, as
- *     the store checks), SHA-256 of the change bytes, one LevelDB batch per change (or per batch) into a separate fresh Level (measured before and
- *     after the appends, the faster kept); AES-256-GCM decrypt and Automerge applyChanges + save (measured just before
- *     materialising). bound = 1 / (sum of per-change primitive seconds); ratio = achieved / bound.
+ *     the store checks), SHA-256 of the change bytes, one LevelDB batch per change (or per batch) into a separate
+ *     fresh Level (measured before and after the appends, the faster kept); AES-256-GCM decrypt and Automerge
+ *     applyChanges + save (measured just before materialising). bound = 1 / (sum of per-change primitive seconds); ratio = achieved / bound.
  * (c) `iterateChangesSince(null)` over `feedDocs` documents: documents/s, and the peaks of RSS, heap and external
  *     memory above the baseline, sampled every 100 ms. The iteration runs in a child process over the database
  *     built here, so that its baseline holds nothing of the runs before (Automerge's wasm memory never shrinks).
