@@ -43,7 +43,9 @@ parentPort?.on('message', ({ id, jobs }: { id: number, jobs: MaterialiseJob[] })
     const results: MaterialiseOutcome[] = []
     for (const job of jobs) {
       const am = build(job)
-      const result: MaterialiseOutcome = { json: encodeData(Automerge.toJS(am)) }
+      // the loaded document is already its content in JS (Automerge.load materialised it): encoded as it is, not
+      // materialised a second time through toJS
+      const result: MaterialiseOutcome = { json: encodeData(am) }
       if (job.save) result.snapshot = Automerge.save(am)
       results.push(result)
     }
