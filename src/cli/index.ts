@@ -24,6 +24,36 @@ export interface ProgramOptions {
   output?: Pick<OutputConfiguration, 'writeOut' | 'writeErr'>
 }
 
+/**
+ * Ids this CLI prints may begin with '-', which base64url uses (a document id does for one tenant in 64, a signing
+ * key for one in 64): commander would take such an argument for an option, or for a short option and its value.
+ * A word of exactly the length of a document id (54) or of a raw public key (43) in base64url characters is no
+ * option of this program, so `runCli` quotes it before parsing, and the command gets it back as typed (arguments
+ * and option values alike).
+ */
+const ID_QUOTE = '\u0001'
+const DASHED_ID = /^-[A-Za-z0-9_-]{42}(?:[A-Za-z0-9_-]{11})?$/
+
+function quoteIds (argv: string[]): string[] {
+  return argv.map((arg) => DASHED_ID.test(arg) ? ID_QUOTE + arg : arg)
+}
+
+function unquoteId (value: unknown): unknown {
+  if (typeof value === 'string') return value.startsWith(ID_QUOTE) ? value.slice(ID_QUOTE.length) : value
+  return Array.isArray(value) ? value.map(unquoteId) : value
+}
+
+/** Gives the command about to run (and its parents) the ids `quoteIds` quoted, as typed. */
+function unquoteIds (command: Command): void {
+  command.processedArgs.forEach((value, i, args) => { args[i] = unquoteId(value) })
+  for (let c: Command | null = command; c !== null; c = c.parent) {
+    for (const [key, value] of Object.entries(c.opts())) {
+      const typed = unquoteId(value)
+      if (typed !== value) c.setOptionValueWithSource(key, typed, c.getOptionValueSource(key))
+    }
+  }
+}
+
 export function buildProgram (options: ProgramOptions = {}): Command {
   const makeContext = options.context ?? defaultContext
   const program = new Command('mindoodb')
@@ -39,6 +69,7 @@ Exit codes: ${EXIT.OK} ok, ${EXIT.FAILED} the daemon refused (or a sync round fa
     .configureHelp({ showGlobalOptions: true })
     .showHelpAfterError('(add --help for usage)')
     .exitOverride()
+    .hook('preAction', (_, action) => { unquoteIds(action) })
   if (options.output !== undefined) program.configureOutput(options.output)
   let context: CliContext | undefined
   registerCommands(program, () => (context ??= safeContext(makeContext(program.opts<GlobalOptions>()))))
@@ -53,7 +84,7 @@ export async function runCli (argv: string[], options: ProgramOptions & { from?:
   const program = buildProgram(options)
   const writeErr = options.output?.writeErr ?? ((text: string) => { process.stderr.write(text) })
   try {
-    await program.parseAsync(argv, { from: options.from ?? 'node' })
+    await program.parseAsync(quoteIds(argv), { from: options.from ?? 'node' })
     return EXIT.OK
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE

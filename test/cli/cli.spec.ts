@@ -182,6 +182,35 @@ describe('cli', () => {
       expect(h.out[1]).to.equal('deleted d-1')
     })
 
+    it('should take ids that begin with a dash as ids, not options, wherever they stand', async () => {
+      // base64url ids begin with '-' for one tenant in 64: '-s…' and '-p…' would read as -s (--socket) and -p
+      // (--patch) with a value, '--…' as an unknown long option
+      const ids = ['-s' + 'A'.repeat(52), '-p' + 'b'.repeat(52), '--' + 'x_'.repeat(26)]
+      for (const id of ids) {
+        const h = harness({ 'doc.get': (p) => doc(p.docId as string), 'doc.change': (p) => doc(p.docId as string), 'doc.text.splice': (p) => doc(p.docId as string), 'doc.delete': (p) => ({ docId: p.docId, deleted: true }) })
+        expect(await h.run('doc', 'get', 'orders', id)).to.equal(EXIT.OK)
+        expect(await h.run('doc', 'change', 'orders', id, '--patch', '{"a":1}')).to.equal(EXIT.OK)
+        expect(await h.run('doc', 'text', 'orders', id, 'notes', '--insert', id)).to.equal(EXIT.OK)
+        expect(await h.run('--json', 'doc', 'delete', 'orders', id)).to.equal(EXIT.OK)
+        expect(h.err).to.deep.equal([])
+        expect(h.client.calls).to.deep.equal([
+          { method: 'doc.get', params: { database: 'orders', docId: id } },
+          { method: 'doc.change', params: { database: 'orders', docId: id, patch: { a: 1 } } },
+          { method: 'doc.text.splice', params: { database: 'orders', docId: id, path: ['notes'], index: 0, insert: id } },
+          { method: 'doc.delete', params: { database: 'orders', docId: id } }
+        ])
+        expect(h.out[0].startsWith(id)).to.equal(true)
+      }
+      // a signing key (43 characters) too; a word of another length that begins with '-' is still an option
+      const key = '-' + 'K'.repeat(42)
+      const h = harness({ 'partner.revoke': () => ({ revoked: [], shares: [], rotated: [] }) })
+      await writeFile(join(dir, 'pw'), 'rotation-password\n')
+      expect(await h.run('partner', 'revoke', key, '--password-file', join(dir, 'pw'))).to.equal(EXIT.OK)
+      expect(h.client.calls).to.deep.equal([{ method: 'partner.revoke', params: { partner: key, password: 'rotation-password' } }])
+      expect(await h.run('doc', 'get', 'orders', '-' + 'A'.repeat(40))).to.equal(EXIT.USAGE)
+      expect(h.err.join('')).to.include('unknown option')
+    })
+
     it('should refuse malformed JSON without calling the daemon', async () => {
       const h = harness()
       expect(await h.run('doc', 'create', 'orders', '--data', '{nope')).to.equal(EXIT.USAGE)
