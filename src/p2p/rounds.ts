@@ -214,11 +214,12 @@ export class SessionRunner {
       }
     }
     const onLive = (session: LiveSession): void => {
-      slot.live = true
       if (partner === undefined || live === undefined) {
+        // closed at once: the slot stays a round's, so the round's end removes its controller from the share
         session.close()
         return
       }
+      slot.live = true
       this.#onLive(rt, partner, { role, status: live, close: session.close }, session.ended, slot.controller)
     }
     try {
