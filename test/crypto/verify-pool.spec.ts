@@ -40,6 +40,21 @@ describe('crypto: verify pool', () => {
     expect(await verifySignatures(batch)).to.deep.equal(expected)
   })
 
+  it('should answer false for data or a signature that is not bytes, in a batch the workers verify', async () => {
+    const { checks: batch, expected } = checks(120)
+    // a valid signature of the empty message: bytes that went missing on the way must not verify as empty data
+    const emptySigned = signer.sign(new Uint8Array(0))
+    batch[7] = { publicKey: alice.publicKey, data: 'not bytes' as unknown as Uint8Array, signature: emptySigned }
+    batch[70] = { publicKey: alice.publicKey, data: new Uint8Array(0), signature: [...emptySigned] as unknown as Uint8Array }
+    expected[7] = expected[70] = false
+    batch[71] = { publicKey: alice.publicKey, data: new Uint8Array(0), signature: emptySigned }
+    expected[71] = true
+    // and the checks are left as they were
+    const before = batch.map((c) => c.data instanceof Uint8Array ? Buffer.from(c.data).toString('hex') : c.data)
+    expect(await verifySignatures(batch)).to.deep.equal(expected)
+    expect(batch.map((c) => c.data instanceof Uint8Array ? Buffer.from(c.data).toString('hex') : c.data)).to.deep.equal(before)
+  })
+
   it('should keep answers apart when batches overlap', async () => {
     const runs = [checks(100), checks(57), checks(240)]
     const answers = await Promise.all(runs.map(async ({ checks: batch }) => await verifySignatures(batch)))
