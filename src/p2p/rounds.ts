@@ -164,27 +164,20 @@ export class SessionRunner {
     // once live, what moves is counted for the long-lived session as well
     let live: LiveStatus | undefined
     const liveTotals = rt.totals.live ?? (rt.totals.live = { sessions: 0, announcementsSent: 0, announcementsReceived: 0, changesSent: 0, changesReceived: 0 })
+    /** Counts changes and bytes that moved one way into the share, the round and, once live, the live session. */
+    const moved = (way: 'Sent' | 'Received') => (n: number, bytes: number): void => {
+      rt.totals[`changes${way}`] += n
+      rt.totals[`bytes${way}`] += bytes
+      progress[way === 'Sent' ? 'sent' : 'received'] += n
+      progress[`bytes${way}`] += bytes
+      if (live !== undefined) {
+        live[`changes${way}`] += n
+        liveTotals[`changes${way}`] += n
+      }
+    }
     const stats: SessionStats = {
-      sent: (n, bytes) => {
-        rt.totals.changesSent += n
-        rt.totals.bytesSent += bytes
-        progress.sent += n
-        progress.bytesSent += bytes
-        if (live !== undefined) {
-          live.changesSent += n
-          liveTotals.changesSent += n
-        }
-      },
-      received: (n, bytes) => {
-        rt.totals.changesReceived += n
-        rt.totals.bytesReceived += bytes
-        progress.received += n
-        progress.bytesReceived += bytes
-        if (live !== undefined) {
-          live.changesReceived += n
-          liveTotals.changesReceived += n
-        }
-      },
+      sent: moved('Sent'),
+      received: moved('Received'),
       liveStarted: () => {
         live = { since: Date.now(), announcementsSent: 0, announcementsReceived: 0, hashesAnnounced: 0, hashesReceived: 0, changesSent: 0, changesReceived: 0 }
         liveTotals.sessions++
