@@ -12,8 +12,9 @@ import { now, round } from './common.js'
 
 /**
  * The primitive bound of one received change, on the bare primitives in this process, one core:
- * Ed25519 verify (libsodium, as the project checks) + SHA-256 of the change bytes + a LevelDB batched put (batches of `batch`, as one want's answer)
- * + AES-256-GCM decrypt + Automerge applyChanges (and, separately, Automerge save of the resulting document).
+ * Ed25519 verify (libsodium's, as the project checks) + SHA-256 of the change bytes + a LevelDB batched put
+ * (batches of `batch`, as one want's answer) + AES-256-GCM decrypt + Automerge applyChanges (and, separately,
+ * Automerge save of the resulting document).
  * With `automerge: false` (changes that are not each a whole document) the Automerge steps are left out: the bound
  * is then verify + hash + put + decrypt, what a receiver pays before any document is materialised.
  */
