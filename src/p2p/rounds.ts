@@ -194,6 +194,10 @@ export class SessionRunner {
           liveTotals.announcementsReceived++
         }
       },
+      reconciling: () => {
+        // only a round (this side initiates) reconciles as initiator: what it covers from here on is fixed (S1)
+        if (partner !== undefined) partner.reconciling = true
+      },
       reconciled: (peerLacks, weLack, bytes) => {
         rt.totals.reconcileBytes += bytes
         progress.toSend = peerLacks

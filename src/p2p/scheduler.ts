@@ -4,8 +4,9 @@
  * without sleeps.
  *
  * Rules (cited where enforced):
- * S1. One round at a time per partner and share; a request while one runs makes exactly one more round after it
- *     (its callers get that round's result).
+ * S1. One round at a time per partner and share. A request while one runs is answered by that round when its
+ *     reconciliation has not begun yet and it succeeds (the round reconciles after the request, so it covers it);
+ *     else the request makes exactly one more round after the running one (its callers get that round's result).
  * S2. A failed round (not a skipped one) backs off: the next automatic round is due after
  *     `min(backoffMax, backoffBase * 2^(failures-1)) * (0.5 + random())`; periodic and live triggers skip a
  *     partner until then, its retry timer runs it. A successful round (either direction) ends the backoff; a
@@ -48,6 +49,8 @@ export interface ScheduledPartner {
   /** While backing off: when the next automatic round is due, ms since the epoch (S2). */
   retryAt?: number
   running?: Promise<ScheduledResult>
+  /** The running round's reconciliation has begun (set by the round, S1). */
+  reconciling?: boolean
   again: boolean
   retryTimer?: unknown
   /** The round this side runs after a connection if the partner starts none (S5). */
@@ -196,12 +199,19 @@ export class RoundScheduler<S extends ScheduledShare<P>, P extends ScheduledPart
   async request (share: S, p: P, options: { signal?: AbortSignal } = {}): Promise<R> {
     if (!this.#started || !this.#c.enabled(share)) return this.#c.notRun(share, p) // (S4)
     if (p.running !== undefined) {
+      if (p.reconciling !== true) {
+        // (S1) a round that has not begun reconciling covers this request, unless it fails
+        const joined = await (p.running as Promise<R>)
+        if (joined.ok || joined.skipped === true) return joined
+        return await this.request(share, p, options)
+      }
       p.again = true
       await p.running.catch(() => {})
       return await ((p.running as Promise<R> | undefined) ?? this.request(share, p, options))
     }
     const run = this.#run(share, p, options).finally(() => {
       p.running = undefined
+      p.reconciling = false
       if (p.again) {
         p.again = false
         void this.request(share, p)
@@ -222,6 +232,7 @@ export class RoundScheduler<S extends ScheduledShare<P>, P extends ScheduledPart
   async #run (share: S, p: P, options: { signal?: AbortSignal }): Promise<R> {
     this.#clock.clearTimeout(p.retryTimer)
     p.retryTimer = undefined
+    p.reconciling = false
     const result = await this.#c.run(share, p, options)
     if (result.ok) {
       this.succeeded(p)

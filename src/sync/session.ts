@@ -65,6 +65,11 @@ export interface SessionStats extends LiveStats {
   sent: (changes: number, bytes: number) => void
   received: (changes: number, bytes: number) => void
   rejected: (code: string, hash: string) => void
+  /**
+   * The initiator is about to reconcile: from here on, what this side's set holds is what the round covers (the
+   * scheduler's S1; the served set has taken up every change stored before this call by then).
+   */
+  reconciling?: () => void
   /** Reconciliation ended: how many changes the peer lacks and how many this side lacks (for progress), and the bytes of its messages. */
   reconciled?: (peerLacks: number, weLack: number, bytes: number) => void
 }
@@ -508,6 +513,12 @@ class SyncSession {
   /** Runs reconciliation until this side's reconciler is done (it knows then what the peer lacks and has). */
   async #reconcile (options: AbortOptions): Promise<void> {
     const reconciler = this.#rec
+    if (this.#init.role === 'initiator') {
+      // a change stored before this point is in the set reconciled: the served set follows the store through its
+      // own queue, which is drained first
+      this.#stats.reconciling?.()
+      await this.#c.served.settled()
+    }
     let out: Uint8Array | null = this.#init.role === 'initiator' ? reconciler.initiate() : null
     while (true) {
       if (out !== null) {

@@ -20,6 +20,8 @@ describe('round scheduler (injected clock)', () => {
   let gates: Array<() => void>
   let scheduler: RoundScheduler<S, P, ScheduledResult>
   let holdRounds: boolean
+  /** A round says its reconciliation began as soon as it starts (as a real one does after its hello). */
+  let reconcileAtOnce: boolean
 
   beforeEach(() => {
     clock = new FakeClock()
@@ -30,11 +32,13 @@ describe('round scheduler (injected clock)', () => {
     connected = true
     gates = []
     holdRounds = false
+    reconcileAtOnce = true
     scheduler = new RoundScheduler<S, P, ScheduledResult>({
       clock,
       random: () => 0.5, // no jitter: delays are exactly base * 2^(failures-1)
-      run: async () => {
+      run: async (_, p) => {
         runs++
+        if (reconcileAtOnce) p.reconciling = true
         if (holdRounds) await new Promise<void>((resolve) => gates.push(resolve))
         return outcomes.shift() ?? { ok: true }
       },
@@ -138,6 +142,49 @@ describe('round scheduler (injected clock)', () => {
     expect(runs).to.equal(2)
     gates.shift()?.()
     await Promise.all([second, third])
+    await flush()
+    expect(runs).to.equal(2)
+  })
+
+  it('should answer requests made before the running round began reconciling with that round (S1)', async () => {
+    holdRounds = true
+    reconcileAtOnce = false
+    outcomes = [{ ok: true }, { ok: false }]
+    const first = scheduler.request(share, partner)
+    await flush()
+    // still dialling or saying hello: the round will reconcile after these requests, so it covers them
+    const joined = [scheduler.request(share, partner), scheduler.request(share, partner)]
+    await flush()
+    expect(runs).to.equal(1)
+    partner.reconciling = true
+    // once it reconciles, a request needs a round of its own after it
+    const late = scheduler.request(share, partner)
+    gates.shift()?.()
+    expect(await first).to.deep.equal({ ok: true })
+    expect(await Promise.all(joined)).to.deep.equal([{ ok: true }, { ok: true }])
+    await flush()
+    expect(runs).to.equal(2)
+    expect(partner.reconciling).to.equal(false) // the new round has not begun reconciling
+    gates.shift()?.()
+    expect(await late).to.deep.equal({ ok: false })
+    await flush()
+    expect(runs).to.equal(2)
+    expect(partner.reconciling).to.equal(false)
+  })
+
+  it('should run one more round for requests that joined a round that then failed (S1)', async () => {
+    holdRounds = true
+    reconcileAtOnce = false
+    outcomes = [{ ok: false }, { ok: true }]
+    const first = scheduler.request(share, partner)
+    await flush()
+    const joined = [scheduler.request(share, partner), scheduler.request(share, partner)]
+    gates.shift()?.()
+    expect(await first).to.deep.equal({ ok: false })
+    await flush()
+    expect(runs).to.equal(2) // one round for both of them
+    gates.shift()?.()
+    expect(await Promise.all(joined)).to.deep.equal([{ ok: true }, { ok: true }])
     await flush()
     expect(runs).to.equal(2)
   })

@@ -60,6 +60,28 @@ describe('two nodes', () => {
     expect(b.node.status('shared')[0].totals.rounds).to.equal(0)
   })
 
+  it('should answer a syncNow made while the connection\'s round has not begun reconciling with that round', async () => {
+    const dbA = await a.tenant.openDB('shared', { defaultKeyId: 'k' })
+    for (let i = 0; i < 20; i++) await dbA.createDocument()
+    await a.node.addShare(shareWith([b]))
+    // b's share dials a, and the dialler runs the connection's round (S5); a syncNow made just after it started
+    // (it is opening its stream then) joins it (S1)
+    const synced = new Promise<Awaited<ReturnType<typeof b.node.syncNow>>>((resolve, reject) => {
+      const off = b.node.events.on((event) => {
+        if (event.type !== 'partner.connected') return
+        off()
+        queueMicrotask(() => { b.node.syncNow('shared').then(resolve, reject) })
+      })
+    })
+    await b.node.addShare(shareWith([a]))
+    const [result] = await synced
+    expect(result.ok, JSON.stringify(result.error)).to.equal(true)
+    // the answer is the connection's round, which moved the 20 changes (not a round run after it that found none)
+    expect(result.result?.received).to.equal(20)
+    const dbB = await b.tenant.openDB('shared')
+    expect(await dbB.getStore().count()).to.equal(20)
+  })
+
   it('should sync incrementally and not re-send anything after a restart of either side', async () => {
     // the round path (with long-lived sessions, a change made while a round runs may also be pushed: see live.spec)
     await a.restart({ live: false })
