@@ -427,6 +427,11 @@ export class InternalError extends MindooError {
   static override readonly code: string = 'INTERNAL'
 }
 
+/** A part the project needs does not load on this machine (libsodium's prebuilt binary, for this platform). */
+export class PlatformUnsupportedError extends MindooError {
+  static override readonly code: string = 'PLATFORM_UNSUPPORTED'
+}
+
 /** Every error class, by code; used to document codes and to map them over RPC. A duplicate code throws at load. */
 export const ERROR_CODES: Readonly<Record<string, ErrorClass>> = errorTable([
   MalformedChangeError, HashMismatchError, InvalidSignatureError, UntrustedAuthorError, WrongPasswordError,
@@ -440,7 +445,7 @@ export const ERROR_CODES: Readonly<Record<string, ErrorClass>> = errorTable([
   RoundsFailedError, StoreCorruptError, BackupCorruptError, BackupVersionError, RestoreTargetNotEmptyError,
   NodeStoppingError, TimeoutError, TooManySessionsError, SessionRefusedError, PeerNotDialledError, StreamError,
   InternalError, EventsCursorStaleError, AuditTamperedError, AuditTornError, DialFailedError, RelayRefusedError,
-  RelayLimitError, NotTextError
+  RelayLimitError, NotTextError, PlatformUnsupportedError
 ])
 
 /** Throws AbortError if the signal is aborted. */

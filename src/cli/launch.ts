@@ -55,6 +55,16 @@ export function unsupportedNodeMessage (version: string): string {
   return `mindoodb: this is Node ${version}, MindooDB needs Node ${MIN_NODE_MAJOR} or newer, and no Node ${MIN_NODE_MAJOR} was found in the package's node_modules: run \`npm ci\` in the checkout, then \`npx mindoodb ...\` (or \`npm exec -- mindoodb ...\`).\n`
 }
 
+/**
+ * The CLI could not load (a part it needs does not load on this machine, e.g. libsodium's prebuilt binary):
+ * writes the error's first line as one sentence and sets the unsupported exit code.
+ */
+export function cannotLoad (err: unknown): void {
+  const message = String((err as Error)?.message ?? err).split('\n')[0]
+  process.stderr.write(`mindoodb: ${message}\n`)
+  process.exitCode = UNSUPPORTED_NODE_EXIT
+}
+
 /** Runs `script` again with `bin`, passes signals on, and ends this process as the child ended. */
 function reexec (bin: string, script: string): void {
   // the IPC channel is how the child learns that this process is gone, however it ended (SIGKILL too)

@@ -19,8 +19,24 @@ import {
   createCipheriv, createDecipheriv, createPrivateKey, createSecretKey, generateKeyPairSync, randomBytes, scrypt,
   type KeyObject
 } from 'node:crypto'
-import sodium from 'sodium-native'
-import { DecryptionError, InvalidKeyFormatError, WrongPasswordError } from '../errors.js'
+import { createRequire } from 'node:module'
+import type SodiumNative from 'sodium-native'
+import { DecryptionError, InvalidKeyFormatError, PlatformUnsupportedError, WrongPasswordError } from '../errors.js'
+
+/**
+ * libsodium, loaded once. Without it nothing can be signed or checked: where its prebuilt binary does not load
+ * (a platform the package has none for), loading this module fails with one PlatformUnsupportedError that says so.
+ */
+const sodium: typeof SodiumNative = loadSodium()
+
+function loadSodium (): typeof SodiumNative {
+  try {
+    return createRequire(import.meta.url)('sodium-native') as typeof SodiumNative
+  } catch (err) {
+    const why = String((err as Error)?.message ?? err).split('\n')[0]
+    throw new PlatformUnsupportedError(`libsodium (the sodium-native package) does not load on ${process.platform}-${process.arch}, and MindooDB signs and checks changes with it: ${why}`, { cause: err })
+  }
+}
 
 export const KEY_BYTES = 32
 const IV_BYTES = 12

@@ -5,7 +5,7 @@
  * to fall back on gets one sentence saying what to run, with a usage exit code, not a stack trace.
  */
 import { spawn, spawnSync } from 'node:child_process'
-import { copyFile, mkdir, readFile, readlink } from 'node:fs/promises'
+import { copyFile, cp, mkdir, readdir, readFile, readlink, symlink, writeFile } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { expect } from 'chai'
@@ -158,9 +158,41 @@ describe('first contact: the pinned Node and what points at it', () => {
     const main = await readFile(CLI, 'utf8')
     expect(main.startsWith('#!/usr/bin/env node\n')).to.equal(true)
     // nothing but the launcher is imported before the version check
-    expect(main.match(/^import .*$/gm)).to.deep.equal(["import { launch } from './launch.js';"])
+    expect(main.match(/^import .*$/gm)).to.deep.equal(["import { cannotLoad, launch } from './launch.js';"])
     const readme = await readFile(join(ROOT, 'README.md'), 'utf8')
     expect(readme).to.include('npx mindoodb')
     expect(readme).to.include('node dist/src/cli/main.js')
+  })
+})
+
+describe('first contact: a machine where libsodium does not load', function () {
+  this.timeout(90_000)
+  let dir: string
+
+  beforeEach(async () => { dir = await tempDir('mindoodb-no-sodium-') })
+  afterEach(async () => { await removeDir(dir) })
+
+  it('should print one sentence naming libsodium and the platform, and exit with the unsupported code', async () => {
+    // a copy of the package whose sodium-native fails to load as it does on a platform without its binary
+    const pkg = join(dir, 'pkg')
+    await cp(join(ROOT, 'dist'), join(pkg, 'dist'), { recursive: true })
+    await mkdir(join(pkg, 'node_modules'))
+    for (const name of await readdir(join(ROOT, 'node_modules'))) {
+      if (name !== 'sodium-native' && name !== '.bin') await symlink(join(ROOT, 'node_modules', name), join(pkg, 'node_modules', name))
+    }
+    const stub = join(pkg, 'node_modules', 'sodium-native')
+    await mkdir(stub)
+    await writeFile(join(stub, 'package.json'), JSON.stringify({ name: 'sodium-native', version: '0.0.0', main: 'index.js' }))
+    await writeFile(join(stub, 'index.js'), "throw new Error('No native build was found for platform=plan9 arch=mips\\nmore detail')\n")
+    for (const args of [['--help'], ['daemon']]) {
+      const r = await run(process.execPath, [join(pkg, 'dist', 'src', 'cli', 'main.js'), ...args])
+      expect(r.code, r.stderr).to.equal(UNSUPPORTED_NODE_EXIT)
+      expect(r.stdout).to.equal('')
+      const lines = r.stderr.trim().split('\n')
+      expect(lines, r.stderr).to.have.length(1)
+      expect(lines[0]).to.match(/^mindoodb: libsodium \(the sodium-native package\) does not load on \w+-\w+/)
+      expect(lines[0]).to.include('No native build was found for platform=plan9 arch=mips')
+      expect(r.stderr).to.not.match(/\n\s+at /)
+    }
   })
 })
