@@ -146,14 +146,22 @@ describe('round scheduler (injected clock)', () => {
     expect(runs).to.equal(2)
   })
 
-  it('should answer requests made before the running round began reconciling with that round (S1)', async () => {
+  /**
+   * Starts a round held before its reconciliation (dialling, saying hello) that ends with `results` in turn, and
+   * makes two requests while it is held.
+   */
+  async function joinBeforeReconciling (results: ScheduledResult[]): Promise<{ first: Promise<ScheduledResult>, joined: Array<Promise<ScheduledResult>> }> {
     holdRounds = true
     reconcileAtOnce = false
-    outcomes = [{ ok: true }, { ok: false }]
+    outcomes = results
     const first = scheduler.request(share, partner)
     await flush()
+    return { first, joined: [scheduler.request(share, partner), scheduler.request(share, partner)] }
+  }
+
+  it('should answer requests made before the running round began reconciling with that round (S1)', async () => {
     // still dialling or saying hello: the round will reconcile after these requests, so it covers them
-    const joined = [scheduler.request(share, partner), scheduler.request(share, partner)]
+    const { first, joined } = await joinBeforeReconciling([{ ok: true }, { ok: false }])
     await flush()
     expect(runs).to.equal(1)
     partner.reconciling = true
@@ -173,12 +181,7 @@ describe('round scheduler (injected clock)', () => {
   })
 
   it('should run one more round for requests that joined a round that then failed (S1)', async () => {
-    holdRounds = true
-    reconcileAtOnce = false
-    outcomes = [{ ok: false }, { ok: true }]
-    const first = scheduler.request(share, partner)
-    await flush()
-    const joined = [scheduler.request(share, partner), scheduler.request(share, partner)]
+    const { first, joined } = await joinBeforeReconciling([{ ok: false }, { ok: true }])
     gates.shift()?.()
     expect(await first).to.deep.equal({ ok: false })
     await flush()
