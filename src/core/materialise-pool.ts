@@ -77,13 +77,13 @@ function workerOf (docId: string, size: number): number {
 }
 
 let pool: MaterialisePool | undefined
+let workers: number | undefined
+let mainBuildDocs = MATERIALISE_MAIN_BUILD_DOCS
 
 /** Materialise workers that could not start or failed since the process started. */
 export function materialiseWorkerFailures (): number {
   return failures
 }
-let workers: number | undefined
-let mainBuildDocs = MATERIALISE_MAIN_BUILD_DOCS
 
 /** Steps of at most `docs` documents build small documents on the calling thread (0: always on the workers). */
 export function setMaterialiseMainBuildDocs (docs: number): void {
