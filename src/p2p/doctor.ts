@@ -34,13 +34,10 @@ export interface PartnerDiagnosis {
   knownAddresses: string[]
   /** How it can be dialled: at a direct address, through a relay (`/p2p-circuit`), both or neither. */
   dialable: { direct: boolean, relayed: boolean }
-  /**
-   * The last round this node started with it, if any: `ok`, `failed`, or `running` (neither a success nor an
-   * error came after its start yet).
-   */
+  /** The last round this node started with it, if any: `ok`, `failed`, or `running` (it has not ended yet). */
   lastRound?: { at: number, result: 'ok' | 'failed' | 'running' }
   lastSuccessAt?: number
-  /** The last error with this partner (rounds it started and sessions it answered). */
+  /** The last error with this partner: of a round this node started, a session the partner started, or a long-lived one. */
   lastError?: { code: string, message: string, at: number }
   /** Consecutive failed rounds, and when the next one is due while backing off. */
   backoff: { failures: number, retryAt?: number }
@@ -112,12 +109,9 @@ function connectionsTo (node: MindooNode, peerId: string): ConnectionInfo[] {
 async function diagnosePartner (node: MindooNode, p: PartnerStatus): Promise<PartnerDiagnosis> {
   const connections = connectionsTo(node, p.peerId)
   const via = connections.length === 0 ? 'none' : connections.every((c) => c.relayed) ? 'relayed' : 'direct'
-  // a round this node started failed when an error came at or after its start, succeeded when a success did
   const known = await knownAddresses(node, p.peerId)
   const at = p.lastRoundAt
-  const lastRound = at === undefined
-    ? undefined
-    : { at, result: (p.lastError?.at ?? -1) >= at ? 'failed' as const : (p.lastSuccessAt ?? -1) >= at ? 'ok' as const : 'running' as const }
+  const lastRound = at === undefined ? undefined : { at, result: p.lastRoundResult ?? 'running' as const }
   return {
     peerId: p.peerId,
     tenantId: p.tenantId,

@@ -106,6 +106,7 @@ export class SessionRunner {
     p.rounds++
     rt.totals.rounds++
     p.lastRoundAt = Date.now()
+    p.lastRoundResult = undefined
     let stream: Stream | undefined
     let via: Connection | undefined // nat: the connection the session runs over
     let progress: RoundProgress | undefined
@@ -130,14 +131,15 @@ export class SessionRunner {
       const result = await session
       p.lag = result.peerLacked
       p.lastSuccessAt = rt.lastSuccessAt = Date.now()
+      p.lastRoundResult = 'ok'
       return { share: rt.config.id, peerId: p.peerId, ok: true, result }
     } catch (err) {
       stream?.abort(err as Error)
       const info = errorInfo(err)
       p.roundsFailed++
       rt.totals.roundsFailed++
-      p.lastError = rt.lastError = { ...info, at: Date.now() }
-      rt.totals.errors[info.code] = (rt.totals.errors[info.code] ?? 0) + 1
+      p.lastRoundResult = 'failed'
+      recordError(rt, p, info)
       this.#log.warn({ share: rt.config.id, peer: p.peerId, code: info.code, err: info.message }, 'sync round failed')
       if (err instanceof SyncRemoteError) {
         this.#c.events.emit({ type: 'session.refused', peerId: p.peerId, share: rt.config.id, direction: 'outbound', code: clip(info.code, 64), message: clip(info.message) })
@@ -301,8 +303,10 @@ export class SessionRunner {
       }
     } catch (err) {
       const info = errorInfo(err)
-      rt.lastError = { ...info, at: Date.now() }
-      rt.totals.errors[info.code] = (rt.totals.errors[info.code] ?? 0) + 1
+      // a partner's failed session shows on the partner (a stranger's never gets here: the gate refused it)
+      const p = rt.partners.get(remote)
+      if (p !== undefined) p.sessionsFailed++
+      recordError(rt, p, info)
       // the session has told the peer why (or torn the stream down) already
       this.#log.warn({ share: rt.config.id, peer: remote, code: info.code, err: info.message }, 'inbound session failed')
     } finally {
@@ -342,8 +346,8 @@ export class SessionRunner {
     ended.then(() => undefined, (err: unknown) => {
       if (!this.#node.started()) return undefined
       const info = errorInfo(err)
-      p.lastError = rt.lastError = { ...info, at: Date.now() }
-      rt.totals.errors[info.code] = (rt.totals.errors[info.code] ?? 0) + 1
+      p.sessionsFailed++
+      recordError(rt, p, info)
       this.#log.warn({ share: rt.config.id, peer: p.peerId, code: info.code, err: info.message }, 'live session failed')
       return undefined
     }).then(() => {
@@ -354,6 +358,13 @@ export class SessionRunner {
       if (!closedHere && this.#node.started() && rt.config.enabled && this.#c.shares.has(rt.config.id)) void this.#c.scheduler.request(rt, p)
     }, () => {})
   }
+}
+
+/** A failed round or session: its error becomes the share's last (and the partner's, when known), counted by code. */
+function recordError (rt: ShareRuntime, p: PartnerState | undefined, info: { code: string, message: string }): void {
+  rt.lastError = { ...info, at: Date.now() }
+  if (p !== undefined) p.lastError = rt.lastError
+  rt.totals.errors[info.code] = (rt.totals.errors[info.code] ?? 0) + 1
 }
 
 /** What a session's runner needs to know about its live phase: it keeps its controller until the phase ends. */

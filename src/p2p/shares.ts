@@ -26,9 +26,15 @@ export interface PartnerStatus {
   dial: boolean
   /** Connected, or to be dialled and with a known address: a round can be run now. */
   reachable: boolean
+  /** Rounds this node started with the partner, and how many of them failed. */
   rounds: number
   roundsFailed: number
+  /** Sessions the partner started (its rounds) and long-lived sessions with it that failed. */
+  sessionsFailed: number
+  /** When the last round this node started began, and how it ended (absent while it runs). */
   lastRoundAt?: number
+  lastRoundResult?: 'ok' | 'failed'
+  /** The last session of any kind with the partner that succeeded, and the last error of any kind. */
   lastSuccessAt?: number
   lastError?: { code: string, message: string, at: number }
   /** Consecutive failures (drives the backoff). */
@@ -250,7 +256,7 @@ export class ShareRegistry {
       const addressKnown = p.addresses !== undefined && p.addresses.length > 0
       partners.set(p.peerId, {
         peerId: p.peerId, tenantId: p.tenant.tenantId, connected: false, dial: p.dial ?? true, reachable: false, addressKnown,
-        rounds: 0, roundsFailed: 0, failures: 0, again: false, peerHas: new Set()
+        rounds: 0, roundsFailed: 0, sessionsFailed: 0, failures: 0, again: false, peerHas: new Set()
       })
       if (p.addresses !== undefined && addressKnown) {
         await this.#c.libp2p().peerStore.merge(peerIdFromString(p.peerId), { multiaddrs: p.addresses.map((a) => multiaddr(a)) })
@@ -304,7 +310,9 @@ export class ShareRegistry {
         reachable: connected(p.peerId) || (p.dial && p.addressKnown),
         rounds: p.rounds,
         roundsFailed: p.roundsFailed,
+        sessionsFailed: p.sessionsFailed,
         lastRoundAt: p.lastRoundAt,
+        lastRoundResult: p.lastRoundResult,
         lastSuccessAt: p.lastSuccessAt,
         lastError: p.lastError,
         failures: p.failures,

@@ -135,6 +135,9 @@ describe('adversary: live pushes (long-lived sessions)', function () {
     await raw.send({ type: 'announce', hashes: [hex(big.hash)], changes: [encodeChange(big)] })
     expect(await reply(raw)).to.deep.include({ type: 'error', code: 'PROTOCOL_ERROR' })
     await waitFor(() => a.node.status('shared')[0].totals.errors.PUSH_LIMIT === 1, 'PUSH_LIMIT to be counted')
+    // on the partner that pushed, as a failed session of its own
+    const sessionsFailed = (): number | undefined => a.node.status('shared')[0].partners.find((p) => p.peerId === m.node.peerId)?.sessionsFailed
+    expect(sessionsFailed()).to.equal(1)
     expect(await dbA.getStore().has(big.hash)).to.equal(false)
     await honestCarriesOn('after PUSH_LIMIT')
 
@@ -154,6 +157,7 @@ describe('adversary: live pushes (long-lived sessions)', function () {
     }
     expect(cutOff).to.deep.include({ type: 'error', code: 'PROTOCOL_ERROR' })
     await waitFor(() => a.node.status('shared')[0].totals.errors.PUSH_FLOOD === 1, 'PUSH_FLOOD to be counted')
+    expect(sessionsFailed()).to.equal(2)
     expect(await dbA.getStore().has(forged.hash)).to.equal(false)
     await honestCarriesOn('after PUSH_FLOOD')
   })

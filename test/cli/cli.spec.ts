@@ -95,7 +95,7 @@ function shareStatus (t: { changesReceived?: number, changesSent?: number, bytes
     direction: 'both',
     filter: 'all',
     servedSetSize: 10,
-    partners: [{ peerId: PEER_B, tenantId: 'bob', connected: true, dial: true, reachable: true, rounds: 1, roundsFailed: 0, failures: 0, lag }],
+    partners: [{ peerId: PEER_B, tenantId: 'bob', connected: true, dial: true, reachable: true, rounds: 1, roundsFailed: 0, sessionsFailed: 0, failures: 0, lag }],
     totals: { changesReceived: 0, changesSent: 0, bytesReceived: 0, bytesSent: 0, reconcileBytes: 0, rejected: {}, rounds: 0, roundsFailed: 0, errors: {}, ...t },
     recentRejections: []
   }
@@ -387,11 +387,14 @@ describe('cli', () => {
     })
 
     it('should list partners with their state', async () => {
-      const partner = { share: 'orders', peerId: PEER_B, tenantId: 'bob', connected: false, rounds: 3, roundsFailed: 1, failures: 1, lag: 7, lastError: { code: 'DIAL_FAILED', message: 'x', at: Date.now() } }
+      const partner = { share: 'orders', peerId: PEER_B, tenantId: 'bob', connected: false, rounds: 3, roundsFailed: 1, sessionsFailed: 0, failures: 1, lag: 7, lastError: { code: 'DIAL_FAILED', message: 'x', at: Date.now() } }
       const h = harness({ 'partners.list': () => ({ partners: [partner] }) })
       expect(await h.run('partners')).to.equal(EXIT.OK)
       expect(h.client.methods()).to.deep.equal(['partners.list'])
       expect(h.out[0]).to.match(/^share orders: bob \S+ not connected, last sync never, lag 7, rounds 3 \(1 failed\), last error DIAL_FAILED/)
+      const opened = harness({ 'partners.list': () => ({ partners: [{ ...partner, sessionsFailed: 2 }] }) })
+      await opened.run('partners')
+      expect(opened.out[0]).to.match(/, rounds 3 \(1 failed\), other sessions failed: 2, last error DIAL_FAILED/)
     })
   })
 

@@ -2,6 +2,7 @@ import { expect } from 'chai'
 import * as varint from 'uint8-varint'
 import type { MindooDB } from '../../src/index.js'
 import type { NodeEvent } from '../../src/p2p/events.js'
+import type { PartnerStatus } from '../../src/p2p/index.js'
 import { encodeFrame } from '../../src/p2p/codec.js'
 import { DEFAULT_MAX_FRAME_BYTES } from '../../src/p2p/constants.js'
 import { decodeChange, encodeChange, type StoreChange } from '../../src/store/change.js'
@@ -92,6 +93,13 @@ describe('hostile peers', function () {
     const ofA = (await dbA.getStore().getChanges(await hashes(dbA))).filter((c) => c.author === own)
     expect(ofA).to.not.have.length(0)
     for (const change of ofA) expect(have.has(change.hash), `B lacks ${change.hash}`).to.equal(true)
+  }
+
+  /** B as A's status shows it. */
+  function partnerBOfA (): PartnerStatus {
+    const p = a.node.status('shared')[0].partners.find((x) => x.peerId === b.node.peerId)
+    if (p === undefined) throw new Error('B is not a partner of A')
+    return p
   }
 
   async function seedA (count = 5): Promise<MindooDB> {
@@ -263,7 +271,14 @@ describe('hostile peers', function () {
         expect(frames(events)).to.have.length(1)
         raw.abort()
         expect(a.node.status('shared')[0].totals.changesSent).to.equal(0)
+        // the failed session shows on the partner that opened it
+        await waitFor(() => partnerBOfA().sessionsFailed === 1, 'A to count the failed session')
+        const failed = partnerBOfA()
+        expect(failed.lastError?.at).to.be.a('number')
         await expectServesB(dbA)
+        const served = partnerBOfA()
+        expect(served.sessionsFailed).to.equal(1)
+        expect(served.lastSuccessAt).to.be.at.least(failed.lastError?.at ?? Infinity)
       })
     }
   })

@@ -9,7 +9,7 @@ export type PartnerView = PartnerStatus & { share: string }
 
 export function formatPartner (p: PartnerStatus): string {
   const err = p.lastError === undefined ? '' : `, last error ${p.lastError.code} ${ago(p.lastError.at)}`
-  return `${p.tenantId} ${p.peerId} ${p.connected ? 'connected' : 'not connected'}, last sync ${ago(p.lastSuccessAt)}, lag ${p.lag ?? '?'}, rounds ${p.rounds} (${p.roundsFailed} failed)${err}`
+  return `${p.tenantId} ${p.peerId} ${p.connected ? 'connected' : 'not connected'}, last sync ${ago(p.lastSuccessAt)}, lag ${p.lag ?? '?'}, rounds ${p.rounds} (${p.roundsFailed} failed)${p.sessionsFailed > 0 ? `, other sessions failed: ${p.sessionsFailed}` : ''}${err}`
 }
 
 export function formatPartners (r: { partners: PartnerView[] }): string {
