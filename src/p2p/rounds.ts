@@ -165,7 +165,6 @@ export class SessionRunner {
     }
     // once live, what moves is counted for the long-lived session as well
     let live: LiveStatus | undefined
-    const liveTotals = rt.totals.live ?? (rt.totals.live = { sessions: 0, announcementsSent: 0, announcementsReceived: 0, changesSent: 0, changesReceived: 0 })
     /** Counts changes and bytes that moved one way into the share, the round and, once live, the live session. */
     const moved = (way: 'Sent' | 'Received') => (n: number, bytes: number): void => {
       rt.totals[`changes${way}`] += n
@@ -174,7 +173,7 @@ export class SessionRunner {
       progress[`bytes${way}`] += bytes
       if (live !== undefined) {
         live[`changes${way}`] += n
-        liveTotals[`changes${way}`] += n
+        rt.totals.live[`changes${way}`] += n
       }
     }
     const stats: SessionStats = {
@@ -182,18 +181,18 @@ export class SessionRunner {
       received: moved('Received'),
       liveStarted: () => {
         live = { since: Date.now(), announcementsSent: 0, announcementsReceived: 0, hashesAnnounced: 0, hashesReceived: 0, changesSent: 0, changesReceived: 0 }
-        liveTotals.sessions++
+        rt.totals.live.sessions++
       },
       announced: (direction, hashes) => {
         if (live === undefined) return
         if (direction === 'sent') {
           live.announcementsSent++
           live.hashesAnnounced += hashes
-          liveTotals.announcementsSent++
+          rt.totals.live.announcementsSent++
         } else {
           live.announcementsReceived++
           live.hashesReceived += hashes
-          liveTotals.announcementsReceived++
+          rt.totals.live.announcementsReceived++
         }
       },
       reconciling: () => {

@@ -159,7 +159,7 @@ export interface ShareRuntime extends ScheduledShare<PartnerState> {
   served: ServedSet
   participants: Set<string>
   partners: Map<string, PartnerState>
-  totals: ShareTotals
+  totals: ShareTotals & { live: LiveTotals }
   sessions: Set<AbortController>
   offGrow: () => void
   recentRejections: Array<{ hash: string, code: string, at: number }>
@@ -321,7 +321,7 @@ export class ShareRegistry {
         current: p.current === undefined ? undefined : { ...p.current },
         live: p.live === undefined ? undefined : { ...p.live.status }
       })),
-      totals: { ...rt.totals, rejected: { ...rt.totals.rejected }, errors: { ...rt.totals.errors }, live: rt.totals.live === undefined ? undefined : { ...rt.totals.live } },
+      totals: { ...rt.totals, rejected: { ...rt.totals.rejected }, errors: { ...rt.totals.errors }, live: { ...rt.totals.live } },
       lastSuccessAt: rt.lastSuccessAt,
       lastError: rt.lastError,
       recentRejections: [...rt.recentRejections]
