@@ -317,7 +317,8 @@ export const WORKER_RESTART_MAX_MS = 60_000
 
 /**
  * Documents each materialise worker keeps built (256), least recently used out first: a document that gets a few
- * changes at a time is then not loaded again on every batch.
+ * changes at a time is then not loaded again on every batch. Only documents that existed before their batch are
+ * kept (see materialise-worker.ts).
  */
 export const MATERIALISE_WORKER_CACHE_DOCS = 256
 
