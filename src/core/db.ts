@@ -386,7 +386,8 @@ export class MindooDB {
    * the changes. Resume from any yielded cursor: no duplicates, no gaps, also after a restart. Deleted
    * documents come out as tombstones; documents this tenant cannot decrypt never come out. Streams: holds
    * one chunk of positions at a time. Documents with no stored change waiting to be applied come out at once;
-   * the others come out at their new positions, after the changes stored before the call are applied.
+   * the others come out at their new positions, after the changes stored before the call are applied (a document
+   * whose change turns out to wait, or is refused, moves to a new position too, unchanged).
    */
   async * iterateChangesSince (cursor: ProcessChangesCursor | null, options: AbortOptions = {}): AsyncGenerator<{ doc: MindooDoc, cursor: ProcessChangesCursor }> {
     this.#checkOpen()

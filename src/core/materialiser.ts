@@ -18,7 +18,8 @@
  * Invariants (cited where they are enforced):
  * 1. A change is applied to its document at most once (the `ap!` set), and only after all its deps, which must
  *    be changes of the same document (else it is refused, invariant 4).
- * 2. Every materialised document has exactly one changefeed entry, at the position of its latest change.
+ * 2. Every materialised document has exactly one changefeed entry, at the position of its latest change (or of
+ *    its latest change taken up and not applied: see #touch).
  * 3. Documents whose key this tenant lacks are never materialised, so never appear in reads or the changefeed.
  * 4. A document's state only ever contains changes under its own key, the first of them its creation.
  * 5. Progress (`appliedSeq`) is written in the same atomic batch as the document states, `ap!` entries and
@@ -549,11 +550,26 @@ export class Materialiser {
   }
 
   /** Refuses a stored change for good (invariant 4): it is never applied, and is reported once. */
-  #refuse (batch: Batch, change: StoreChange, code: string, why: string): false {
+  async #refuse (batch: Batch, change: StoreChange, code: string, why: string): Promise<false> {
     batch.ops.push({ type: 'put', key: 'rj!' + change.hash, value: enc.encode(code) })
     batch.rejected.push({ hash: change.hash, code })
     this.#log.warn({ hash: change.hash, docId: change.docId, code }, why)
+    await this.#touch(batch, change.docId)
     return false
+  }
+
+  /**
+   * A change of a materialised document was taken up and not applied (it waits, or is refused): the document
+   * still moves to the end of the changefeed, as if it had changed (invariant 2 stands: one entry, moved). A walk
+   * of the changefeed skips a document with queued changes, expecting it further on once they are taken up; without
+   * the move, one whose change turns out not to apply would never be met again.
+   */
+  async #touch (batch: Batch, docId: DocId): Promise<void> {
+    if (batch.dirty.has(docId)) return
+    const state = copyState(this.#unwritten?.dirty.get(docId) ?? await this.#cache.load(docId))
+    if (state === undefined) return
+    batch.base.set(docId, { heads: state.meta.heads.join(), from: state.tail.length })
+    batch.dirty.set(docId, state)
   }
 
   async #hasWaiters (): Promise<boolean> {
@@ -576,13 +592,14 @@ export class Materialiser {
     // invariant 3: a document without its key waits, stored
     if (!this.#tenant.keyring.has(change.keyId)) {
       batch.ops.push({ type: 'put', key: `pk!${change.keyId}!${change.hash}`, value: EMPTY })
+      await this.#touch(batch, change.docId)
       return false
     }
     const missing: ChangeHash[] = []
     for (const dep of change.deps) {
       const depDoc = await this.#appliedTo(batch, dep)
       if (depDoc === undefined) missing.push(dep)
-      else if (depDoc !== change.docId) return this.#refuse(batch, change, MalformedChangeError.code, 'change depends on a change of another document')
+      else if (depDoc !== change.docId) return await this.#refuse(batch, change, MalformedChangeError.code, 'change depends on a change of another document')
     }
     for (const dep of missing) {
       this.#waitersOnDisk = true
@@ -591,7 +608,10 @@ export class Materialiser {
       list.push(change.hash)
       batch.waiting.set(dep, list)
     }
-    if (missing.length > 0) return false
+    if (missing.length > 0) {
+      await this.#touch(batch, change.docId)
+      return false
+    }
     // copy on write: readers outside the mutex keep seeing the cached state until the batch is written
     let existing = batch.dirty.get(change.docId)
     if (existing === undefined) {
@@ -601,10 +621,10 @@ export class Materialiser {
     // invariant 4: the verifier checked the key against the id and the creator of a creation; this keeps the
     // state whole also for changes stored before those checks, or by a store without the verifier
     if (existing === undefined && !isCreation(change)) {
-      return this.#refuse(batch, change, MalformedChangeError.code, 'change of a document that was never created')
+      return await this.#refuse(batch, change, MalformedChangeError.code, 'change of a document that was never created')
     }
     if (existing !== undefined && existing.meta.keyId !== change.keyId) {
-      return this.#refuse(batch, change, KeyMismatchError.code, 'change under another key than its document')
+      return await this.#refuse(batch, change, KeyMismatchError.code, 'change under another key than its document')
     }
     const isLocal = local?.hash === change.hash
     let plaintext: Uint8Array
@@ -615,6 +635,7 @@ export class Materialiser {
       // a key version this tenant does not have yet: wait for it like for an unknown key (a payload that no
       // version will ever decrypt, e.g. lifted from another header, waits for good and is never applied)
       batch.ops.push({ type: 'put', key: `pk!${change.keyId}!${change.hash}`, value: EMPTY })
+      await this.#touch(batch, change.docId)
       return false
     }
     const state: DocState = existing ?? {

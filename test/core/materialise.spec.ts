@@ -4,7 +4,7 @@
  */
 import { expect } from 'chai'
 import {
-  createTenantFactory, type MindooDB, type MindooTenant, type StoreChange, type TenantFactory
+  createTenantFactory, type MindooDB, type MindooTenant, type ProcessChangesCursor, type StoreChange, type TenantFactory
 } from '../../src/index.js'
 import * as Automerge from '@automerge/automerge'
 import { availableParallelism } from 'node:os'
@@ -329,6 +329,55 @@ describe('core: materialiser', () => {
     expect(backlogAt.slice(0, 27)).to.deep.equal(new Array(27).fill(3))
     expect(new Set(yielded.slice(27))).to.deep.equal(new Set(changed))
     expect(dbB.getMaterialiseBacklog()).to.equal(0)
+  })
+
+  // a document with a queued change is skipped where it is: the walk expects it further on, once the change is
+  // applied; a change that turns out to wait must not make the walk miss it
+  describe('a document whose queued change turns out to wait', () => {
+    /** `stuck` has a change B stored and cannot apply yet: every document comes out once; `unblock` lets it apply. */
+    async function expectYieldedOnce (ids: string[], stuck: string, unblock: () => Promise<void>, latest: number): Promise<void> {
+      expect(dbB.getMaterialiseBacklog()).to.equal(1)
+      const yielded: string[] = []
+      let cursor: ProcessChangesCursor | null = null
+      for await (const entry of dbB.iterateChangesSince(null)) {
+        yielded.push(entry.doc.getId())
+        cursor = entry.cursor
+      }
+      expect(yielded).to.have.length(30)
+      expect(new Set(yielded)).to.deep.equal(new Set(ids))
+      expect((await dbB.getDocument(stuck)).getData().i).to.equal(ids.indexOf(stuck))
+      // once the change applies, the document comes out again after the cursor, at its latest state
+      await unblock()
+      await dbB.whenMaterialised()
+      const later: string[] = []
+      for await (const { doc } of dbB.iterateChangesSince(cursor)) later.push(doc.getId())
+      expect(later).to.deep.equal([stuck])
+      expect((await dbB.getDocument(stuck)).getData().i).to.equal(latest)
+    }
+
+    async function materialisedOnB (): Promise<{ ids: string[], known: Set<string> }> {
+      const ids = await makeDocs(30)
+      await dbB.receiveChanges(await allChanges(dbA))
+      await dbB.whenMaterialised()
+      return { ids, known: new Set((await allChanges(dbA)).map((c) => c.hash)) }
+    }
+
+    it('for the change it depends on', async () => {
+      const { ids, known } = await materialisedOnB()
+      await dbA.changeDoc(ids[7], (d) => { d.getData().i = -1 })
+      const first = (await allChanges(dbA)).filter((c) => !known.has(c.hash))
+      await dbA.changeDoc(ids[7], (d) => { d.getData().i = -2 })
+      await dbB.getStore().appendMany((await allChanges(dbA)).filter((c) => !known.has(c.hash) && c.hash !== first[0].hash))
+      await expectYieldedOnce(ids, ids[7], async () => { await dbB.receiveChanges(first) }, -2)
+    })
+
+    it('for a version of its key this tenant lacks', async () => {
+      const { ids, known } = await materialisedOnB()
+      const exported = await orgA.rotateNamedKey('k', 'pw')
+      await dbA.changeDoc(ids[12], (d) => { d.getData().i = -3 })
+      await dbB.getStore().appendMany((await allChanges(dbA)).filter((c) => !known.has(c.hash)))
+      await expectYieldedOnce(ids, ids[12], async () => { await orgB.importNamedKey('k', exported, 'pw') }, -3)
+    })
   })
 
   it('should save a snapshot only once a document has enough changes since the last, and reload from the tail', async () => {
