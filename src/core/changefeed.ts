@@ -15,14 +15,15 @@ const dec = new TextDecoder()
 /** Key of a changefeed position (fixed-width hex, so key order is position order). */
 export const feedKey = (seq: number): string => 'feed!' + seq.toString(16).padStart(13, '0')
 
-/** Changefeed entries after position `after`, in order, read a chunk at a time. */
-export async function * feedEntries (state: KV, after: number, options: AbortOptions = {}): AsyncGenerator<{ seq: number, docId: DocId }> {
+/** Changefeed entries after position `after`, in order, a chunk (up to 256) at a time. */
+export async function * feedChunks (state: KV, after: number, options: AbortOptions = {}): AsyncGenerator<Array<{ seq: number, docId: DocId }>> {
   while (true) {
     throwIfAborted(options.signal)
     const entries = await state.iterator({ gt: feedKey(after), lt: 'feed!~', limit: CHUNK }).all()
-    for (const [key, value] of entries) {
-      after = parseInt(key.slice(5), 16)
-      yield { seq: after, docId: dec.decode(value) }
+    const chunk = entries.map(([key, value]) => ({ seq: parseInt(key.slice(5), 16), docId: dec.decode(value) }))
+    if (chunk.length > 0) {
+      after = chunk[chunk.length - 1].seq
+      yield chunk
     }
     if (entries.length < CHUNK) return
   }

@@ -10,7 +10,7 @@ import {
 import { AFTER_DOCS_KEPT } from '../limits.js'
 import type { AbortOptions, AppendManyResult, AppendOnlyStore } from '../store/types.js'
 import { silentLogger, type Logger } from '../util/logger.js'
-import { feedEntries } from './changefeed.js'
+import { feedChunks } from './changefeed.js'
 import { MindooDoc, type DocData } from './doc.js'
 import { applyAll, buildAm, dataOf, DocCache, loadAm, type DocState } from './doc-state.js'
 import { Materialiser, type MaterialiseQueueLimits, type MaterialiseStats } from './materialiser.js'
@@ -399,12 +399,15 @@ export class MindooDB {
     // applying them moves the document to a new position at the end, where the second pass finds it
     for (const ready of [true, false]) {
       if (!ready) await this.whenMaterialised(options)
-      for await (const { seq, docId } of feedEntries(this.#state, from, options)) {
-        from = seq
-        if (ready && this.#mat.pendingFor(docId)) continue
-        const state = await this.#cache.load(docId)
-        if (state === undefined) continue
-        yield { doc: this.#toDoc(docId, state), cursor: { seq, docId } }
+      for await (const chunk of feedChunks(this.#state, from, options)) {
+        const due = ready ? chunk.filter(({ docId }) => !this.#mat.pendingFor(docId)) : chunk
+        // the chunk's states in one read; one the materialiser wrote since is taken from the cache instead
+        const states = await this.#cache.loadMany(due.map(({ docId }) => docId))
+        for (const { seq, docId } of due) {
+          const state = this.#cache.peek(docId) ?? states.get(docId)
+          if (state !== undefined) yield { doc: this.#toDoc(docId, state), cursor: { seq, docId } }
+        }
+        from = chunk[chunk.length - 1].seq
       }
     }
   }

@@ -224,6 +224,27 @@ export class DocCache {
     return state
   }
 
+  /**
+   * The states of several documents (those never materialised left out), read with one batched read for the
+   * ones not cached: for a walk of the changefeed, a chunk at a time.
+   */
+  async loadMany (docIds: DocId[]): Promise<Map<DocId, DocState>> {
+    const out = new Map<DocId, DocState>()
+    const missing: DocId[] = []
+    for (const docId of docIds) {
+      const cached = this.#states.get(docId)
+      if (cached !== undefined) out.set(docId, cached)
+      else missing.push(docId)
+    }
+    if (missing.length === 0) return out
+    const sealed = await this.#c.state.getMany(missing.map((docId) => 'doc!' + docId))
+    missing.forEach((docId, i) => {
+      const record = sealed[i]
+      if (record !== undefined) out.set(docId, unsealState(this.#c.keyring, this.#c.sealKeyId, record))
+    })
+    return out
+  }
+
   /** The record to write for a state. */
   seal (state: DocState): Uint8Array {
     return sealState(this.#c.keyring, this.#c.sealKeyId, state)
@@ -235,6 +256,11 @@ export class DocCache {
    */
   async read (key: string): Promise<Uint8Array | undefined> {
     return this.#syncReads ? this.#c.state.getSync(key) : await this.#c.state.get(key)
+  }
+
+  /** The cached state, if any, without making it the most recently used. */
+  peek (docId: DocId): DocState | undefined {
+    return this.#states.get(docId)
   }
 
   set (docId: DocId, state: DocState): void {
