@@ -71,7 +71,7 @@ export function countingChannel (inner: MessageChannel, count: ChannelCount): Me
 
 /** The parts of a session's components that a serve-only session never touches. */
 export const NO_DB = { getStore: () => ({}) } as unknown as MindooDB
-export const NO_SERVED = { includes: () => false } as unknown as ServedSet
+export const NO_SERVED = { includes: () => false, settled: async () => {} } as unknown as ServedSet
 
 export interface ReconcileRow {
   n: number
@@ -172,6 +172,8 @@ export async function benchReconcileP2P (sizes: number[], diffs: number[], socke
         const { set: setB, onlyBase: onlyA, onlyCopy: onlyB } = withDifferences(setA, timestamps, ids, d, next)
         responderSet = setB
         responderDone = Promise.withResolvers()
+        // a failed responder fails the initiator's session too, which reports it: this one is awaited only after
+        responderDone.promise.catch(() => {})
         const count: ChannelCount = { sent: {} }
         let initiator: ReconcileSession | undefined
         gc()
