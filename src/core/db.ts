@@ -401,10 +401,12 @@ export class MindooDB {
       if (!ready) await this.whenMaterialised(options)
       for await (const chunk of feedChunks(this.#state, from, options)) {
         const due = ready ? chunk.filter(({ docId }) => !this.#mat.pendingFor(docId)) : chunk
-        // the chunk's states in one read; one the materialiser wrote since is taken from the cache instead
-        const states = await this.#cache.loadMany(due.map(({ docId }) => docId))
+        // the records of the chunk's documents not cached, in one read, each opened when its turn comes (a reader
+        // may stop early); a state cached by then is the newer one, and one cached before and dropped since is read
+        const records = await this.#cache.recordsOf(due.map(({ docId }) => docId))
         for (const { seq, docId } of due) {
-          const state = this.#cache.peek(docId) ?? states.get(docId)
+          const record = records.get(docId)
+          const state = this.#cache.peek(docId) ?? (record !== undefined ? this.#cache.unseal(record) : await this.#cache.load(docId))
           if (state !== undefined) yield { doc: this.#toDoc(docId, state), cursor: { seq, docId } }
         }
         from = chunk[chunk.length - 1].seq

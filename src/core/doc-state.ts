@@ -219,30 +219,29 @@ export class DocCache {
     if (cached !== undefined) return cached
     const sealed = await this.read('doc!' + docId)
     if (sealed === undefined) return undefined
-    const state = unsealState(this.#c.keyring, this.#c.sealKeyId, sealed)
+    const state = this.unseal(sealed)
     this.set(docId, state)
     return state
   }
 
   /**
-   * The states of several documents (those never materialised left out), read with one batched read for the
-   * ones not cached: for a walk of the changefeed, a chunk at a time.
+   * The sealed records of the documents not cached now (those never materialised left out), read with one batched
+   * read: for a walk of the changefeed, a chunk at a time. `unseal` opens one when it is needed.
    */
-  async loadMany (docIds: DocId[]): Promise<Map<DocId, DocState>> {
-    const out = new Map<DocId, DocState>()
-    const missing: DocId[] = []
-    for (const docId of docIds) {
-      const cached = this.#states.get(docId)
-      if (cached !== undefined) out.set(docId, cached)
-      else missing.push(docId)
-    }
+  async recordsOf (docIds: DocId[]): Promise<Map<DocId, Uint8Array>> {
+    const missing = docIds.filter((docId) => !this.#states.has(docId))
+    const out = new Map<DocId, Uint8Array>()
     if (missing.length === 0) return out
     const sealed = await this.#c.state.getMany(missing.map((docId) => 'doc!' + docId))
     missing.forEach((docId, i) => {
       const record = sealed[i]
-      if (record !== undefined) out.set(docId, unsealState(this.#c.keyring, this.#c.sealKeyId, record))
+      if (record !== undefined) out.set(docId, record)
     })
     return out
+  }
+
+  unseal (record: Uint8Array): DocState {
+    return unsealState(this.#c.keyring, this.#c.sealKeyId, record)
   }
 
   /** The record to write for a state. */
