@@ -291,21 +291,19 @@ export class SessionRunner {
     const slot: SessionSlot = { controller, live: false }
     rt.sessions.add(controller)
     try {
-      const result = await this.#runSession(rt, rt.partners.get(remote), channel, 'responder', peerMaxFrameBytes, capabilities, slot, AbortSignal.any([controller.signal, this.#node.stopping()]), connection)
-      const p = rt.partners.get(remote)
-      if (p !== undefined) {
-        p.lastSuccessAt = rt.lastSuccessAt = Date.now()
-        p.lag = result.peerLacked
+      const result = await this.#runSession(rt, partner, channel, 'responder', peerMaxFrameBytes, capabilities, slot, AbortSignal.any([controller.signal, this.#node.stopping()]), connection)
+      if (partner !== undefined) {
+        partner.lastSuccessAt = rt.lastSuccessAt = Date.now()
+        partner.lag = result.peerLacked
         // a session that worked (both ways: it moves changes in both directions) ends this partner's backoff;
         // otherwise live rounds to it stay suppressed until the retry timer fires (up to backoffMaxMs)
-        this.#c.scheduler.succeeded(p)
+        this.#c.scheduler.succeeded(partner)
       }
     } catch (err) {
       const info = errorInfo(err)
-      // a partner's failed session shows on the partner (a stranger's never gets here: the gate refused it)
-      const p = rt.partners.get(remote)
-      if (p !== undefined) p.sessionsFailed++
-      recordError(rt, p, info)
+      // a partner's failed session shows on the partner; a participant that is not one counts on the share only
+      if (partner !== undefined) partner.sessionsFailed++
+      recordError(rt, partner, info)
       // the session has told the peer why (or torn the stream down) already
       this.#log.warn({ share: rt.config.id, peer: remote, code: info.code, err: info.message }, 'inbound session failed')
     } finally {
