@@ -268,6 +268,12 @@ export const MATERIALISE_QUEUE_MAX_BYTES = 64 * 1024 * 1024
 /** Changes the background materialiser takes up per step before it lets reads and writes in (2,048). */
 export const MATERIALISE_STEP_CHANGES = 2_048
 
+/**
+ * A walk of the changefeed that meets a backlog takes it up this many changes at a time (8,192), yielding what each
+ * step brought up to date before the next: a reader sees documents while a long backlog is being applied.
+ */
+export const CHANGEFEED_STEP_CHANGES = 8_192
+
 /** Document states kept in memory, least recently used out first (512). */
 export const MATERIALISE_CACHE_DOCS = 512
 

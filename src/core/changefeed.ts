@@ -4,9 +4,22 @@
  * `iterateChangesSince` walks it in position order, in bounded chunks.
  */
 import { throwIfAborted } from '../errors.js'
+import { CHANGEFEED_STEP_CHANGES } from '../limits.js'
 import type { DocId } from '../store/change.js'
 import type { AbortOptions } from '../store/types.js'
 import type { KV } from './types.js'
+
+let stepChanges = CHANGEFEED_STEP_CHANGES
+
+/** Sets the changes a walk takes up between its walks (for tests; the default is CHANGEFEED_STEP_CHANGES). */
+export function setChangefeedStep (changes: number): void {
+  if (!Number.isSafeInteger(changes) || changes < 1) throw new TypeError('changes must be a positive integer')
+  stepChanges = changes
+}
+
+export function changefeedStep (): number {
+  return stepChanges
+}
 
 /** Entries read per step of a walk. */
 const CHUNK = 256

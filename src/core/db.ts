@@ -10,7 +10,7 @@ import {
 import { AFTER_DOCS_KEPT } from '../limits.js'
 import type { AbortOptions, AppendManyResult, AppendOnlyStore } from '../store/types.js'
 import { silentLogger, type Logger } from '../util/logger.js'
-import { feedChunks } from './changefeed.js'
+import { changefeedStep, feedChunks } from './changefeed.js'
 import { MindooDoc, type DocData } from './doc.js'
 import { applyAll, buildAm, dataOf, DocCache, loadAm, type DocState } from './doc-state.js'
 import { Materialiser, type MaterialiseQueueLimits, type MaterialiseStats } from './materialiser.js'
@@ -386,31 +386,42 @@ export class MindooDB {
    * the changes. Resume from any yielded cursor: no duplicates, no gaps, also after a restart. Deleted
    * documents come out as tombstones; documents this tenant cannot decrypt never come out. Streams: holds
    * one chunk of positions at a time. Documents with no stored change waiting to be applied come out at once;
-   * the others come out at their new positions, after the changes stored before the call are applied (a document
-   * whose change turns out to wait, or is refused, moves to a new position too, unchanged).
+   * the others come out at their new positions as the changes stored before the call are applied, a step of
+   * `CHANGEFEED_STEP_CHANGES` at a time (a document whose change turns out to wait, or is refused, moves to a new
+   * position too, unchanged).
    */
   async * iterateChangesSince (cursor: ProcessChangesCursor | null, options: AbortOptions = {}): AsyncGenerator<{ doc: MindooDoc, cursor: ProcessChangesCursor }> {
     this.#checkOpen()
     if (cursor !== null && (typeof cursor !== 'object' || !Number.isSafeInteger(cursor.seq) || cursor.seq < 0)) {
       throw new InvalidArgumentError('cursor must be null or a cursor yielded by iterateChangesSince')
     }
-    let from = cursor?.seq ?? 0
-    // first what is up to date: an entry whose document has changes waiting is not its latest state, and
-    // applying them moves the document to a new position at the end, where the second pass finds it
-    for (const ready of [true, false]) {
-      if (!ready) await this.whenMaterialised(options)
-      for await (const chunk of feedChunks(this.#state, from, options)) {
-        const due = ready ? chunk.filter(({ docId }) => !this.#mat.pendingFor(docId)) : chunk
-        // the records of the chunk's documents not cached, in one read, each opened when its turn comes (a reader
-        // may stop early); a state cached by then is the newer one, and one cached before and dropped since is read
-        const records = await this.#cache.recordsOf(due.map(({ docId }) => docId))
-        for (const { seq, docId } of due) {
-          const record = records.get(docId)
-          const state = this.#cache.peek(docId) ?? (record !== undefined ? this.#cache.unseal(record) : await this.#cache.load(docId))
-          if (state !== undefined) yield { doc: this.#toDoc(docId, state), cursor: { seq, docId } }
-        }
-        from = chunk[chunk.length - 1].seq
+    const at = { seq: cursor?.seq ?? 0 }
+    // first what is up to date; then, after each step of the backlog stored before the walks began, what that
+    // step brought up to date; once that backlog is applied, everything from where the walks got to. A document
+    // with changes waiting is skipped where it is: taking them up moves it to a new position further on, where a
+    // later walk meets it (also when they turn out not to apply: see Materialiser #touch)
+    yield * this.#walkFeed(at, true, options)
+    const upTo = this.#store.getLastSeq()
+    while (this.#mat.appliedSeq < upTo && this.#mat.backlog() > 0) {
+      await this.#mat.mutex.run(async () => { await this.#mat.catchUp(options, upTo, changefeedStep()) })
+      yield * this.#walkFeed(at, true, options)
+    }
+    yield * this.#walkFeed(at, false, options)
+  }
+
+  /** The changefeed after `at.seq`, moving `at` along; documents with changes waiting skipped when `skipPending`. */
+  async * #walkFeed (at: { seq: number }, skipPending: boolean, options: AbortOptions): AsyncGenerator<{ doc: MindooDoc, cursor: ProcessChangesCursor }> {
+    for await (const chunk of feedChunks(this.#state, at.seq, options)) {
+      const due = skipPending ? chunk.filter(({ docId }) => !this.#mat.pendingFor(docId)) : chunk
+      // the records of the chunk's documents not cached, in one read, each opened when its turn comes (a reader
+      // may stop early); a state cached by then is the newer one, and one cached before and dropped since is read
+      const records = await this.#cache.recordsOf(due.map(({ docId }) => docId))
+      for (const { seq, docId } of due) {
+        const record = records.get(docId)
+        const state = this.#cache.peek(docId) ?? (record !== undefined ? this.#cache.unseal(record) : await this.#cache.load(docId))
+        if (state !== undefined) yield { doc: this.#toDoc(docId, state), cursor: { seq, docId } }
       }
+      at.seq = chunk[chunk.length - 1].seq
     }
   }
 

@@ -9,7 +9,8 @@ import {
 import * as Automerge from '@automerge/automerge'
 import { availableParallelism } from 'node:os'
 import { setMaterialiseMainBuildDocs, setMaterialiseWorkers } from '../../src/core/materialise-pool.js'
-import { MATERIALISE_MAIN_BUILD_DOCS, MATERIALISE_SNAPSHOT_AFTER_CHANGES } from '../../src/limits.js'
+import { CHANGEFEED_STEP_CHANGES, MATERIALISE_MAIN_BUILD_DOCS, MATERIALISE_SNAPSHOT_AFTER_CHANGES } from '../../src/limits.js'
+import { setChangefeedStep } from '../../src/core/changefeed.js'
 import { Level } from 'level'
 import { tenantPaths } from '../../src/core/factory.js'
 import { TEST_KDF, testFactory, twoTenantsSharingKey } from '../utils/tmp.js'
@@ -329,6 +330,30 @@ describe('core: materialiser', () => {
     expect(backlogAt.slice(0, 27)).to.deep.equal(new Array(27).fill(3))
     expect(new Set(yielded.slice(27))).to.deep.equal(new Set(changed))
     expect(dbB.getMaterialiseBacklog()).to.equal(0)
+  })
+
+  it('should yield documents while the backlog is taken up, a step at a time, each once', async () => {
+    const ids = await makeDocs(40)
+    // stored document by document, each one's creation first: a step of 16 changes brings 8 documents up to date
+    const order = (c: StoreChange): number => ids.indexOf(c.docId) * 2 + c.deps.length
+    await dbB.getStore().appendMany((await allChanges(dbA)).sort((x, y) => order(x) - order(y)))
+    setChangefeedStep(16)
+    try {
+      const yielded: string[] = []
+      const backlogAt: number[] = []
+      for await (const { doc } of dbB.iterateChangesSince(null)) {
+        yielded.push(doc.getId())
+        backlogAt.push(dbB.getMaterialiseBacklog())
+        expect(doc.getData().i).to.equal(ids.indexOf(doc.getId()))
+      }
+      expect(yielded).to.have.length(40)
+      expect(new Set(yielded)).to.deep.equal(new Set(ids))
+      // the first eight came out after one step of 16 of the 80 changes, not after all of them
+      expect(backlogAt.slice(0, 8)).to.deep.equal(new Array(8).fill(80 - 16))
+      expect(dbB.getMaterialiseBacklog()).to.equal(0)
+    } finally {
+      setChangefeedStep(CHANGEFEED_STEP_CHANGES)
+    }
   })
 
   // a document with a queued change is skipped where it is: the walk expects it further on, once the change is
