@@ -409,9 +409,14 @@ export class MindooDB {
     yield * this.#walkFeed(at, false, options)
   }
 
-  /** The changefeed after `at.seq`, moving `at` along; documents with changes waiting skipped when `skipPending`. */
+  /**
+   * The changefeed after `at.seq`, moving `at` along. With `skipPending`, documents with changes waiting are skipped,
+   * and the walk stops where the materialiser cannot tell which those are (its queue does not hold the whole
+   * backlog): skipping every document there would skip ones that never move again.
+   */
   async * #walkFeed (at: { seq: number }, skipPending: boolean, options: AbortOptions): AsyncGenerator<{ doc: MindooDoc, cursor: ProcessChangesCursor }> {
     for await (const chunk of feedChunks(this.#state, at.seq, options)) {
+      if (skipPending && !this.#mat.knowsPending()) return
       const due = skipPending ? chunk.filter(({ docId }) => !this.#mat.pendingFor(docId)) : chunk
       // the records of the chunk's documents not cached, in one read, each opened when its turn comes (a reader
       // may stop early); a state cached by then is the newer one, and one cached before and dropped since is read

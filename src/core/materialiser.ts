@@ -237,6 +237,14 @@ export class Materialiser {
     return !this.#queueWhole || this.#byDoc.has(docId) || this.#inStep.has(docId)
   }
 
+  /**
+   * True when `pendingFor` tells documents apart: nothing waits, or every waiting change is in the queue. Else it
+   * says every document is pending, those with nothing waiting too.
+   */
+  knowsPending (): boolean {
+    return this.#queueWhole || (this.backlog() === 0 && this.#inStep.size === 0)
+  }
+
   stats (): MaterialiseStats {
     return { backlog: this.backlog(), ...this.#stats }
   }

@@ -472,6 +472,29 @@ describe('core: materialiser', () => {
     expect(new Set(await feedIds(dbB))).to.deep.equal(new Set([...ids, big.getId()]))
   })
 
+  it('should yield every document also while the backlog overflows the queue (nothing is known to be up to date)', async () => {
+    const ids = await makeDocs(30)
+    await factory.close()
+    factory = await createTenantFactory({ dataDir, keyWrapping: TEST_KDF, materialiseQueue: { changes: 12, bytes: 1 << 20 } })
+    orgA = await factory.openTenant('org-a')
+    dbA = await orgA.openDB('src')
+    dbB = await (await factory.openTenant('org-b')).openDB('dst')
+    await dbB.receiveChanges(await allChanges(dbA))
+    await dbB.whenMaterialised()
+    // 20 changes of 10 documents wait, more than the queue holds: the 20 other documents have nothing waiting
+    const known = new Set((await allChanges(dbA)).map((c) => c.hash))
+    for (const id of ids.slice(0, 10)) {
+      await dbA.changeDoc(id, (d) => { d.getData().i = -1 })
+      await dbA.changeDoc(id, (d) => { d.getData().i = -2 })
+    }
+    await dbB.getStore().appendMany((await allChanges(dbA)).filter((c) => !known.has(c.hash)))
+    expect(dbB.getMaterialiseBacklog()).to.equal(20)
+    const yielded = await feedIds(dbB)
+    expect(yielded).to.have.length(30)
+    expect(new Set(yielded)).to.deep.equal(new Set(ids))
+    for (const id of ids.slice(0, 10)) expect((await dbB.getDocument(id)).getData().i).to.equal(-2)
+  })
+
   it('should build a document of a live-sized step here and apply its next changes to it without a worker', async () => {
     const doc = await dbA.createDocument()
     const sent = new Set<string>()
