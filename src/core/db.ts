@@ -388,7 +388,8 @@ export class MindooDB {
    * one chunk of positions at a time. Documents with no stored change waiting to be applied come out at once;
    * the others come out at their new positions as the changes stored before the call are applied, a step of
    * `CHANGEFEED_STEP_CHANGES` at a time (a document whose change turns out to wait, or is refused, moves to a new
-   * position too, unchanged).
+   * position too, unchanged). While more changes wait than the materialiser's queue holds, which documents have
+   * nothing waiting is not known: all come out once the backlog stored before the call is applied.
    */
   async * iterateChangesSince (cursor: ProcessChangesCursor | null, options: AbortOptions = {}): AsyncGenerator<{ doc: MindooDoc, cursor: ProcessChangesCursor }> {
     this.#checkOpen()
