@@ -211,7 +211,6 @@ export class RoundScheduler<S extends ScheduledShare<P>, P extends ScheduledPart
     }
     const run = this.#run(share, p, options).finally(() => {
       p.running = undefined
-      p.reconciling = false
       if (p.again) {
         p.again = false
         void this.request(share, p)
@@ -232,7 +231,7 @@ export class RoundScheduler<S extends ScheduledShare<P>, P extends ScheduledPart
   async #run (share: S, p: P, options: { signal?: AbortSignal }): Promise<R> {
     this.#clock.clearTimeout(p.retryTimer)
     p.retryTimer = undefined
-    p.reconciling = false
+    p.reconciling = false // (S1) until this round begins reconciling
     const result = await this.#c.run(share, p, options)
     if (result.ok) {
       this.succeeded(p)
